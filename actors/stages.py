@@ -1,0 +1,300 @@
+"""The five pipeline stages as plain classes: validate, reserve number, unit-sign,
+fiscal countersign, archive.
+
+Each stage takes and returns a whole batch. They hold their own connections
+(asyncpg pools, gRPC channels) opened lazily in the event loop they run in, so
+the same class runs inside a Ray actor or directly in a test. Ray itself is only
+touched by actors.pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+import asyncpg
+import grpc
+
+from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
+from engine.model import BillInput, BillStatus, Catalog, ValidBill
+from engine.pipeline import Item, Work, error_item, finish, map_work
+from engine.sm2 import VerifyingKey
+from engine.validation import check
+from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
+from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
+from storage import bills as bill_store
+from storage.catalog import load_catalog
+from storage.db import connect_pool
+from storage.errors import is_retryable, translate
+
+__all__ = ["ArchiveStage", "CountersignStage", "ReserveStage", "UnitSignStage", "ValidateStage"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CATALOG_TTL_S = 5.0
+DB_ATTEMPTS = 4
+
+
+async def _with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a whole-transaction step again when the database failed in a way that
+    left nothing written (connection loss, serialization failure)."""
+    delay = 0.05
+    for attempt in range(DB_ATTEMPTS):
+        try:
+            return await fn()
+        except Exception as exc:
+            if attempt == DB_ATTEMPTS - 1 or not is_retryable(exc):
+                log.exception("database step failed")
+                raise translate(exc) from exc
+            log.warning("database step failed (%s), retrying", type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay *= 4
+    raise AssertionError("unreachable")
+
+
+class _Timed:
+    """Keeps simple per-stage counters a caller can read (metrics are scraped from
+    the driver, which asks each stage for these)."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.items = 0
+        self.busy_s = 0.0
+
+    def record(self, n: int, started: float) -> None:
+        self.batches += 1
+        self.items += n
+        self.busy_s += time.perf_counter() - started
+
+    def stats(self) -> dict[str, float]:
+        return {"batches": self.batches, "items": self.items, "busy_s": self.busy_s}
+
+
+class _DbStage(_Timed):
+    def __init__(self, database_url: str, pool_size: int = 4) -> None:
+        super().__init__()
+        self._url = database_url
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await connect_pool(self._url, size=self._pool_size, migrate=False)
+        return self._pool
+
+
+class ValidateStage(_DbStage):
+    """Checks each request against the rules and the unit's reference data."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url, pool_size=1)
+        self._catalog: Catalog | None = None
+        self._loaded_at = 0.0
+
+    async def catalog(self) -> Catalog:
+        if self._catalog is None or time.monotonic() - self._loaded_at > CATALOG_TTL_S:
+            pool = await self.pool()
+            self._catalog = await _with_db_retry(lambda: load_catalog(pool))
+            self._loaded_at = time.monotonic()
+        return self._catalog
+
+    async def run(self, bills: Sequence[BillInput]) -> list[ValidBill | EbillError]:
+        started = time.perf_counter()
+        try:
+            catalog = await self.catalog()
+        except EbillError as exc:
+            return [exc] * len(bills)
+        out: list[ValidBill | EbillError] = []
+        for b in bills:
+            result = check(b, catalog)
+            out.append(InvalidArgument.from_errors(result) if isinstance(result, list) else result)
+        self.record(len(bills), started)
+        return out
+
+
+class ReserveStage(_DbStage):
+    """Leases bill numbers and stores the bill rows, one transaction per batch."""
+
+    async def run(self, items: Sequence[ValidBill | EbillError]) -> list[Item]:
+        started = time.perf_counter()
+        valid = [(i, it) for i, it in enumerate(items) if isinstance(it, ValidBill)]
+        out: list[Item] = [
+            it if isinstance(it, EbillError) else Unavailable("not reserved") for it in items
+        ]
+        if valid:
+            pool = await self.pool()
+            try:
+                reserved = await _with_db_retry(lambda: bill_store.reserve(pool, valid))
+            except EbillError as exc:
+                reserved = dict.fromkeys((i for i, _ in valid), exc)
+            for i, it in reserved.items():
+                out[i] = it
+        self.record(len(items), started)
+        return out
+
+
+class UnitSignStage(_Timed):
+    """Has the hospital's signing server (HSM) sign the canonical bytes, one call per batch."""
+
+    def __init__(self, signer_addr: str, key_id: str, timeout_s: float = 10.0) -> None:
+        super().__init__()
+        self._addr = signer_addr
+        self._key_id = key_id
+        self._timeout = timeout_s
+        self._stub: signer_pb2_grpc.SignerStub | None = None
+
+    def stub(self) -> signer_pb2_grpc.SignerStub:
+        if self._stub is None:
+            self._stub = signer_pb2_grpc.SignerStub(grpc.aio.insecure_channel(self._addr))
+        return self._stub
+
+    async def run(self, items: Sequence[Item]) -> list[Item]:
+        started = time.perf_counter()
+        todo = [w for w in items if isinstance(w, Work) and w.needs_unit_signature]
+        if not todo:
+            return list(items)
+        try:
+            resp = await self.stub().SignBatch(
+                signer_pb2.SignBatchRequest(key_id=self._key_id, data=[w.canonical for w in todo]),
+                timeout=self._timeout,
+            )
+            sigs = dict(zip((w.bill_id for w in todo), resp.signatures, strict=True))
+            out = map_work(
+                items,
+                lambda w: replace(w, unit_signature=sigs[w.bill_id]) if w.bill_id in sigs else w,
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("signing server failed: %s", exc.code())
+            reason = f"signing server unavailable ({exc.code().name})"
+            out = map_work(
+                items, lambda w: replace(w, deferred=reason) if w.needs_unit_signature else w
+            )
+        self.record(len(todo), started)
+        return out
+
+
+class CountersignStage(_Timed):
+    """Has the fiscal platform verify and countersign (监制), one call per batch."""
+
+    def __init__(self, fiscal_addr: str, timeout_s: float = 10.0) -> None:
+        super().__init__()
+        self._addr = fiscal_addr
+        self._timeout = timeout_s
+        self._stub: fiscal_pb2_grpc.FiscalPlatformStub | None = None
+
+    def stub(self) -> fiscal_pb2_grpc.FiscalPlatformStub:
+        if self._stub is None:
+            self._stub = fiscal_pb2_grpc.FiscalPlatformStub(grpc.aio.insecure_channel(self._addr))
+        return self._stub
+
+    async def run(self, items: Sequence[Item]) -> list[Item]:
+        started = time.perf_counter()
+        todo = [w for w in items if isinstance(w, Work) and w.needs_countersign]
+        if not todo:
+            return list(items)
+        request = fiscal_pb2.CountersignBatchRequest(
+            items=[
+                fiscal_pb2.CountersignItem(
+                    unit_code=w.unit_code, bill_code=w.bill_code, bill_no=w.bill_no,
+                    check_code=w.check_code, total_fen=w.total_fen, canonical=w.canonical,
+                    unit_signature=w.unit_signature,
+                )
+                for w in todo
+            ]
+        )
+        try:
+            resp = await self.stub().CountersignBatch(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("fiscal platform failed: %s", exc.code())
+            reason = f"fiscal platform unavailable ({exc.code().name})"
+            out = map_work(items, lambda w: replace(w, deferred=reason) if w.needs_countersign else w)
+            self.record(len(todo), started)
+            return out
+        results = {(r.bill_code, r.bill_no): r for r in resp.results}
+
+        def apply(w: Work) -> Item:
+            r = results.get((w.bill_code, w.bill_no))
+            if r is None or not w.needs_countersign:
+                return w
+            if not r.ok:
+                return replace(w, deferred=f"fiscal platform rejected: {r.error_code} {r.error_message}")
+            return replace(
+                w,
+                unit_signature=r.unit_signature or w.unit_signature,
+                fiscal_signature=r.fiscal_signature,
+                countersigned_at=r.countersigned_at,
+            )
+
+        out = map_work(items, apply)
+        self.record(len(todo), started)
+        return out
+
+
+class ArchiveStage(_DbStage):
+    """Checks the countersignature and archives the final e-bills, one statement per batch."""
+
+    def __init__(self, database_url: str, fiscal_addr: str, verify_fiscal: bool = True) -> None:
+        super().__init__(database_url)
+        self._fiscal_addr = fiscal_addr
+        self._verify = verify_fiscal
+        self._fiscal_key: VerifyingKey | None = None
+
+    async def fiscal_key(self) -> VerifyingKey:
+        if self._fiscal_key is None:
+            async with grpc.aio.insecure_channel(self._fiscal_addr) as ch:
+                resp = await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
+                    fiscal_pb2.GetPublicKeyRequest(), timeout=10
+                )
+            self._fiscal_key = VerifyingKey(resp.public_key)
+        return self._fiscal_key
+
+    async def run(self, items: Sequence[Item]) -> list[Item]:
+        started = time.perf_counter()
+        if self._verify and any(isinstance(w, Work) and w.fiscal_signature for w in items):
+            try:
+                key = await self.fiscal_key()
+            except grpc.aio.AioRpcError:
+                key = None
+
+            def check_fiscal(w: Work) -> Item:
+                if not w.fiscal_signature or w.status is BillStatus.ISSUED:
+                    # Nothing new to check: verified when it was first archived.
+                    return w
+                if key is None:
+                    return replace(w, fiscal_signature=b"", deferred="fiscal key unavailable")
+                if not key.verify(w.countersign_message, w.fiscal_signature):
+                    log.error("bad fiscal countersignature on %s/%s", w.bill_code, w.bill_no)
+                    return replace(w, fiscal_signature=b"", deferred="fiscal countersignature invalid")
+                return w
+
+            items = map_work(items, check_fiscal)
+        out = map_work(items, finish)
+        works = [w for w in out if isinstance(w, Work)]
+        if works:
+            pool = await self.pool()
+            try:
+                await _with_db_retry(lambda: bill_store.archive(pool, works))
+            except EbillError as exc:
+                out = [exc if isinstance(it, Work) else it for it in out]
+        self.record(len(works), started)
+        return out
+
+
+def outcome_error(w: Work) -> EbillError | None:
+    """The error an unfinished bill reports to its caller, if any."""
+    if w.status is BillStatus.RESERVED:
+        return Unavailable(
+            f"{w.deferred or 'not signed'}: bill {w.bill_code}/{w.bill_no} is held for bus_no "
+            f"{w.bus_no}; send the same request again to complete it"
+        )
+    if w.deferred.startswith("fiscal platform rejected") or "invalid" in w.deferred:
+        return FailedPrecondition(w.deferred)
+    return None
+
+
+__all__ += ["error_item", "outcome_error"]

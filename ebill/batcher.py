@@ -1,0 +1,98 @@
+"""Micro-batching: single-bill RPCs and batch RPCs share pipeline batches.
+
+A lone request waits at most ``linger`` for company; a full batch leaves at
+once. At most ``max_inflight`` batches are in the pipeline, which is what keeps
+every stage busy without letting a burst queue unbounded work inside Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from engine.errors import EbillError, Unavailable
+from engine.model import BillInput
+from engine.pipeline import Work
+from ops import metrics
+
+__all__ = ["MicroBatcher"]
+
+log = logging.getLogger(__name__)
+
+Outcome = Work | EbillError
+Runner = Callable[[Sequence[BillInput]], Awaitable[list[Outcome]]]
+
+
+class MicroBatcher:
+    def __init__(self, run: Runner, *, max_batch: int, linger_s: float, max_inflight: int) -> None:
+        self._run = run
+        self._max = max_batch
+        self._linger = linger_s
+        self._queue: asyncio.Queue[tuple[BillInput, asyncio.Future[Outcome]]] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def submit(self, bills: Sequence[BillInput]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in bills]
+        for bill, fut in zip(bills, futures, strict=True):
+            self._queue.put_nowait((bill, fut))
+        metrics.QUEUE_DEPTH.set(self._queue.qsize())
+        return list(await asyncio.gather(*futures))
+
+    async def _loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = time.monotonic() + self._linger
+            while len(batch) < self._max:
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), left))
+                except TimeoutError:
+                    break
+            metrics.QUEUE_DEPTH.set(self._queue.qsize())
+            await self._slots.acquire()
+            task = asyncio.create_task(self._dispatch(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _dispatch(self, batch: list[tuple[BillInput, asyncio.Future[Outcome]]]) -> None:
+        metrics.INFLIGHT.inc()
+        metrics.BATCH_SIZE.observe(len(batch))
+        started = time.perf_counter()
+        try:
+            results = await self._run([b for b, _ in batch])
+        except Exception as exc:  # the pipeline itself failed: every bill gets the error
+            log.exception("pipeline batch failed")
+            err = exc if isinstance(exc, EbillError) else Unavailable(f"pipeline failed: {exc}")
+            results = [err] * len(batch)
+        finally:
+            self._slots.release()
+            metrics.INFLIGHT.dec()
+        metrics.BATCH_LATENCY.observe(time.perf_counter() - started)
+        for (_, fut), res in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(res)

@@ -1,0 +1,223 @@
+"""`ebill`: run the engine, its sandboxes, the whole stack, or issue demo bills.
+
+Every flag defaults from its EBILL_* variable (ebill/settings.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+
+from ebill import demo
+from ebill.convert import input_to_pb
+from ebill.settings import Settings, load
+from engine.canonical import countersign_message
+from engine.sm2 import VerifyingKey
+from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
+from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
+from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
+
+__all__ = ["main"]
+
+
+def _port(addr: str) -> int:
+    return int(addr.rsplit(":", 1)[1])
+
+
+async def issue_demo(
+    addr: str,
+    count: int,
+    *,
+    batch: int = 100,
+    concurrency: int = 4,
+    prefix: str | None = None,
+    place_code: str = "001",
+    progress: bool = True,
+) -> list[bill_pb2.IssuedBill]:
+    """Issue ``count`` demo bills over gRPC in batches; returns the issued bills."""
+    prefix = prefix or f"D{int(time.time()):x}".upper()
+    rng = random.Random(count)
+    requests = [
+        input_to_pb(demo.demo_bill(i, prefix=prefix, place_code=place_code, rng=rng))
+        for i in range(count)
+    ]
+    chunks = [requests[i : i + batch] for i in range(0, count, batch)]
+    issued: list[bill_pb2.IssuedBill] = []
+    errors: Counter[str] = Counter()
+    started = time.perf_counter()
+    sem = asyncio.Semaphore(concurrency)
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
+
+        async def send(chunk: list[bill_pb2.BillRequest]) -> None:
+            async with sem:
+                resp = await stub.IssueBatch(issuance_pb2.IssueBatchRequest(bills=chunk), timeout=120)
+            for r in resp.results:
+                if r.HasField("bill"):
+                    issued.append(r.bill)
+                else:
+                    errors[f"{r.error.code}: {r.error.message}"] += 1
+            if progress:
+                done = len(issued) + sum(errors.values())
+                rate = done / (time.perf_counter() - started)
+                print(f"\r  issued {len(issued):>7}/{count}  errors {sum(errors.values()):>5}"
+                      f"  {rate:8.0f} bills/s", end="", file=sys.stderr, flush=True)
+
+        await asyncio.gather(*(send(c) for c in chunks))
+    elapsed = time.perf_counter() - started
+    if progress:
+        print(file=sys.stderr)
+        print(f"issued {len(issued)} bills in {elapsed:.2f}s = {len(issued) / elapsed:.0f} bills/s")
+        for msg, n in errors.most_common(5):
+            print(f"  {n} x {msg}")
+    return issued
+
+
+async def verify_bills(
+    bills: list[bill_pb2.IssuedBill], signer_addr: str, key_id: str, fiscal_addr: str
+) -> int:
+    """Check unit and fiscal signatures of issued bills; returns how many hold."""
+    async with grpc.aio.insecure_channel(signer_addr) as ch:
+        unit_pub = VerifyingKey(
+            (await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
+                signer_pb2.ExportPublicKeyRequest(key_id=key_id)
+            )).public_key
+        )
+    async with grpc.aio.insecure_channel(fiscal_addr) as ch:
+        fiscal_pub = VerifyingKey(
+            (await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
+                fiscal_pb2.GetPublicKeyRequest()
+            )).public_key
+        )
+    return sum(
+        unit_pub.verify(b.canonical, b.unit_signature)
+        and fiscal_pub.verify(countersign_message(b.canonical, b.unit_signature), b.fiscal_signature)
+        for b in bills
+    )
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    from ebill.server import serve
+
+    asyncio.run(serve(settings))
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    """The whole stack on embedded defaults, seeded, with demo bills issued."""
+    from ebill.bootstrap import bootstrap_demo
+    from ops.stack import Stack, StackConfig
+    from storage.catalog import stock_summary
+    from storage.db import connect_pool
+
+    config = StackConfig(
+        data_dir=settings.data_dir,
+        database_url=settings.database_url,
+        grpc_port=_port(settings.grpc_addr),
+        signer_port=_port(settings.signer_addr),
+        fiscal_port=_port(settings.fiscal_addr),
+        metrics_port=settings.metrics_port,
+        log_dir=settings.data_dir / "logs",
+    )
+    with Stack(config) as stack:
+        print(f"PostgreSQL   {stack.database_url}")
+        print(f"signer       {config.signer_addr}  (HSM sandbox)")
+        print(f"fiscal       {config.fiscal_addr}  (fiscal platform sandbox)")
+
+        async def seed() -> None:
+            pool = await connect_pool(stack.database_url)
+            try:
+                await bootstrap_demo(
+                    pool, signer_addr=config.signer_addr, signer_key_id=settings.signer_key_id,
+                    fiscal_addr=config.fiscal_addr,
+                )
+            finally:
+                await pool.close()
+
+        asyncio.run(seed())
+        print(f"seeded demo unit {demo.UNIT_CODE} {demo.UNIT_NAME}")
+        print("starting engine (Ray pipeline)...")
+        stack.start_engine()
+        print(f"engine       {config.grpc_addr}  metrics http://127.0.0.1:{config.metrics_port}/metrics")
+        if args.demo:
+            bills = asyncio.run(issue_demo(config.grpc_addr, args.demo, batch=args.batch))
+            ok = asyncio.run(
+                verify_bills(bills, config.signer_addr, settings.signer_key_id, config.fiscal_addr)
+            )
+            print(f"verified unit SM2 signature and fiscal countersignature of {ok}/{len(bills)} bills")
+            if bills:
+                b = bills[0]
+                print(f"first bill: code {b.bill_code} no {b.bill_no} check {b.check_code} "
+                      f"total {b.total_amount} status {bill_pb2.BillStatus.Name(b.status)}")
+
+            async def stock() -> None:
+                pool = await connect_pool(stack.database_url, migrate=False)
+                try:
+                    for row in await stock_summary(pool, demo.UNIT_CODE):
+                        print("  stock", row)
+                finally:
+                    await pool.close()
+
+            asyncio.run(stock())
+        if args.once:
+            return
+        print("stack running; Ctrl-C to stop. Logs in", config.log_dir)
+        try:
+            while all(p.poll() is None for p in stack.procs.values()):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("\nstopping")
+
+
+def cmd_issue(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.run(
+        issue_demo(args.addr or settings.grpc_addr, args.demo, batch=args.batch,
+                   concurrency=args.concurrency, place_code=args.place_code)
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load()
+    parser = argparse.ArgumentParser(prog="ebill", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("serve", help="run the engine's gRPC server")
+    run = sub.add_parser("run", help="start the whole stack on embedded defaults")
+    run.add_argument("--demo", type=int, default=500, help="demo bills to issue once up")
+    run.add_argument("--batch", type=int, default=100)
+    run.add_argument("--once", action="store_true", help="stop after the demo")
+    issue = sub.add_parser("issue", help="issue demo bills against a running engine")
+    issue.add_argument("--demo", type=int, default=100, help="how many bills")
+    issue.add_argument("--batch", type=int, default=100)
+    issue.add_argument("--concurrency", type=int, default=4)
+    issue.add_argument("--place-code", default="001")
+    issue.add_argument("--addr", default="")
+    sub.add_parser("signer", help="run the signing-server (HSM) sandbox")
+    sub.add_parser("fiscal", help="run the fiscal-platform sandbox")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.cmd == "serve":
+        cmd_serve(settings, args)
+    elif args.cmd == "run":
+        logging.getLogger().setLevel(logging.WARNING)
+        cmd_run(settings, args)
+    elif args.cmd == "issue":
+        cmd_issue(settings, args)
+    elif args.cmd == "signer":
+        from ops.sandboxes import signer
+
+        signer.main([])
+    elif args.cmd == "fiscal":
+        from ops.sandboxes import fiscal
+
+        fiscal.main([])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Wire types to domain types and back. engine/ and storage/ never see *_pb2."""
+
+from __future__ import annotations
+
+from engine.canonical import rfc3339
+from engine.model import (
+    BillInput,
+    BillStatus,
+    ChargeItemInput,
+    InsuranceInput,
+    IssuedBill,
+    ListItemInput,
+    MedicalInput,
+    PayChannelInput,
+    PayerInput,
+)
+from engine.money import format_fen
+from engine.pipeline import Work
+from protos.ebill.v1 import bill_pb2
+
+__all__ = ["bill_from_pb", "bill_to_pb", "input_to_pb", "status_to_pb", "work_to_pb"]
+
+_STATUS = {
+    BillStatus.RESERVED: bill_pb2.BILL_STATUS_RESERVED,
+    BillStatus.PENDING_COUNTERSIGN: bill_pb2.BILL_STATUS_PENDING_COUNTERSIGN,
+    BillStatus.ISSUED: bill_pb2.BILL_STATUS_ISSUED,
+    BillStatus.RED_FLUSHED: bill_pb2.BILL_STATUS_RED_FLUSHED,
+}
+
+
+def status_to_pb(status: BillStatus) -> bill_pb2.BillStatus.ValueType:
+    return _STATUS[status]
+
+
+def bill_from_pb(m: bill_pb2.BillRequest) -> BillInput:
+    p, ins, med = m.payer, m.insurance, m.medical
+    return BillInput(
+        unit_code=m.unit_code,
+        bus_no=m.bus_no,
+        bus_type=m.bus_type,
+        payer=PayerInput(p.name, p.payer_type, p.id_card_no, p.card_type, p.card_no, p.tel, p.email),
+        bus_time=m.bus_time,
+        place_code=m.place_code,
+        cashier=m.cashier,
+        author=m.author,
+        checker=m.checker,
+        total_amount=m.total_amount,
+        charge_items=tuple(
+            ChargeItemInput(
+                c.sort_no, c.charge_code, c.charge_name, c.unit, c.std, c.number, c.amt,
+                c.self_amt, c.remark,
+            )
+            for c in m.charge_items
+        ),
+        list_items=tuple(
+            ListItemInput(
+                li.sort_no, li.list_code, li.list_name, li.charge_code, li.spec, li.unit, li.std,
+                li.number, li.amt, li.self_amt,
+            )
+            for li in m.list_items
+        ),
+        pay_channels=tuple(PayChannelInput(c.pay_channel_code, c.amount) for c in m.pay_channels),
+        insurance=InsuranceInput(
+            ins.fund_pay, ins.other_fund_pay, ins.account_pay, ins.own_pay, ins.self_pay,
+            ins.medical_insurance_id, ins.med_care_institution,
+        ),
+        medical=MedicalInput(
+            med.patient_no, med.case_number, med.sex, med.age, med.consultation_date,
+            med.department, med.medical_institution,
+        ),
+        remark=m.remark,
+    )
+
+
+def input_to_pb(b: BillInput) -> bill_pb2.BillRequest:
+    return bill_pb2.BillRequest(
+        unit_code=b.unit_code,
+        bus_no=b.bus_no,
+        bus_type=b.bus_type,
+        payer=bill_pb2.Payer(**_fields(b.payer)),
+        bus_time=b.bus_time,
+        place_code=b.place_code,
+        cashier=b.cashier,
+        author=b.author,
+        checker=b.checker,
+        total_amount=b.total_amount,
+        charge_items=[bill_pb2.ChargeItem(**_fields(c)) for c in b.charge_items],
+        list_items=[bill_pb2.ListItem(**_fields(li)) for li in b.list_items],
+        pay_channels=[bill_pb2.PayChannel(**_fields(c)) for c in b.pay_channels],
+        insurance=bill_pb2.InsuranceSplit(**_fields(b.insurance)),
+        medical=bill_pb2.Medical(**_fields(b.medical)),
+        remark=b.remark,
+    )
+
+
+def _fields(obj: object) -> dict[str, object]:
+    return {name: getattr(obj, name) for name in obj.__slots__}  # type: ignore[attr-defined]
+
+
+def work_to_pb(w: Work) -> bill_pb2.IssuedBill:
+    return bill_pb2.IssuedBill(
+        unit_code=w.unit_code,
+        bus_no=w.bus_no,
+        bill_code=w.bill_code,
+        bill_no=w.bill_no,
+        check_code=w.check_code,
+        status=_STATUS[w.status],
+        place_code=w.place_code,
+        bus_type=w.bus_type,
+        total_amount=format_fen(w.total_fen),
+        issued_at=rfc3339(w.issued_at),
+        canonical=w.canonical,
+        canonical_version=w.canonical_version,
+        unit_signature=w.unit_signature,
+        fiscal_signature=w.fiscal_signature,
+        replayed=w.replayed,
+    )
+
+
+def bill_to_pb(b: IssuedBill) -> bill_pb2.IssuedBill:
+    out = bill_pb2.IssuedBill(
+        unit_code=b.unit_code,
+        bus_no=b.bus_no,
+        bill_code=b.bill_code,
+        bill_no=b.bill_no,
+        check_code=b.check_code,
+        status=_STATUS[b.status],
+        place_code=b.place_code,
+        bus_type=b.bus_type,
+        total_amount=format_fen(b.total_fen),
+        issued_at=rfc3339(b.issued_at),
+        canonical=b.canonical,
+        canonical_version=b.canonical_version,
+        unit_signature=b.unit_signature,
+        fiscal_signature=b.fiscal_signature,
+    )
+    if b.source is not None:
+        out.request.CopyFrom(input_to_pb(b.source))
+    return out

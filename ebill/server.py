@@ -1,0 +1,267 @@
+"""The engine's gRPC server: IssuanceService for the HIS, health, reflection, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from actors.pipeline import Pipeline, PipelineConfig, init_ray
+from actors.stages import outcome_error
+from ebill.batcher import MicroBatcher, Outcome
+from ebill.convert import bill_from_pb, bill_to_pb, status_to_pb, work_to_pb
+from ebill.settings import Settings
+from engine.errors import EbillError, InvalidArgument, NotFound
+from engine.model import IssuedBill
+from ops import metrics
+from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
+from storage import bills as bill_store
+from storage.db import EmbeddedPostgres, connect_pool
+
+__all__ = ["MAX_BATCH", "IssuanceServicer", "serve"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 200
+SERVICE_NAME = "ebill.v1.IssuanceService"
+
+R = TypeVar("R")
+
+
+def _observed(
+    method: Callable[..., Awaitable[R]],
+) -> Callable[..., Awaitable[R]]:
+    """Count calls by final status code and time them."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            return await method(self, request, context)
+        except EbillError as exc:
+            code = exc.code
+            await context.abort(
+                grpc.StatusCode[exc.code],
+                exc.message,
+                trailing_metadata=(("ebill-field", exc.field),) if exc.field else None,
+            )
+            raise
+        except Exception:
+            code = context.code().name if context.code() else "INTERNAL"  # type: ignore[union-attr]
+            raise
+        finally:
+            metrics.RPCS.labels(method.__name__, code).inc()
+            metrics.RPC_LATENCY.labels(method.__name__).observe(time.perf_counter() - started)
+
+    return wrapper
+
+
+def _prefixed(err: EbillError, prefix: str) -> EbillError:
+    if not err.field:
+        return err
+    field = f"{prefix}.{err.field}"
+    message = err.message
+    if message.startswith(err.field + ":"):
+        message = f"{prefix}.{message}"
+    return type(err)(message, field=field)
+
+
+def _final(outcome: Outcome) -> EbillError | None:
+    if isinstance(outcome, EbillError):
+        return outcome
+    return outcome_error(outcome)
+
+
+class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
+    def __init__(self, batcher: MicroBatcher, pool: asyncpg.Pool) -> None:
+        self._batcher = batcher
+        self._pool = pool
+
+    @_observed
+    async def IssueBill(
+        self, request: issuance_pb2.IssueBillRequest, context: grpc.aio.ServicerContext
+    ) -> issuance_pb2.IssueBillResponse:
+        if not request.HasField("bill"):
+            raise InvalidArgument("bill: is required", field="bill")
+        (outcome,) = await self._batcher.submit([bill_from_pb(request.bill)])
+        err = _final(outcome)
+        _count(outcome, err)
+        if err is not None:
+            raise _prefixed(err, "bill")
+        assert not isinstance(outcome, EbillError)
+        return issuance_pb2.IssueBillResponse(bill=work_to_pb(outcome))
+
+    @_observed
+    async def IssueBatch(
+        self, request: issuance_pb2.IssueBatchRequest, context: grpc.aio.ServicerContext
+    ) -> issuance_pb2.IssueBatchResponse:
+        if not request.bills:
+            raise InvalidArgument("bills: at least one bill is required", field="bills")
+        if len(request.bills) > MAX_BATCH:
+            raise InvalidArgument(
+                f"bills: at most {MAX_BATCH} bills per call, got {len(request.bills)}",
+                field="bills",
+            )
+        outcomes = await self._batcher.submit([bill_from_pb(b) for b in request.bills])
+        results = []
+        for i, (src, outcome) in enumerate(zip(request.bills, outcomes, strict=True)):
+            err = _final(outcome)
+            _count(outcome, err)
+            item = issuance_pb2.ItemResult(index=i, bus_no=src.bus_no)
+            if err is not None:
+                e = _prefixed(err, f"bills[{i}]")
+                item.error.CopyFrom(issuance_pb2.ItemError(code=e.code, message=e.message, field=e.field))
+            else:
+                assert not isinstance(outcome, EbillError)
+                item.bill.CopyFrom(work_to_pb(outcome))
+            results.append(item)
+        return issuance_pb2.IssueBatchResponse(results=results)
+
+    async def _lookup(self, request: issuance_pb2.GetBillRequest) -> IssuedBill:
+        key = request.WhichOneof("key")
+        if key == "by_number":
+            k = request.by_number
+            if not k.bill_code or not k.bill_no:
+                raise InvalidArgument("by_number: bill_code and bill_no are required", field="by_number")
+            bill = await bill_store.get_bill(self._pool, bill_code=k.bill_code, bill_no=k.bill_no)
+            what = f"bill {k.bill_code}/{k.bill_no}"
+        elif key == "by_bus":
+            b = request.by_bus
+            if not b.unit_code or not b.bus_no:
+                raise InvalidArgument("by_bus: unit_code and bus_no are required", field="by_bus")
+            bill = await bill_store.get_bill(self._pool, unit_code=b.unit_code, bus_no=b.bus_no)
+            what = f"bill for bus_no {b.bus_no} of unit {b.unit_code}"
+        else:
+            raise InvalidArgument("key: by_number or by_bus is required", field="key")
+        if bill is None:
+            raise NotFound(f"no {what}")
+        return bill
+
+    @_observed
+    async def GetBill(
+        self, request: issuance_pb2.GetBillRequest, context: grpc.aio.ServicerContext
+    ) -> bill_pb2.IssuedBill:
+        return bill_to_pb(await self._lookup(request))
+
+    @_observed
+    async def GetBillStatus(
+        self, request: issuance_pb2.GetBillRequest, context: grpc.aio.ServicerContext
+    ) -> issuance_pb2.BillStatusResponse:
+        bill = await self._lookup(request)
+        return issuance_pb2.BillStatusResponse(
+            bill_code=bill.bill_code,
+            bill_no=bill.bill_no,
+            bus_no=bill.bus_no,
+            status=status_to_pb(bill.status),
+            printed_to_paper=False,
+            red_flushed=bill.status.value == "red_flushed",
+        )
+
+
+def _count(outcome: Outcome, err: EbillError | None) -> None:
+    if err is not None:
+        metrics.BILLS.labels(err.code).inc()
+    elif not isinstance(outcome, EbillError):
+        metrics.BILLS.labels(outcome.status.value).inc()
+
+
+async def _poll_stage_stats(pipeline: Pipeline) -> None:
+    while True:
+        await asyncio.sleep(5)
+        try:
+            stats = await pipeline.stats()
+        except Exception:  # metrics must never take the server down
+            log.exception("cannot read stage stats")
+            continue
+        for stage, replicas in stats.items():
+            metrics.STAGE_ITEMS.labels(stage).set(sum(r["items"] for r in replicas))
+            metrics.STAGE_BUSY.labels(stage).set(sum(r["busy_s"] for r in replicas))
+
+
+async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) -> None:
+    """Run the engine until SIGTERM or SIGINT."""
+    embedded = None
+    url = settings.database_url
+    if not url:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        url = embedded.url
+        log.info("embedded PostgreSQL at %s", url)
+    pool = await connect_pool(url, size=settings.db_pool_size)
+    init_ray(settings.ray_address, settings.ray_num_cpus)
+    pipeline = Pipeline(
+        PipelineConfig(
+            database_url=url,
+            signer_addr=settings.signer_addr,
+            signer_key_id=settings.signer_key_id,
+            fiscal_addr=settings.fiscal_addr,
+            verify_fiscal=settings.verify_fiscal,
+        )
+    )
+    batcher = MicroBatcher(
+        pipeline.issue,
+        max_batch=settings.batch_max,
+        linger_s=settings.batch_linger_ms / 1000,
+        max_inflight=settings.max_inflight_batches,
+    )
+    batcher.start()
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+            ("grpc.max_send_message_length", 32 * 1024 * 1024),
+        ]
+    )
+    issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(batcher, pool), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            issuance_pb2.DESCRIPTOR.services_by_name["IssuanceService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    if server.add_insecure_port(settings.grpc_addr) == 0:
+        raise SystemExit(f"cannot listen on {settings.grpc_addr}")
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    await server.start()
+    # Warm the pipeline: the first batch pays for actor start-up and connections.
+    await pipeline.warm()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    poller = asyncio.create_task(_poll_stage_stats(pipeline))
+    log.info("engine serving on %s (metrics :%s)", settings.grpc_addr, settings.metrics_port)
+    print(f"engine ready on {settings.grpc_addr}", flush=True)
+    if ready:
+        ready()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace=5)
+    poller.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await poller
+    await batcher.stop()
+    await pool.close()
+    if embedded is not None:
+        embedded.cleanup()

@@ -1,0 +1,98 @@
+"""Every setting of the engine, read from EBILL_* environment variables.
+
+One frozen value built once per process (:func:`load`); CLI flags default from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+__all__ = ["Settings", "load"]
+
+
+def _str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of one engine process. See README.md for the table."""
+
+    data_dir: Path
+    # Empty: start a private PostgreSQL under data_dir (the embedded default).
+    database_url: str
+    db_pool_size: int
+    grpc_addr: str
+    metrics_port: int
+    signer_addr: str
+    signer_key_id: str
+    fiscal_addr: str
+    # Sandboxes only: simulated fiscal latency and failure rate.
+    fiscal_latency_ms: int
+    fiscal_failure_rate: float
+    # Micro-batching: the most bills per pipeline batch, and how long a lone
+    # request waits for company before its batch leaves.
+    batch_max: int
+    batch_linger_ms: float
+    max_inflight_batches: int
+    # Empty: a private local Ray; else the address of a running cluster.
+    ray_address: str
+    ray_num_cpus: int
+    # Verify the fiscal countersignature before archiving a bill.
+    verify_fiscal: bool
+    rpc_timeout_s: float
+
+    def public(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def load() -> Settings:
+    data_dir = Path(_str("EBILL_DATA_DIR", "var")).resolve()
+    return Settings(
+        data_dir=data_dir,
+        database_url=_str("EBILL_DATABASE_URL", ""),
+        db_pool_size=_int("EBILL_DB_POOL_SIZE", 4),
+        grpc_addr=_str("EBILL_GRPC_ADDR", "127.0.0.1:50051"),
+        metrics_port=_int("EBILL_METRICS_PORT", 9464),
+        signer_addr=_str("EBILL_SIGNER_ADDR", "127.0.0.1:50061"),
+        signer_key_id=_str("EBILL_SIGNER_KEY_ID", "unit-sign"),
+        fiscal_addr=_str("EBILL_FISCAL_ADDR", "127.0.0.1:50071"),
+        fiscal_latency_ms=_int("EBILL_FISCAL_LATENCY_MS", 0),
+        fiscal_failure_rate=_float("EBILL_FISCAL_FAILURE_RATE", 0.0),
+        batch_max=_int("EBILL_BATCH_MAX", 200),
+        batch_linger_ms=_float("EBILL_BATCH_LINGER_MS", 3.0),
+        max_inflight_batches=_int("EBILL_MAX_INFLIGHT", 6),
+        ray_address=_str("EBILL_RAY_ADDRESS", ""),
+        ray_num_cpus=_int("EBILL_RAY_NUM_CPUS", 2),
+        verify_fiscal=_bool("EBILL_VERIFY_FISCAL", True),
+        rpc_timeout_s=_float("EBILL_RPC_TIMEOUT_S", 30.0),
+    )

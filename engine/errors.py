@@ -1,0 +1,94 @@
+"""One error tree for the whole engine.
+
+Every failure the engine reports is an :class:`EbillError` carrying a status code
+name. The gRPC edge maps ``code`` to ``grpc.StatusCode[code]``; the core never
+imports grpc. Field-level problems carry the field path of the offending value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AlreadyExists",
+    "EbillError",
+    "FailedPrecondition",
+    "FieldError",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "ResourceExhausted",
+    "Unavailable",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid value: where it is and what is wrong with it."""
+
+    field: str
+    message: str
+
+    def prefixed(self, prefix: str) -> FieldError:
+        return FieldError(f"{prefix}.{self.field}" if prefix else self.field, self.message)
+
+
+class EbillError(Exception):
+    """Base of every error the engine reports to a caller."""
+
+    code: str = "INTERNAL"
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (Ray); keep the keyword-only field.
+        return (_rebuild, (type(self), self.message, self.field))
+
+
+def _rebuild(cls: type[EbillError], message: str, field: str) -> EbillError:
+    return cls(message, field=field)
+
+
+class InvalidArgument(EbillError):
+    """The request is malformed or inconsistent; nothing was written."""
+
+    code = "INVALID_ARGUMENT"
+
+    @classmethod
+    def from_errors(cls, errors: list[FieldError]) -> InvalidArgument:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return cls(f"{first.field}: {first.message}{more}", field=first.field)
+
+
+class NotFound(EbillError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(EbillError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(EbillError):
+    """The request is valid but the current state forbids it."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(EbillError):
+    """No bill numbers left in stock for the issuing point."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(EbillError):
+    """A dependency (database, signer, fiscal platform) cannot be reached."""
+
+    code = "UNAVAILABLE"
+
+
+class Internal(EbillError):
+    code = "INTERNAL"

@@ -1,0 +1,103 @@
+"""What flows between pipeline stages, and the pure steps of each stage.
+
+A batch is a list of per-item outcomes in caller order. An item is either a
+:class:`Work` (a bill moving through the stages), a :class:`Duplicate` (the same
+bus_no appeared earlier in the batch) or an :class:`EbillError` (it stopped).
+Each stage acts on what a Work still lacks, so a bill resumed after a crash or
+retried by the HIS goes through the same code as a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from engine.canonical import countersign_message
+from engine.errors import EbillError
+from engine.model import BillStatus
+
+__all__ = ["Duplicate", "Item", "Work", "finish", "map_work", "resolve_duplicates"]
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    bill_id: int
+    unit_code: str
+    bus_no: str
+    bus_type: str
+    place_code: str
+    bill_code: str
+    bill_no: str
+    check_code: str
+    total_fen: int
+    issued_at: datetime
+    canonical: bytes
+    canonical_version: str
+    status: BillStatus
+    unit_signature: bytes = b""
+    fiscal_signature: bytes = b""
+    countersigned_at: str = ""
+    replayed: bool = False
+    # Set by a stage that could not do its part (signer or fiscal away).
+    deferred: str = ""
+
+    @property
+    def needs_unit_signature(self) -> bool:
+        return self.status is BillStatus.RESERVED and not self.unit_signature
+
+    @property
+    def needs_countersign(self) -> bool:
+        return (
+            self.status in (BillStatus.RESERVED, BillStatus.PENDING_COUNTERSIGN)
+            and bool(self.unit_signature)
+            and not self.fiscal_signature
+        )
+
+    @property
+    def countersign_message(self) -> bytes:
+        return countersign_message(self.canonical, self.unit_signature)
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """This item repeats the bus_no of item ``of`` in the same batch."""
+
+    of: int
+
+
+Item = Work | Duplicate | EbillError
+
+
+def map_work(items: Sequence[Item], fn: Callable[[Work], Item]) -> list[Item]:
+    return [fn(it) if isinstance(it, Work) else it for it in items]
+
+
+def finish(work: Work) -> Work:
+    """The status a bill ends its trip through the pipeline in."""
+    if work.status in (BillStatus.ISSUED, BillStatus.RED_FLUSHED):
+        return work
+    if work.fiscal_signature:
+        return replace(work, status=BillStatus.ISSUED)
+    if work.unit_signature:
+        return replace(work, status=BillStatus.PENDING_COUNTERSIGN)
+    return work
+
+
+def resolve_duplicates(items: Sequence[Item]) -> list[Work | EbillError]:
+    """Give each Duplicate the final outcome of the item it repeats."""
+    out: list[Work | EbillError] = []
+    for it in items:
+        if isinstance(it, Duplicate):
+            first = items[it.of]
+            assert not isinstance(first, Duplicate)
+            out.append(replace(first, replayed=True) if isinstance(first, Work) else first)
+        else:
+            out.append(it)
+    return out
+
+
+def error_item(exc: BaseException) -> EbillError:
+    from engine.errors import Internal
+
+    return exc if isinstance(exc, EbillError) else Internal(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,43 @@
+"""Plain-dict form of a BillInput, for storing the request as received (JSONB)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from engine.model import (
+    BillInput,
+    ChargeItemInput,
+    InsuranceInput,
+    ListItemInput,
+    MedicalInput,
+    PayChannelInput,
+    PayerInput,
+)
+
+__all__ = ["input_from_dict", "input_to_dict"]
+
+
+def input_to_dict(bill: BillInput) -> dict[str, Any]:
+    return asdict(bill)
+
+
+def input_from_dict(d: dict[str, Any]) -> BillInput:
+    return BillInput(
+        unit_code=d["unit_code"],
+        bus_no=d["bus_no"],
+        bus_type=d["bus_type"],
+        payer=PayerInput(**d["payer"]),
+        bus_time=d["bus_time"],
+        place_code=d["place_code"],
+        cashier=d["cashier"],
+        author=d["author"],
+        checker=d["checker"],
+        total_amount=d["total_amount"],
+        charge_items=tuple(ChargeItemInput(**c) for c in d["charge_items"]),
+        list_items=tuple(ListItemInput(**li) for li in d["list_items"]),
+        pay_channels=tuple(PayChannelInput(**p) for p in d["pay_channels"]),
+        insurance=InsuranceInput(**d["insurance"]),
+        medical=MedicalInput(**d["medical"]),
+        remark=d["remark"],
+    )

@@ -1,0 +1,61 @@
+"""Number arithmetic of stock: leasing numbers from segments, formatting them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Lease", "SegmentCursor", "format_bill_no", "plan_lease"]
+
+BILL_NO_DIGITS = 10
+
+
+def format_bill_no(no: int) -> str:
+    if not 0 <= no < 10**BILL_NO_DIGITS:
+        raise ValueError(f"bill number out of range: {no}")
+    return f"{no:0{BILL_NO_DIGITS}d}"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCursor:
+    """Where a segment stands: its next unused number and its last number."""
+
+    segment_id: int
+    next_no: int
+    end_no: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.end_no - self.next_no + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Numbers [first_no, first_no + count) taken from one segment."""
+
+    segment_id: int
+    first_no: int
+    count: int
+
+    @property
+    def new_next_no(self) -> int:
+        return self.first_no + self.count
+
+
+def plan_lease(segments: Sequence[SegmentCursor], wanted: int) -> list[Lease]:
+    """Take up to ``wanted`` numbers from segments in order, lowest first.
+
+    Returns fewer than wanted when stock runs out; the caller decides which items
+    go without. Numbers come out contiguous within each segment, so a batch of
+    bills gets consecutive numbers whenever one segment can hold it.
+    """
+    leases: list[Lease] = []
+    left = wanted
+    for seg in segments:
+        if left == 0:
+            break
+        take = min(left, seg.remaining)
+        if take:
+            leases.append(Lease(seg.segment_id, seg.next_no, take))
+            left -= take
+    return leases

@@ -1,0 +1,311 @@
+"""Validation of bill requests: every rule, every field path, no I/O.
+
+``validate`` collects every problem it can find rather than stopping at the first,
+so a cashier fixes a request in one round trip. Field paths are relative to the
+bill (``charge_items[2].amt``); the edge prefixes them with the request path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import TypeVar
+
+from engine.errors import FieldError, InvalidArgument
+from engine.model import (
+    BUS_TYPES,
+    BillInput,
+    Catalog,
+    ChargeItem,
+    InsuranceSplit,
+    ListItem,
+    PayChannel,
+    ValidBill,
+)
+from engine.money import format_fen, parse_fen, parse_quantity
+
+__all__ = ["MAX_CHARGE_ITEMS", "MAX_LIST_ITEMS", "MAX_PAY_CHANNELS", "validate"]
+
+MAX_CHARGE_ITEMS = 200
+MAX_LIST_ITEMS = 2000
+MAX_PAY_CHANNELS = 10
+
+_BUS_NO = re.compile(r"^[A-Za-z0-9_\-]{1,50}$")
+_BUS_TIME = re.compile(r"^[0-9]{17}$")
+_TEL = re.compile(r"^\+?[0-9\-]{5,20}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,100}\.[^@\s]+$")
+_ID_CARD = re.compile(r"^[0-9]{17}[0-9Xx]$|^[0-9]{15}$")
+_CODE = re.compile(r"^[A-Za-z0-9]{1,20}$")
+
+T = TypeVar("T")
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[FieldError] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(FieldError(path, message))
+
+    def parse(self, path: str, parser: Callable[[str], T], text: str, default: T) -> T:
+        try:
+            return parser(text)
+        except ValueError as exc:
+            self.add(path, str(exc))
+            return default
+
+    def text(self, path: str, value: str, *, max_len: int, required: bool = False) -> None:
+        if required and not value.strip():
+            self.add(path, "is required")
+        elif len(value) > max_len:
+            self.add(path, f"must be at most {max_len} characters, got {len(value)}")
+
+
+def _amount(errs: _Errors, path: str, text: str, *, required: bool = True) -> int:
+    if not text.strip():
+        if required:
+            errs.add(path, "is required")
+        return 0
+    return errs.parse(path, parse_fen, text, 0)
+
+
+def _quantity(errs: _Errors, path: str, text: str) -> Decimal:
+    if not text.strip():
+        errs.add(path, "is required")
+        return Decimal(0)
+    return errs.parse(path, parse_quantity, text, Decimal(0))
+
+
+def validate(bill: BillInput, catalog: Catalog) -> ValidBill:
+    """Check a request against the rules and the unit's reference data.
+
+    Returns the validated bill with exact amounts, or raises InvalidArgument naming
+    the first offending field (all problems are listed in the message count).
+    """
+    errors = check(bill, catalog)
+    if isinstance(errors, list):
+        raise InvalidArgument.from_errors(errors)
+    return errors
+
+
+def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
+    """Like validate, but returns the list of field errors instead of raising."""
+    errs = _Errors()
+
+    unit = catalog.units.get(bill.unit_code)
+    if not bill.unit_code:
+        errs.add("unit_code", "is required")
+    elif unit is None:
+        errs.add("unit_code", f"unknown issuing unit {bill.unit_code!r}")
+
+    if not _BUS_NO.match(bill.bus_no):
+        errs.add("bus_no", "must be 1-50 characters of letters, digits, '_' or '-'")
+
+    bill_code = ""
+    if bill.bus_type not in BUS_TYPES:
+        errs.add("bus_type", f"unknown business type {bill.bus_type!r}")
+    elif unit is not None:
+        bill_code = unit.bill_codes.get(bill.bus_type, "")
+        if not bill_code:
+            errs.add("bus_type", f"unit {unit.unit_code} has no bill code for {bill.bus_type}")
+
+    payer = bill.payer
+    errs.text("payer.name", payer.name, max_len=100, required=True)
+    if payer.payer_type not in ("1", "2"):
+        errs.add("payer.payer_type", "must be '1' (individual) or '2' (unit)")
+    if payer.id_card_no and not _ID_CARD.match(payer.id_card_no):
+        errs.add("payer.id_card_no", "must be a 15 or 18 character resident id number")
+    errs.text("payer.card_type", payer.card_type, max_len=20)
+    errs.text("payer.card_no", payer.card_no, max_len=50)
+    if payer.tel and not _TEL.match(payer.tel):
+        errs.add("payer.tel", "must be 5-20 digits")
+    if payer.email and not _EMAIL.match(payer.email):
+        errs.add("payer.email", "must be an email address")
+
+    bus_time = datetime(1970, 1, 1)
+    if not _BUS_TIME.match(bill.bus_time):
+        errs.add("bus_time", "must be yyyyMMddHHmmssSSS (17 digits)")
+    else:
+        try:
+            bus_time = datetime.strptime(bill.bus_time[:14], "%Y%m%d%H%M%S").replace(
+                microsecond=int(bill.bus_time[14:]) * 1000
+            )
+        except ValueError:
+            errs.add("bus_time", f"is not a real date and time: {bill.bus_time}")
+
+    if not bill.place_code:
+        errs.add("place_code", "is required")
+    elif unit is not None:
+        enabled = unit.issuing_points.get(bill.place_code)
+        if enabled is None:
+            errs.add("place_code", f"unknown issuing point {bill.place_code!r}")
+        elif not enabled:
+            errs.add("place_code", f"issuing point {bill.place_code!r} is disabled")
+
+    errs.text("cashier", bill.cashier, max_len=50, required=True)
+    errs.text("author", bill.author, max_len=50, required=True)
+    errs.text("checker", bill.checker, max_len=50)
+    errs.text("remark", bill.remark, max_len=200)
+
+    before = len(errs.items)
+    total = _amount(errs, "total_amount", bill.total_amount)
+    if len(errs.items) == before and total == 0:
+        errs.add("total_amount", "must be greater than 0")
+
+    charge_items = _charge_items(errs, bill, unit.charge_codes if unit else None)
+    list_items = _list_items(errs, bill, charge_items)
+    pay_channels = _pay_channels(errs, bill, unit.pay_channels if unit else None)
+    insurance = _insurance(errs, bill, total)
+
+    if not errs.items:
+        charged = sum(c.amt_fen for c in charge_items)
+        if charged != total:
+            errs.add(
+                "total_amount",
+                f"{format_fen(total)} differs from the sum of charge items {format_fen(charged)}",
+            )
+        paid = sum(p.amount_fen for p in pay_channels)
+        if paid != total:
+            errs.add(
+                "pay_channels",
+                f"sum {format_fen(paid)} differs from total_amount {format_fen(total)}",
+            )
+
+    if errs.items:
+        return errs.items
+    return ValidBill(
+        source=bill,
+        bill_code=bill_code,
+        bill_kind=BUS_TYPES[bill.bus_type],
+        bus_time=bus_time,
+        total_fen=total,
+        charge_items=charge_items,
+        list_items=list_items,
+        pay_channels=pay_channels,
+        insurance=insurance,
+    )
+
+
+def _charge_items(
+    errs: _Errors, bill: BillInput, known: Mapping[str, str] | None
+) -> tuple[ChargeItem, ...]:
+    if not bill.charge_items:
+        errs.add("charge_items", "at least one charge item is required")
+    elif len(bill.charge_items) > MAX_CHARGE_ITEMS:
+        errs.add("charge_items", f"at most {MAX_CHARGE_ITEMS} charge items")
+    out: list[ChargeItem] = []
+    seen: set[str] = set()
+    for i, c in enumerate(bill.charge_items[:MAX_CHARGE_ITEMS]):
+        p = f"charge_items[{i}]"
+        if not _CODE.match(c.charge_code):
+            errs.add(f"{p}.charge_code", "must be 1-20 letters or digits")
+        elif known is not None and c.charge_code not in known:
+            errs.add(f"{p}.charge_code", f"unknown charge item code {c.charge_code!r}")
+        elif c.charge_code in seen:
+            errs.add(f"{p}.charge_code", f"charge item {c.charge_code!r} appears twice")
+        seen.add(c.charge_code)
+        errs.text(f"{p}.charge_name", c.charge_name, max_len=100, required=True)
+        errs.text(f"{p}.unit", c.unit, max_len=20)
+        errs.text(f"{p}.remark", c.remark, max_len=100)
+        std = _quantity(errs, f"{p}.std", c.std)
+        number = _quantity(errs, f"{p}.number", c.number)
+        amt = _amount(errs, f"{p}.amt", c.amt)
+        self_amt = _amount(errs, f"{p}.self_amt", c.self_amt, required=False)
+        if self_amt > amt:
+            errs.add(f"{p}.self_amt", "must not exceed amt")
+        out.append(
+            ChargeItem(c.sort_no, c.charge_code, c.charge_name, c.unit, std, number, amt, self_amt, c.remark)
+        )
+    return tuple(out)
+
+
+def _list_items(
+    errs: _Errors, bill: BillInput, charges: tuple[ChargeItem, ...]
+) -> tuple[ListItem, ...]:
+    if len(bill.list_items) > MAX_LIST_ITEMS:
+        errs.add("list_items", f"at most {MAX_LIST_ITEMS} list items")
+        return ()
+    by_code = {c.charge_code: c for c in charges}
+    out: list[ListItem] = []
+    sums: dict[str, int] = {}
+    for i, li in enumerate(bill.list_items):
+        p = f"list_items[{i}]"
+        errs.text(f"{p}.list_code", li.list_code, max_len=50, required=True)
+        errs.text(f"{p}.list_name", li.list_name, max_len=100, required=True)
+        errs.text(f"{p}.spec", li.spec, max_len=50)
+        errs.text(f"{p}.unit", li.unit, max_len=20)
+        if li.charge_code not in by_code:
+            errs.add(f"{p}.charge_code", f"refers to no charge item on this bill: {li.charge_code!r}")
+        std = _quantity(errs, f"{p}.std", li.std)
+        number = _quantity(errs, f"{p}.number", li.number)
+        amt = _amount(errs, f"{p}.amt", li.amt)
+        self_amt = _amount(errs, f"{p}.self_amt", li.self_amt, required=False)
+        sums[li.charge_code] = sums.get(li.charge_code, 0) + amt
+        out.append(
+            ListItem(
+                li.sort_no, li.list_code, li.list_name, li.charge_code, li.spec, li.unit,
+                std, number, amt, self_amt,
+            )
+        )
+    if not errs.items:
+        # The itemised list must add up to the charge item it details.
+        for i, c in enumerate(charges):
+            if c.charge_code in sums and sums[c.charge_code] != c.amt_fen:
+                errs.add(
+                    f"charge_items[{i}].amt",
+                    f"{format_fen(c.amt_fen)} differs from the sum of its list items "
+                    f"{format_fen(sums[c.charge_code])}",
+                )
+    return tuple(out)
+
+
+def _pay_channels(errs: _Errors, bill: BillInput, known: frozenset[str] | None) -> tuple[PayChannel, ...]:
+    if not bill.pay_channels:
+        errs.add("pay_channels", "at least one pay channel is required")
+    elif len(bill.pay_channels) > MAX_PAY_CHANNELS:
+        errs.add("pay_channels", f"at most {MAX_PAY_CHANNELS} pay channels")
+    out: list[PayChannel] = []
+    seen: set[str] = set()
+    for i, pc in enumerate(bill.pay_channels[:MAX_PAY_CHANNELS]):
+        p = f"pay_channels[{i}]"
+        if known is not None and pc.pay_channel_code not in known:
+            errs.add(f"{p}.pay_channel_code", f"unknown pay channel {pc.pay_channel_code!r}")
+        elif pc.pay_channel_code in seen:
+            errs.add(f"{p}.pay_channel_code", f"pay channel {pc.pay_channel_code!r} appears twice")
+        seen.add(pc.pay_channel_code)
+        out.append(PayChannel(pc.pay_channel_code, _amount(errs, f"{p}.amount", pc.amount)))
+    return tuple(out)
+
+
+def _insurance(errs: _Errors, bill: BillInput, total: int) -> InsuranceSplit | None:
+    ins = bill.insurance
+    amounts = (ins.fund_pay, ins.other_fund_pay, ins.account_pay, ins.own_pay, ins.self_pay)
+    if not any(a.strip() for a in amounts) and not ins.medical_insurance_id:
+        return None
+    split = InsuranceSplit(
+        fund_pay_fen=_amount(errs, "insurance.fund_pay", ins.fund_pay, required=False),
+        other_fund_pay_fen=_amount(errs, "insurance.other_fund_pay", ins.other_fund_pay, required=False),
+        account_pay_fen=_amount(errs, "insurance.account_pay", ins.account_pay, required=False),
+        own_pay_fen=_amount(errs, "insurance.own_pay", ins.own_pay, required=False),
+        self_pay_fen=_amount(errs, "insurance.self_pay", ins.self_pay, required=False),
+        medical_insurance_id=ins.medical_insurance_id,
+        med_care_institution=ins.med_care_institution,
+    )
+    errs.text("insurance.medical_insurance_id", ins.medical_insurance_id, max_len=50)
+    errs.text("insurance.med_care_institution", ins.med_care_institution, max_len=100)
+    if errs.items:
+        return split
+    covered = (
+        split.fund_pay_fen + split.other_fund_pay_fen + split.account_pay_fen + split.own_pay_fen
+    )
+    if covered != total:
+        errs.add(
+            "insurance",
+            f"fund_pay + other_fund_pay + account_pay + own_pay = {format_fen(covered)} "
+            f"differs from total_amount {format_fen(total)}",
+        )
+    if split.self_pay_fen > split.own_pay_fen:
+        errs.add("insurance.self_pay", "must not exceed own_pay")
+    return split

@@ -1,0 +1,36 @@
+"""Prometheus metrics of the engine process (scraped on EBILL_METRICS_PORT)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BATCH_LATENCY",
+    "BATCH_SIZE",
+    "BILLS",
+    "QUEUE_DEPTH",
+    "RPC_LATENCY",
+    "RPCS",
+    "STAGE_BUSY",
+    "STAGE_ITEMS",
+]
+
+_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+
+RPCS = Counter("ebill_rpc_total", "gRPC calls by method and status code", ["method", "code"])
+RPC_LATENCY = Histogram(
+    "ebill_rpc_seconds", "gRPC call latency", ["method"], buckets=_LATENCY_BUCKETS
+)
+BILLS = Counter("ebill_bills_total", "Bill outcomes by status or error code", ["outcome"])
+BATCH_SIZE = Histogram(
+    "ebill_batch_size", "Bills per pipeline batch", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500)
+)
+BATCH_LATENCY = Histogram(
+    "ebill_batch_seconds", "Time of one batch through all stages", buckets=_LATENCY_BUCKETS
+)
+QUEUE_DEPTH = Gauge("ebill_queue_depth", "Bills waiting for a pipeline batch")
+INFLIGHT = Gauge("ebill_inflight_batches", "Batches in the pipeline")
+STAGE_ITEMS = Gauge("ebill_stage_items", "Bills processed by a stage since start", ["stage"])
+STAGE_BUSY = Gauge("ebill_stage_busy_seconds", "Time a stage spent on batches", ["stage"])
+
+__all__ += ["INFLIGHT"]

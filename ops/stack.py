@@ -1,0 +1,174 @@
+"""Start the whole stack as real processes: PostgreSQL (embedded unless a URL is
+given), the signing-server sandbox, the fiscal-platform sandbox and the engine.
+
+Used by `ebill run`, the end-to-end tests and the benchmarks, so all three
+exercise the same processes a deployment runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from storage.db import EmbeddedPostgres
+
+__all__ = ["Stack", "StackConfig", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    database_url: str = ""
+    grpc_port: int = 0
+    signer_port: int = 0
+    fiscal_port: int = 0
+    metrics_port: int = 0
+    fiscal_latency_ms: int = 0
+    fiscal_failure_rate: float = 0.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # Where process logs go; None: inherit the terminal.
+    log_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.grpc_port = self.grpc_port or free_port()
+        self.signer_port = self.signer_port or free_port()
+        self.fiscal_port = self.fiscal_port or free_port()
+        self.metrics_port = self.metrics_port or free_port()
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def signer_addr(self) -> str:
+        return f"127.0.0.1:{self.signer_port}"
+
+    @property
+    def fiscal_addr(self) -> str:
+        return f"127.0.0.1:{self.fiscal_port}"
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._pg: EmbeddedPostgres | None = None
+        self.database_url = config.database_url
+
+    def env(self) -> dict[str, str]:
+        c = self.config
+        env = dict(os.environ)
+        env.update(
+            EBILL_DATA_DIR=str(c.data_dir),
+            EBILL_DATABASE_URL=self.database_url,
+            EBILL_GRPC_ADDR=c.grpc_addr,
+            EBILL_SIGNER_ADDR=c.signer_addr,
+            EBILL_FISCAL_ADDR=c.fiscal_addr,
+            EBILL_METRICS_PORT=str(c.metrics_port),
+            EBILL_FISCAL_LATENCY_MS=str(c.fiscal_latency_ms),
+            EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
+        )
+        env.update(c.extra_env)
+        return env
+
+    def _spawn(self, name: str, *args: str) -> None:
+        out = None
+        if self.config.log_dir is not None:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.config.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", *args], env=self.env(), stdout=out, stderr=subprocess.STDOUT
+        )
+
+    def start_database(self) -> str:
+        if not self.database_url:
+            self._pg = EmbeddedPostgres(self.config.data_dir)
+            self.database_url = self._pg.url
+        return self.database_url
+
+    def start_sandboxes(self) -> None:
+        self._spawn("signer", "ops.sandboxes.signer")
+        self._spawn("fiscal", "ops.sandboxes.fiscal")
+        wait_for_channel(self.config.signer_addr, self.procs["signer"])
+        wait_for_channel(self.config.fiscal_addr, self.procs["fiscal"])
+
+    def start_engine(self, timeout: float = 120) -> None:
+        self._spawn("engine", "ebill.cli", "serve")
+        wait_for_health(self.config.grpc_addr, self.procs["engine"], timeout)
+
+    def stop_process(self, name: str, *, kill: bool = False) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Stack:
+        self.start_database()
+        self.start_sandboxes()
+        return self
+
+    def stop(self) -> None:
+        for name in ("engine", "fiscal", "signer"):
+            self.stop_process(name)
+        if self._pg is not None:
+            self._pg.cleanup()
+            self._pg = None
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def wait_for_channel(addr: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {addr} exited with {proc.returncode}")
+        with grpc.insecure_channel(addr) as ch:
+            try:
+                grpc.channel_ready_future(ch).result(timeout=0.5)
+                return
+            except grpc.FutureTimeoutError:
+                continue
+    raise TimeoutError(f"nothing listening on {addr} after {timeout}s")
+
+
+def wait_for_health(addr: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(addr) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"engine exited with {proc.returncode}")
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+    raise TimeoutError(f"engine on {addr} not serving after {timeout}s")

@@ -1,0 +1,238 @@
+"""Bills in PostgreSQL: reserving numbers with the bill rows, archiving, lookups.
+
+Each batch is one transaction per hop: the reserve transaction leases numbers
+from segments and writes every bill row (status ``reserved``, with its canonical
+bytes) before any signature is made, so a leased number always belongs to a
+stored bill that can be signed again after a crash. The archive transaction
+writes the signatures of a whole batch with one UPDATE.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from engine.canonical import CANONICAL_VERSION, canonical_bytes
+from engine.checkcode import new_check_code
+from engine.errors import ResourceExhausted
+from engine.model import BillStatus, IssuedBill, Reservation, ValidBill
+from engine.pipeline import Duplicate, Item, Work
+from engine.serde import input_from_dict, input_to_dict
+from engine.stock import SegmentCursor, format_bill_no, plan_lease
+
+__all__ = ["archive", "get_bill", "reserve", "row_to_bill", "row_to_work"]
+
+_UNIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('ebill-unit:' || $1, 0))"
+
+_BILL_COLUMNS = (
+    "id", "unit_code", "bus_no", "bus_type", "bill_kind", "place_code", "bill_code", "bill_no",
+    "check_code", "segment_id", "status", "total_fen", "payer_name", "payer_id_card_no",
+    "payer_card_no", "payer_tel", "cashier", "bus_time", "issued_at", "request", "canonical",
+    "canonical_version",
+)
+
+
+def row_to_work(row: asyncpg.Record, *, replayed: bool) -> Work:
+    return Work(
+        bill_id=row["id"],
+        unit_code=row["unit_code"],
+        bus_no=row["bus_no"],
+        bus_type=row["bus_type"],
+        place_code=row["place_code"],
+        bill_code=row["bill_code"],
+        bill_no=row["bill_no"],
+        check_code=row["check_code"],
+        total_fen=row["total_fen"],
+        issued_at=row["issued_at"],
+        canonical=bytes(row["canonical"]),
+        canonical_version=row["canonical_version"],
+        status=BillStatus(row["status"]),
+        unit_signature=bytes(row["unit_signature"] or b""),
+        fiscal_signature=bytes(row["fiscal_signature"] or b""),
+        countersigned_at=row["countersigned_at"].isoformat() if row["countersigned_at"] else "",
+        replayed=replayed,
+    )
+
+
+def row_to_bill(row: asyncpg.Record, *, with_request: bool = True) -> IssuedBill:
+    request = row["request"]
+    return IssuedBill(
+        unit_code=row["unit_code"],
+        bus_no=row["bus_no"],
+        bus_type=row["bus_type"],
+        place_code=row["place_code"],
+        bill_code=row["bill_code"],
+        bill_no=row["bill_no"],
+        check_code=row["check_code"],
+        status=BillStatus(row["status"]),
+        total_fen=row["total_fen"],
+        issued_at=row["issued_at"],
+        canonical=bytes(row["canonical"]),
+        canonical_version=row["canonical_version"],
+        unit_signature=bytes(row["unit_signature"] or b""),
+        fiscal_signature=bytes(row["fiscal_signature"] or b""),
+        source=input_from_dict(request) if with_request else None,
+    )
+
+
+async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) -> dict[int, Item]:
+    """Lease numbers for a batch of validated bills and store them, in one transaction.
+
+    Returns, by caller index: a Work for a new bill or for a bill stored earlier
+    under the same (unit_code, bus_no) (``replayed``), a Duplicate for a repeat
+    within the batch, or ResourceExhausted where the issuing point has no stock.
+    """
+    out: dict[int, Item] = {}
+    async with pool.acquire() as conn, conn.transaction():
+        # Serialise reservations per unit, so that the bus_no check below and the
+        # insert cannot interleave with another engine's batch for the same unit.
+        for unit in sorted({vb.unit_code for _, vb in bills}):
+            await conn.execute(_UNIT_LOCK_SQL, unit)
+        existing = {
+            (r["unit_code"], r["bus_no"]): r
+            for r in await conn.fetch(
+                "SELECT b.* FROM bills b JOIN unnest($1::text[], $2::text[]) AS k(u, n)"
+                " ON b.unit_code = k.u AND b.bus_no = k.n",
+                [vb.unit_code for _, vb in bills],
+                [vb.bus_no for _, vb in bills],
+            )
+        }
+        first: dict[tuple[str, str], int] = {}
+        groups: dict[tuple[str, str, str], list[tuple[int, ValidBill]]] = defaultdict(list)
+        for idx, vb in bills:
+            key = (vb.unit_code, vb.bus_no)
+            if key in existing:
+                out[idx] = row_to_work(existing[key], replayed=True)
+            elif key in first:
+                out[idx] = Duplicate(first[key])
+            else:
+                first[key] = idx
+                groups[(vb.unit_code, vb.place_code, vb.bill_code)].append((idx, vb))
+
+        numbered: list[tuple[int, ValidBill, int, int]] = []  # idx, bill, segment, number
+        for (unit, place, bill_code), members in groups.items():
+            cursors = [
+                SegmentCursor(r["id"], r["next_no"], r["end_no"])
+                for r in await conn.fetch(
+                    "SELECT id, next_no, end_no FROM segments"
+                    " WHERE unit_code = $1 AND place_code = $2 AND bill_code = $3"
+                    " AND status = 'enabled' AND next_no <= end_no"
+                    " ORDER BY start_no FOR UPDATE",
+                    unit, place, bill_code,
+                )
+            ]
+            leases = plan_lease(cursors, len(members))
+            pos = 0
+            for lease in leases:
+                for k in range(lease.count):
+                    idx, vb = members[pos]
+                    numbered.append((idx, vb, lease.segment_id, lease.first_no + k))
+                    pos += 1
+            for idx, _ in members[pos:]:
+                out[idx] = ResourceExhausted(
+                    f"no bill numbers left for bill code {bill_code} at issuing point {place}",
+                    field="place_code",
+                )
+            if leases:
+                await conn.executemany(
+                    "UPDATE segments SET next_no = $2 WHERE id = $1",
+                    [(lease.segment_id, lease.new_next_no) for lease in leases],
+                )
+        if not numbered:
+            return out
+
+        ids = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT nextval('bills_id_seq') FROM generate_series(1, $1)", len(numbered)
+            )
+        ]
+        now = datetime.now(UTC)
+        bill_rows: list[tuple[Any, ...]] = []
+        charge_rows: list[tuple[Any, ...]] = []
+        channel_rows: list[tuple[Any, ...]] = []
+        for bill_id, (idx, vb, segment_id, no) in zip(ids, numbered, strict=True):
+            res = Reservation(vb.bill_code, format_bill_no(no), new_check_code(), now)
+            canon = canonical_bytes(vb, res)
+            src = vb.source
+            bill_rows.append((
+                bill_id, src.unit_code, src.bus_no, src.bus_type, vb.bill_kind, src.place_code,
+                res.bill_code, res.bill_no, res.check_code, segment_id, BillStatus.RESERVED.value,
+                vb.total_fen, src.payer.name, src.payer.id_card_no, src.payer.card_no,
+                src.payer.tel, src.cashier, vb.bus_time, now, input_to_dict(src),
+                canon, CANONICAL_VERSION,
+            ))
+            charge_rows.extend(
+                (bill_id, c.sort_no, c.charge_code, c.charge_name, c.amt_fen, c.self_amt_fen)
+                for c in vb.charge_items
+            )
+            channel_rows.extend(
+                (bill_id, p.pay_channel_code, p.amount_fen) for p in vb.pay_channels
+            )
+            out[idx] = Work(
+                bill_id=bill_id, unit_code=src.unit_code, bus_no=src.bus_no,
+                bus_type=src.bus_type, place_code=src.place_code, bill_code=res.bill_code,
+                bill_no=res.bill_no, check_code=res.check_code, total_fen=vb.total_fen,
+                issued_at=now, canonical=canon, canonical_version=CANONICAL_VERSION,
+                status=BillStatus.RESERVED,
+            )
+        await conn.copy_records_to_table("bills", records=bill_rows, columns=_BILL_COLUMNS)
+        await conn.copy_records_to_table(
+            "bill_charge_items",
+            records=charge_rows,
+            columns=("bill_id", "sort_no", "charge_code", "charge_name", "amt_fen", "self_amt_fen"),
+        )
+        await conn.copy_records_to_table(
+            "bill_pay_channels",
+            records=channel_rows,
+            columns=("bill_id", "pay_channel_code", "amount_fen"),
+        )
+    return out
+
+
+async def archive(pool: asyncpg.Pool, works: Sequence[Work]) -> None:
+    """Write the signatures and final status of a batch in one statement.
+
+    A bill already issued is left as it is: a replayed or resumed bill archived
+    twice keeps its first archived form.
+    """
+    todo = [w for w in works if w.status is not BillStatus.RESERVED or w.unit_signature]
+    if not todo:
+        return
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE bills b SET status = u.status, unit_signature = u.us,"
+            " fiscal_signature = NULLIF(u.fs, ''::bytea),"
+            " countersigned_at = CASE WHEN u.fs = ''::bytea THEN NULL ELSE now() END,"
+            " archived_at = CASE WHEN u.status = 'issued' THEN now() END"
+            " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])"
+            "   AS u(id, status, us, fs)"
+            " WHERE b.id = u.id AND b.status IN ('reserved', 'pending_countersign')",
+            [w.bill_id for w in todo],
+            [w.status.value for w in todo],
+            [w.unit_signature for w in todo],
+            [w.fiscal_signature for w in todo],
+        )
+
+
+async def get_bill(
+    pool: asyncpg.Pool,
+    *,
+    bill_code: str = "",
+    bill_no: str = "",
+    unit_code: str = "",
+    bus_no: str = "",
+) -> IssuedBill | None:
+    if bill_code:
+        row = await pool.fetchrow(
+            "SELECT * FROM bills WHERE bill_code = $1 AND bill_no = $2", bill_code, bill_no
+        )
+    else:
+        row = await pool.fetchrow(
+            "SELECT * FROM bills WHERE unit_code = $1 AND bus_no = $2", unit_code, bus_no
+        )
+    return None if row is None else row_to_bill(row)

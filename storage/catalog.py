@@ -1,0 +1,136 @@
+"""Reference data: loading the catalog validation checks against, and setting up
+units, issuing points, codes and segments."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import asyncpg
+
+from engine.model import Catalog, UnitCatalog
+
+__all__ = [
+    "PAY_CHANNELS",
+    "add_segment",
+    "ensure_unit",
+    "load_catalog",
+    "stock_summary",
+]
+
+# Pay channels (缴款渠道) every unit accepts.
+PAY_CHANNELS = {
+    "01": "POS",
+    "02": "cash",
+    "03": "transfer",
+    "04": "Alipay",
+    "05": "WeChat",
+    "06": "cheque",
+}
+
+
+async def load_catalog(pool: asyncpg.Pool) -> Catalog:
+    async with pool.acquire() as conn:
+        units = await conn.fetch("SELECT unit_code, unit_name FROM units")
+        points: dict[str, dict[str, bool]] = defaultdict(dict)
+        for r in await conn.fetch("SELECT unit_code, place_code, enabled FROM issuing_points"):
+            points[r["unit_code"]][r["place_code"]] = r["enabled"]
+        charges: dict[str, dict[str, str]] = defaultdict(dict)
+        for r in await conn.fetch("SELECT unit_code, charge_code, charge_name FROM charge_codes"):
+            charges[r["unit_code"]][r["charge_code"]] = r["charge_name"]
+        codes: dict[str, dict[str, str]] = defaultdict(dict)
+        for r in await conn.fetch("SELECT unit_code, bus_type, bill_code FROM bill_codes"):
+            codes[r["unit_code"]][r["bus_type"]] = r["bill_code"]
+        channels = frozenset(r["code"] for r in await conn.fetch("SELECT code FROM pay_channel_codes"))
+    return Catalog(
+        units={
+            u["unit_code"]: UnitCatalog(
+                unit_code=u["unit_code"],
+                unit_name=u["unit_name"],
+                issuing_points=dict(points[u["unit_code"]]),
+                charge_codes=dict(charges[u["unit_code"]]),
+                pay_channels=channels,
+                bill_codes=dict(codes[u["unit_code"]]),
+            )
+            for u in units
+        }
+    )
+
+
+async def ensure_unit(
+    pool: asyncpg.Pool,
+    *,
+    unit_code: str,
+    unit_name: str,
+    issuing_points: Iterable[tuple[str, str]],
+    charge_codes: Iterable[tuple[str, str]],
+    bill_codes: Iterable[tuple[str, str, str]],
+) -> None:
+    """Create or update a unit with its issuing points, charge codes and bill codes
+    (bus_type, bill_code, name). Idempotent."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany(
+            "INSERT INTO pay_channel_codes (code, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            list(PAY_CHANNELS.items()),
+        )
+        await conn.execute(
+            "INSERT INTO units (unit_code, unit_name) VALUES ($1, $2)"
+            " ON CONFLICT (unit_code) DO UPDATE SET unit_name = excluded.unit_name",
+            unit_code, unit_name,
+        )
+        await conn.executemany(
+            "INSERT INTO issuing_points (unit_code, place_code, name) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            [(unit_code, p, n) for p, n in issuing_points],
+        )
+        await conn.executemany(
+            "INSERT INTO charge_codes (unit_code, charge_code, charge_name) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            [(unit_code, c, n) for c, n in charge_codes],
+        )
+        await conn.executemany(
+            "INSERT INTO bill_codes (unit_code, bus_type, bill_code, bill_name)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            [(unit_code, t, c, n) for t, c, n in bill_codes],
+        )
+
+
+async def add_segment(
+    pool: asyncpg.Pool,
+    *,
+    unit_code: str,
+    place_code: str,
+    bill_code: str,
+    start_no: int,
+    end_no: int,
+    grant_id: str,
+) -> int:
+    """Record a granted segment distributed to an issuing point; returns its id."""
+    return int(
+        await pool.fetchval(
+            "INSERT INTO segments (unit_code, place_code, bill_code, start_no, end_no, next_no,"
+            " grant_id) VALUES ($1, $2, $3, $4, $5, $4, $6) RETURNING id",
+            unit_code, place_code, bill_code, start_no, end_no, grant_id,
+        )
+    )
+
+
+async def stock_summary(pool: asyncpg.Pool, unit_code: str) -> list[dict[str, int | str]]:
+    """Per issuing point and bill code: granted, leased (issued) and available numbers."""
+    rows = await pool.fetch(
+        "SELECT place_code, bill_code, sum(end_no - start_no + 1) AS granted,"
+        " sum(next_no - start_no) AS leased, sum(end_no - next_no + 1) AS available"
+        " FROM segments WHERE unit_code = $1 GROUP BY place_code, bill_code"
+        " ORDER BY place_code, bill_code",
+        unit_code,
+    )
+    return [
+        {
+            "place_code": r["place_code"],
+            "bill_code": r["bill_code"],
+            "granted": int(r["granted"]),
+            "leased": int(r["leased"]),
+            "available": int(r["available"]),
+        }
+        for r in rows
+    ]

@@ -1,0 +1,121 @@
+"""Connecting to PostgreSQL: a configured URL, or the embedded private server.
+
+Migrations in storage/migrations are applied in order at start, each in its own
+transaction, under an advisory lock so that several processes starting at once
+apply each migration exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+__all__ = ["EmbeddedPostgres", "apply_migrations", "connect_pool", "migration_files"]
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_LOCK = 0x6562696C6C  # "ebill"
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL 16 server in ``data_dir/pg`` (the pgserver package).
+
+    Stopped when the owning process exits; data persists across runs.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        import pgserver  # heavy import: only when the embedded default is used
+
+        pgdata = data_dir / "pg"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        self.url: str = self._server.get_uri()
+        self._ensure_database("ebill")
+        self.url = self._server.get_uri("ebill")
+
+    def _ensure_database(self, name: str) -> None:
+        out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+        if "(1 row)" not in out:
+            self._server.psql(f"CREATE DATABASE {name};")
+
+    def cleanup(self) -> None:
+        self._server.cleanup()
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration, in order."""
+    out: list[tuple[int, str, str]] = []
+    for entry in resources.files("storage").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            out.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
+    """Apply the migrations not yet applied; returns their names."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            applied.append(name)
+            log.info("applied migration %s", name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    # Binary jsonb is a version byte (1) and the text; binary is what COPY needs.
+    return b"\x01" + json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary"
+    )
+
+
+async def connect_pool(url: str, *, size: int = 4, migrate: bool = True, **kw: Any) -> asyncpg.Pool:
+    """A pool on ``url``; retries while the server is starting."""
+    delay = 0.1
+    for attempt in range(50):
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=size, init=_init_connection, **kw
+            )
+            break
+        except (OSError, asyncpg.CannotConnectNowError) as exc:
+            if attempt == 49:
+                raise
+            log.info("database not ready (%s), retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    assert pool is not None
+    if migrate:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+    return pool
