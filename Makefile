@@ -25,7 +25,7 @@ test: $(STAMP) ## Run the test suite (real PostgreSQL, real sandboxes, Ray)
 	$(PY) -m pytest -q
 
 protos: $(STAMP) ## Regenerate Python code (+ .pyi stubs) from protos/
-	PATH=$(VENV)/bin:$$PATH $(PY) -m ops.protogen
+	$(PY) -m ops.protogen
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .

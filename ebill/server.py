@@ -55,7 +55,7 @@ def _observed(
             await context.abort(
                 grpc.StatusCode[exc.code],
                 exc.message,
-                trailing_metadata=(("ebill-field", exc.field),) if exc.field else None,
+                trailing_metadata=(("ebill-field", exc.field),) if exc.field else (),
             )
             raise
         except Exception:

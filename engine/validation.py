@@ -157,7 +157,6 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
     charge_items = _charge_items(errs, bill, unit.charge_codes if unit else None)
     list_items = _list_items(errs, bill, charge_items)
     pay_channels = _pay_channels(errs, bill, unit.pay_channels if unit else None)
-    insurance = _insurance(errs, bill, total)
 
     if not errs.items:
         charged = sum(c.amt_fen for c in charge_items)
@@ -172,6 +171,7 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
                 "pay_channels",
                 f"sum {format_fen(paid)} differs from total_amount {format_fen(total)}",
             )
+    insurance = _insurance(errs, bill, total)
 
     if errs.items:
         return errs.items

@@ -6,6 +6,7 @@ so the .proto files import each other by their repository path.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def proto_files() -> list[Path]:
 def generate(out_dir: Path) -> None:
     """Generate into out_dir, mirroring the repository layout."""
     include = Path(protoc.__file__).parent / "_proto"
+    # protoc finds the mypy plugins on PATH: the ones installed beside this Python.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     args = [
         "protoc",
         f"-I{ROOT}",

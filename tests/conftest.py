@@ -1,0 +1,82 @@
+"""Shared fixtures: one real stack per test session.
+
+PostgreSQL (embedded, or EBILL_TEST_DATABASE_URL), the signing-server and
+fiscal-platform sandboxes and the engine run as separate processes, started once:
+Ray alone takes seconds to start, so per-test stacks would dominate the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+import pytest_asyncio
+
+from ebill import demo
+from ebill.bootstrap import bootstrap_demo, grant_stock
+from ops.stack import Stack, StackConfig
+from protos.ebill.v1 import issuance_pb2_grpc
+from storage.catalog import ensure_unit
+from storage.db import connect_pool
+
+SCARCE_POINT = "004"
+SCARCE_STOCK = 3
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    data_dir = Path(tempfile.mkdtemp(prefix="ebill-test-"))
+    url = os.environ.get("EBILL_TEST_DATABASE_URL", "")
+    config = StackConfig(
+        data_dir=data_dir,
+        database_url=url,
+        log_dir=data_dir / "logs",
+        # Small batches linger briefly: tests send few bills at a time.
+        extra_env={"EBILL_BATCH_LINGER_MS": "2", "EBILL_RAY_NUM_CPUS": "2"},
+    )
+    with Stack(config) as s:
+        async def seed() -> None:
+            pool = await connect_pool(s.database_url)
+            try:
+                await bootstrap_demo(
+                    pool, signer_addr=config.signer_addr, signer_key_id="unit-sign",
+                    fiscal_addr=config.fiscal_addr, stock=10_000,
+                )
+                # An issuing point with almost no stock, to run it dry.
+                await ensure_unit(
+                    pool, unit_code=demo.UNIT_CODE, unit_name=demo.UNIT_NAME,
+                    issuing_points=[(SCARCE_POINT, "stock-test window")], charge_codes=[],
+                    bill_codes=[],
+                )
+                await grant_stock(
+                    pool, config.fiscal_addr, unit_code=demo.UNIT_CODE, place_code=SCARCE_POINT,
+                    bill_code="44060119", count=SCARCE_STOCK,
+                )
+            finally:
+                await pool.close()
+
+        asyncio.run(seed())
+        s.start_engine()
+        yield s
+    if os.environ.get("EBILL_KEEP_TEST_DATA") != "1":
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
+    p = await connect_pool(stack.database_url, migrate=False)
+    yield p
+    await p.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def issuance(stack: Stack) -> AsyncIterator[issuance_pb2_grpc.IssuanceServiceStub]:
+    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+        yield issuance_pb2_grpc.IssuanceServiceStub(ch)
