@@ -200,8 +200,12 @@ class CountersignStage(_Timed):
         request = fiscal_pb2.CountersignBatchRequest(
             items=[
                 fiscal_pb2.CountersignItem(
-                    unit_code=w.unit_code, bill_code=w.bill_code, bill_no=w.bill_no,
-                    check_code=w.check_code, total_fen=w.total_fen, canonical=w.canonical,
+                    unit_code=w.unit_code,
+                    bill_code=w.bill_code,
+                    bill_no=w.bill_no,
+                    check_code=w.check_code,
+                    total_fen=w.total_fen,
+                    canonical=w.canonical,
                     unit_signature=w.unit_signature,
                 )
                 for w in todo
@@ -212,7 +216,9 @@ class CountersignStage(_Timed):
         except grpc.aio.AioRpcError as exc:
             log.warning("fiscal platform failed: %s", exc.code())
             reason = f"fiscal platform unavailable ({exc.code().name})"
-            out = map_work(items, lambda w: replace(w, deferred=reason) if w.needs_countersign else w)
+            out = map_work(
+                items, lambda w: replace(w, deferred=reason) if w.needs_countersign else w
+            )
             self.record(len(todo), started)
             return out
         results = {(r.bill_code, r.bill_no): r for r in resp.results}
@@ -222,7 +228,9 @@ class CountersignStage(_Timed):
             if r is None or not w.needs_countersign:
                 return w
             if not r.ok:
-                return replace(w, deferred=f"fiscal platform rejected: {r.error_code} {r.error_message}")
+                return replace(
+                    w, deferred=f"fiscal platform rejected: {r.error_code} {r.error_message}"
+                )
             return replace(
                 w,
                 unit_signature=r.unit_signature or w.unit_signature,
@@ -269,7 +277,9 @@ class ArchiveStage(_DbStage):
                     return replace(w, fiscal_signature=b"", deferred="fiscal key unavailable")
                 if not key.verify(w.countersign_message, w.fiscal_signature):
                     log.error("bad fiscal countersignature on %s/%s", w.bill_code, w.bill_no)
-                    return replace(w, fiscal_signature=b"", deferred="fiscal countersignature invalid")
+                    return replace(
+                        w, fiscal_signature=b"", deferred="fiscal countersignature invalid"
+                    )
                 return w
 
             items = map_work(items, check_fiscal)

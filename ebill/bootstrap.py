@@ -14,7 +14,9 @@ from storage.catalog import add_segment, ensure_unit, stock_summary
 __all__ = ["bootstrap_demo", "grant_stock", "register_unit"]
 
 
-async def register_unit(signer_addr: str, key_id: str, fiscal_addr: str, unit_code: str, name: str) -> bytes:
+async def register_unit(
+    signer_addr: str, key_id: str, fiscal_addr: str, unit_code: str, name: str
+) -> bytes:
     """Tell the fiscal platform which public key the unit's signing server signs with."""
     async with grpc.aio.insecure_channel(signer_addr) as ch:
         exported = await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
@@ -47,8 +49,13 @@ async def grant_stock(
         )
     start, end = int(seg.start_no), int(seg.end_no)
     await add_segment(
-        pool, unit_code=unit_code, place_code=place_code, bill_code=bill_code,
-        start_no=start, end_no=end, grant_id=seg.grant_id,
+        pool,
+        unit_code=unit_code,
+        place_code=place_code,
+        bill_code=bill_code,
+        start_no=start,
+        end_no=end,
+        grant_id=seg.grant_id,
     )
     return start, end
 
@@ -80,6 +87,10 @@ async def bootstrap_demo(
         for bill_code in sorted({c for _, c, _ in demo.BILL_CODES}):
             if have.get((place, bill_code), 0) < stock // 2:
                 await grant_stock(
-                    pool, fiscal_addr, unit_code=demo.UNIT_CODE, place_code=place,
-                    bill_code=bill_code, count=stock,
+                    pool,
+                    fiscal_addr,
+                    unit_code=demo.UNIT_CODE,
+                    place_code=place,
+                    bill_code=bill_code,
+                    count=stock,
                 )

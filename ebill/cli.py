@@ -12,7 +12,6 @@ import random
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import grpc
 
@@ -59,7 +58,9 @@ async def issue_demo(
 
         async def send(chunk: list[bill_pb2.BillRequest]) -> None:
             async with sem:
-                resp = await stub.IssueBatch(issuance_pb2.IssueBatchRequest(bills=chunk), timeout=120)
+                resp = await stub.IssueBatch(
+                    issuance_pb2.IssueBatchRequest(bills=chunk), timeout=120
+                )
             for r in resp.results:
                 if r.HasField("bill"):
                     issued.append(r.bill)
@@ -68,8 +69,13 @@ async def issue_demo(
             if progress:
                 done = len(issued) + sum(errors.values())
                 rate = done / (time.perf_counter() - started)
-                print(f"\r  issued {len(issued):>7}/{count}  errors {sum(errors.values()):>5}"
-                      f"  {rate:8.0f} bills/s", end="", file=sys.stderr, flush=True)
+                print(
+                    f"\r  issued {len(issued):>7}/{count}  errors {sum(errors.values()):>5}"
+                    f"  {rate:8.0f} bills/s",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         await asyncio.gather(*(send(c) for c in chunks))
     elapsed = time.perf_counter() - started
@@ -87,19 +93,25 @@ async def verify_bills(
     """Check unit and fiscal signatures of issued bills; returns how many hold."""
     async with grpc.aio.insecure_channel(signer_addr) as ch:
         unit_pub = VerifyingKey(
-            (await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
-                signer_pb2.ExportPublicKeyRequest(key_id=key_id)
-            )).public_key
+            (
+                await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
+                    signer_pb2.ExportPublicKeyRequest(key_id=key_id)
+                )
+            ).public_key
         )
     async with grpc.aio.insecure_channel(fiscal_addr) as ch:
         fiscal_pub = VerifyingKey(
-            (await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
-                fiscal_pb2.GetPublicKeyRequest()
-            )).public_key
+            (
+                await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
+                    fiscal_pb2.GetPublicKeyRequest()
+                )
+            ).public_key
         )
     return sum(
         unit_pub.verify(b.canonical, b.unit_signature)
-        and fiscal_pub.verify(countersign_message(b.canonical, b.unit_signature), b.fiscal_signature)
+        and fiscal_pub.verify(
+            countersign_message(b.canonical, b.unit_signature), b.fiscal_signature
+        )
         for b in bills
     )
 
@@ -135,7 +147,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             pool = await connect_pool(stack.database_url)
             try:
                 await bootstrap_demo(
-                    pool, signer_addr=config.signer_addr, signer_key_id=settings.signer_key_id,
+                    pool,
+                    signer_addr=config.signer_addr,
+                    signer_key_id=settings.signer_key_id,
                     fiscal_addr=config.fiscal_addr,
                 )
             finally:
@@ -145,17 +159,21 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         print(f"seeded demo unit {demo.UNIT_CODE} {demo.UNIT_NAME}")
         print("starting engine (Ray pipeline)...")
         stack.start_engine()
-        print(f"engine       {config.grpc_addr}  metrics http://127.0.0.1:{config.metrics_port}/metrics")
+        print(
+            f"engine       {config.grpc_addr}  metrics http://127.0.0.1:{config.metrics_port}/metrics"
+        )
         if args.demo:
             bills = asyncio.run(issue_demo(config.grpc_addr, args.demo, batch=args.batch))
             ok = asyncio.run(
                 verify_bills(bills, config.signer_addr, settings.signer_key_id, config.fiscal_addr)
             )
-            print(f"verified unit SM2 signature and fiscal countersignature of {ok}/{len(bills)} bills")
+            print(f"verified unit signature and fiscal countersignature of {ok}/{len(bills)} bills")
             if bills:
                 b = bills[0]
-                print(f"first bill: code {b.bill_code} no {b.bill_no} check {b.check_code} "
-                      f"total {b.total_amount} status {bill_pb2.BillStatus.Name(b.status)}")
+                print(
+                    f"first bill: code {b.bill_code} no {b.bill_no} check {b.check_code} "
+                    f"total {b.total_amount} status {bill_pb2.BillStatus.Name(b.status)}"
+                )
 
             async def stock() -> None:
                 pool = await connect_pool(stack.database_url, migrate=False)
@@ -178,8 +196,13 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(
-        issue_demo(args.addr or settings.grpc_addr, args.demo, batch=args.batch,
-                   concurrency=args.concurrency, place_code=args.place_code)
+        issue_demo(
+            args.addr or settings.grpc_addr,
+            args.demo,
+            batch=args.batch,
+            concurrency=args.concurrency,
+            place_code=args.place_code,
+        )
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.canonical import rfc3339
 from engine.model import (
     BillInput,
@@ -38,7 +40,9 @@ def bill_from_pb(m: bill_pb2.BillRequest) -> BillInput:
         unit_code=m.unit_code,
         bus_no=m.bus_no,
         bus_type=m.bus_type,
-        payer=PayerInput(p.name, p.payer_type, p.id_card_no, p.card_type, p.card_no, p.tel, p.email),
+        payer=PayerInput(
+            p.name, p.payer_type, p.id_card_no, p.card_type, p.card_no, p.tel, p.email
+        ),
         bus_time=m.bus_time,
         place_code=m.place_code,
         cashier=m.cashier,
@@ -47,26 +51,51 @@ def bill_from_pb(m: bill_pb2.BillRequest) -> BillInput:
         total_amount=m.total_amount,
         charge_items=tuple(
             ChargeItemInput(
-                c.sort_no, c.charge_code, c.charge_name, c.unit, c.std, c.number, c.amt,
-                c.self_amt, c.remark,
+                c.sort_no,
+                c.charge_code,
+                c.charge_name,
+                c.unit,
+                c.std,
+                c.number,
+                c.amt,
+                c.self_amt,
+                c.remark,
             )
             for c in m.charge_items
         ),
         list_items=tuple(
             ListItemInput(
-                li.sort_no, li.list_code, li.list_name, li.charge_code, li.spec, li.unit, li.std,
-                li.number, li.amt, li.self_amt,
+                li.sort_no,
+                li.list_code,
+                li.list_name,
+                li.charge_code,
+                li.spec,
+                li.unit,
+                li.std,
+                li.number,
+                li.amt,
+                li.self_amt,
             )
             for li in m.list_items
         ),
         pay_channels=tuple(PayChannelInput(c.pay_channel_code, c.amount) for c in m.pay_channels),
         insurance=InsuranceInput(
-            ins.fund_pay, ins.other_fund_pay, ins.account_pay, ins.own_pay, ins.self_pay,
-            ins.medical_insurance_id, ins.med_care_institution,
+            ins.fund_pay,
+            ins.other_fund_pay,
+            ins.account_pay,
+            ins.own_pay,
+            ins.self_pay,
+            ins.medical_insurance_id,
+            ins.med_care_institution,
         ),
         medical=MedicalInput(
-            med.patient_no, med.case_number, med.sex, med.age, med.consultation_date,
-            med.department, med.medical_institution,
+            med.patient_no,
+            med.case_number,
+            med.sex,
+            med.age,
+            med.consultation_date,
+            med.department,
+            med.medical_institution,
         ),
         remark=m.remark,
     )
@@ -93,7 +122,7 @@ def input_to_pb(b: BillInput) -> bill_pb2.BillRequest:
     )
 
 
-def _fields(obj: object) -> dict[str, object]:
+def _fields(obj: object) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}  # type: ignore[attr-defined]
 
 

@@ -70,8 +70,14 @@ def demo_bill(
             amt = price * qty
             lists.append(
                 ListItemInput(
-                    sort_no=1, list_code=f"Y{sort_no:04d}", list_name=drug, charge_code=code,
-                    spec="0.25g*24", unit=unit, std=format_fen(price), number=str(qty),
+                    sort_no=1,
+                    list_code=f"Y{sort_no:04d}",
+                    list_name=drug,
+                    charge_code=code,
+                    spec="0.25g*24",
+                    unit=unit,
+                    std=format_fen(price),
+                    number=str(qty),
                     amt=format_fen(amt),
                 )
             )
@@ -81,8 +87,13 @@ def demo_bill(
             std, number, unit = format_fen(amt), "1", "次"
         charges.append(
             ChargeItemInput(
-                sort_no=sort_no, charge_code=code, charge_name=name, unit=unit, std=std,
-                number=number, amt=format_fen(amt),
+                sort_no=sort_no,
+                charge_code=code,
+                charge_name=name,
+                unit=unit,
+                std=std,
+                number=number,
+                amt=format_fen(amt),
             )
         )
     total = sum(int(c.amt.replace(".", "")) for c in charges)
@@ -93,8 +104,11 @@ def demo_bill(
         account = (total - fund) // 2
         own = total - fund - account
         insurance = InsuranceInput(
-            fund_pay=format_fen(fund), account_pay=format_fen(account), own_pay=format_fen(own),
-            self_pay=format_fen(own // 2), medical_insurance_id=f"M{seq:012d}",
+            fund_pay=format_fen(fund),
+            account_pay=format_fen(account),
+            own_pay=format_fen(own),
+            self_pay=format_fen(own // 2),
+            medical_insurance_id=f"M{seq:012d}",
         )
     cash = total // 3 if rng.random() < 0.3 else 0
     channels = [PayChannelInput(rng.choice(["01", "04", "05"]), format_fen(total - cash))]
@@ -107,8 +121,12 @@ def demo_bill(
         bus_no=f"{prefix}{seq:010d}",
         bus_type=bus_type,
         payer=PayerInput(
-            name=name, payer_type="1", id_card_no=f"44082319{rng.randint(50, 99)}0101{seq % 10000:04d}",
-            card_type="就诊卡", card_no=f"C{seq:08d}", tel=f"138{seq % 100000000:08d}",
+            name=name,
+            payer_type="1",
+            id_card_no=f"44082319{rng.randint(50, 99)}0101{seq % 10000:04d}",
+            card_type="就诊卡",
+            card_no=f"C{seq:08d}",
+            tel=f"138{seq % 100000000:08d}",
         ),
         bus_time=when.strftime("%Y%m%d%H%M%S") + f"{seq % 1000:03d}",
         place_code=place_code,
@@ -121,8 +139,11 @@ def demo_bill(
         pay_channels=tuple(channels),
         insurance=insurance,
         medical=MedicalInput(
-            patient_no=f"P{seq:08d}", sex=rng.choice(["男", "女"]), age=str(rng.randint(1, 90)),
-            department="内科", medical_institution="二级甲等",
+            patient_no=f"P{seq:08d}",
+            sex=rng.choice(["男", "女"]),
+            age=str(rng.randint(1, 90)),
+            department="内科",
+            medical_institution="二级甲等",
         ),
         remark="",
     )

@@ -59,7 +59,7 @@ def _observed(
             )
             raise
         except Exception:
-            code = context.code().name if context.code() else "INTERNAL"  # type: ignore[union-attr]
+            code = context.code().name if context.code() else "INTERNAL"
             raise
         finally:
             metrics.RPCS.labels(method.__name__, code).inc()
@@ -122,7 +122,9 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
             item = issuance_pb2.ItemResult(index=i, bus_no=src.bus_no)
             if err is not None:
                 e = _prefixed(err, f"bills[{i}]")
-                item.error.CopyFrom(issuance_pb2.ItemError(code=e.code, message=e.message, field=e.field))
+                item.error.CopyFrom(
+                    issuance_pb2.ItemError(code=e.code, message=e.message, field=e.field)
+                )
             else:
                 assert not isinstance(outcome, EbillError)
                 item.bill.CopyFrom(work_to_pb(outcome))
@@ -134,7 +136,9 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
         if key == "by_number":
             k = request.by_number
             if not k.bill_code or not k.bill_no:
-                raise InvalidArgument("by_number: bill_code and bill_no are required", field="by_number")
+                raise InvalidArgument(
+                    "by_number: bill_code and bill_no are required", field="by_number"
+                )
             bill = await bill_store.get_bill(self._pool, bill_code=k.bill_code, bill_no=k.bill_no)
             what = f"bill {k.bill_code}/{k.bill_no}"
         elif key == "by_bus":

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 __all__ = [
     "BUS_TYPES",
@@ -47,7 +47,7 @@ BUS_TYPES: Mapping[str, str] = {
 }
 
 
-class BillStatus(str, Enum):
+class BillStatus(StrEnum):
     """Life of a bill row. See engine.state for the allowed transitions."""
 
     RESERVED = "reserved"

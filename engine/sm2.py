@@ -120,7 +120,9 @@ class SigningKey:
     def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
         self._key = key
         nums = key.public_key().public_numbers()
-        self.public = VerifyingKey(b"\x04" + nums.x.to_bytes(32, "big") + nums.y.to_bytes(32, "big"))
+        self.public = VerifyingKey(
+            b"\x04" + nums.x.to_bytes(32, "big") + nums.y.to_bytes(32, "big")
+        )
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -138,11 +140,12 @@ class SigningKey:
         return cls(key)
 
     def to_pem(self) -> bytes:
-        return self._key.private_bytes(
+        pem: bytes = self._key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        return pem
 
     @property
     def secret(self) -> int:
@@ -150,4 +153,5 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         """DER signature over SM3(Z_A || message), default ID."""
-        return bytes(self._key.sign(message, _ALG))
+        signature: bytes = self._key.sign(message, _ALG)
+        return signature

@@ -216,7 +216,17 @@ def _charge_items(
         if self_amt > amt:
             errs.add(f"{p}.self_amt", "must not exceed amt")
         out.append(
-            ChargeItem(c.sort_no, c.charge_code, c.charge_name, c.unit, std, number, amt, self_amt, c.remark)
+            ChargeItem(
+                c.sort_no,
+                c.charge_code,
+                c.charge_name,
+                c.unit,
+                std,
+                number,
+                amt,
+                self_amt,
+                c.remark,
+            )
         )
     return tuple(out)
 
@@ -237,7 +247,9 @@ def _list_items(
         errs.text(f"{p}.spec", li.spec, max_len=50)
         errs.text(f"{p}.unit", li.unit, max_len=20)
         if li.charge_code not in by_code:
-            errs.add(f"{p}.charge_code", f"refers to no charge item on this bill: {li.charge_code!r}")
+            errs.add(
+                f"{p}.charge_code", f"refers to no charge item on this bill: {li.charge_code!r}"
+            )
         std = _quantity(errs, f"{p}.std", li.std)
         number = _quantity(errs, f"{p}.number", li.number)
         amt = _amount(errs, f"{p}.amt", li.amt)
@@ -245,8 +257,16 @@ def _list_items(
         sums[li.charge_code] = sums.get(li.charge_code, 0) + amt
         out.append(
             ListItem(
-                li.sort_no, li.list_code, li.list_name, li.charge_code, li.spec, li.unit,
-                std, number, amt, self_amt,
+                li.sort_no,
+                li.list_code,
+                li.list_name,
+                li.charge_code,
+                li.spec,
+                li.unit,
+                std,
+                number,
+                amt,
+                self_amt,
             )
         )
     if not errs.items:
@@ -261,7 +281,9 @@ def _list_items(
     return tuple(out)
 
 
-def _pay_channels(errs: _Errors, bill: BillInput, known: frozenset[str] | None) -> tuple[PayChannel, ...]:
+def _pay_channels(
+    errs: _Errors, bill: BillInput, known: frozenset[str] | None
+) -> tuple[PayChannel, ...]:
     if not bill.pay_channels:
         errs.add("pay_channels", "at least one pay channel is required")
     elif len(bill.pay_channels) > MAX_PAY_CHANNELS:
@@ -286,7 +308,9 @@ def _insurance(errs: _Errors, bill: BillInput, total: int) -> InsuranceSplit | N
         return None
     split = InsuranceSplit(
         fund_pay_fen=_amount(errs, "insurance.fund_pay", ins.fund_pay, required=False),
-        other_fund_pay_fen=_amount(errs, "insurance.other_fund_pay", ins.other_fund_pay, required=False),
+        other_fund_pay_fen=_amount(
+            errs, "insurance.other_fund_pay", ins.other_fund_pay, required=False
+        ),
         account_pay_fen=_amount(errs, "insurance.account_pay", ins.account_pay, required=False),
         own_pay_fen=_amount(errs, "insurance.own_pay", ins.own_pay, required=False),
         self_pay_fen=_amount(errs, "insurance.self_pay", ins.self_pay, required=False),

@@ -9,8 +9,8 @@ __all__ = [
     "BATCH_SIZE",
     "BILLS",
     "QUEUE_DEPTH",
-    "RPC_LATENCY",
     "RPCS",
+    "RPC_LATENCY",
     "STAGE_BUSY",
     "STAGE_ITEMS",
 ]

@@ -90,7 +90,7 @@ class Stack:
         out = None
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.config.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+            out = open(self.config.log_dir / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", *args], env=self.env(), stdout=out, stderr=subprocess.STDOUT
         )

@@ -29,9 +29,27 @@ __all__ = ["archive", "get_bill", "reserve", "row_to_bill", "row_to_work"]
 _UNIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('ebill-unit:' || $1, 0))"
 
 _BILL_COLUMNS = (
-    "id", "unit_code", "bus_no", "bus_type", "bill_kind", "place_code", "bill_code", "bill_no",
-    "check_code", "segment_id", "status", "total_fen", "payer_name", "payer_id_card_no",
-    "payer_card_no", "payer_tel", "cashier", "bus_time", "issued_at", "request", "canonical",
+    "id",
+    "unit_code",
+    "bus_no",
+    "bus_type",
+    "bill_kind",
+    "place_code",
+    "bill_code",
+    "bill_no",
+    "check_code",
+    "segment_id",
+    "status",
+    "total_fen",
+    "payer_name",
+    "payer_id_card_no",
+    "payer_card_no",
+    "payer_tel",
+    "cashier",
+    "bus_time",
+    "issued_at",
+    "request",
+    "canonical",
     "canonical_version",
 )
 
@@ -122,7 +140,9 @@ async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) ->
                     " WHERE unit_code = $1 AND place_code = $2 AND bill_code = $3"
                     " AND status = 'enabled' AND next_no <= end_no"
                     " ORDER BY start_no FOR UPDATE",
-                    unit, place, bill_code,
+                    unit,
+                    place,
+                    bill_code,
                 )
             ]
             leases = plan_lease(cursors, len(members))
@@ -159,13 +179,32 @@ async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) ->
             res = Reservation(vb.bill_code, format_bill_no(no), new_check_code(), now)
             canon = canonical_bytes(vb, res)
             src = vb.source
-            bill_rows.append((
-                bill_id, src.unit_code, src.bus_no, src.bus_type, vb.bill_kind, src.place_code,
-                res.bill_code, res.bill_no, res.check_code, segment_id, BillStatus.RESERVED.value,
-                vb.total_fen, src.payer.name, src.payer.id_card_no, src.payer.card_no,
-                src.payer.tel, src.cashier, vb.bus_time, now, input_to_dict(src),
-                canon, CANONICAL_VERSION,
-            ))
+            bill_rows.append(
+                (
+                    bill_id,
+                    src.unit_code,
+                    src.bus_no,
+                    src.bus_type,
+                    vb.bill_kind,
+                    src.place_code,
+                    res.bill_code,
+                    res.bill_no,
+                    res.check_code,
+                    segment_id,
+                    BillStatus.RESERVED.value,
+                    vb.total_fen,
+                    src.payer.name,
+                    src.payer.id_card_no,
+                    src.payer.card_no,
+                    src.payer.tel,
+                    src.cashier,
+                    vb.bus_time,
+                    now,
+                    input_to_dict(src),
+                    canon,
+                    CANONICAL_VERSION,
+                )
+            )
             charge_rows.extend(
                 (bill_id, c.sort_no, c.charge_code, c.charge_name, c.amt_fen, c.self_amt_fen)
                 for c in vb.charge_items
@@ -174,10 +213,18 @@ async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) ->
                 (bill_id, p.pay_channel_code, p.amount_fen) for p in vb.pay_channels
             )
             out[idx] = Work(
-                bill_id=bill_id, unit_code=src.unit_code, bus_no=src.bus_no,
-                bus_type=src.bus_type, place_code=src.place_code, bill_code=res.bill_code,
-                bill_no=res.bill_no, check_code=res.check_code, total_fen=vb.total_fen,
-                issued_at=now, canonical=canon, canonical_version=CANONICAL_VERSION,
+                bill_id=bill_id,
+                unit_code=src.unit_code,
+                bus_no=src.bus_no,
+                bus_type=src.bus_type,
+                place_code=src.place_code,
+                bill_code=res.bill_code,
+                bill_no=res.bill_no,
+                check_code=res.check_code,
+                total_fen=vb.total_fen,
+                issued_at=now,
+                canonical=canon,
+                canonical_version=CANONICAL_VERSION,
                 status=BillStatus.RESERVED,
             )
         await conn.copy_records_to_table("bills", records=bill_rows, columns=_BILL_COLUMNS)

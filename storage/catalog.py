@@ -41,7 +41,9 @@ async def load_catalog(pool: asyncpg.Pool) -> Catalog:
         codes: dict[str, dict[str, str]] = defaultdict(dict)
         for r in await conn.fetch("SELECT unit_code, bus_type, bill_code FROM bill_codes"):
             codes[r["unit_code"]][r["bus_type"]] = r["bill_code"]
-        channels = frozenset(r["code"] for r in await conn.fetch("SELECT code FROM pay_channel_codes"))
+        channels = frozenset(
+            r["code"] for r in await conn.fetch("SELECT code FROM pay_channel_codes")
+        )
     return Catalog(
         units={
             u["unit_code"]: UnitCatalog(
@@ -76,7 +78,8 @@ async def ensure_unit(
         await conn.execute(
             "INSERT INTO units (unit_code, unit_name) VALUES ($1, $2)"
             " ON CONFLICT (unit_code) DO UPDATE SET unit_name = excluded.unit_name",
-            unit_code, unit_name,
+            unit_code,
+            unit_name,
         )
         await conn.executemany(
             "INSERT INTO issuing_points (unit_code, place_code, name) VALUES ($1, $2, $3)"
@@ -110,7 +113,12 @@ async def add_segment(
         await pool.fetchval(
             "INSERT INTO segments (unit_code, place_code, bill_code, start_no, end_no, next_no,"
             " grant_id) VALUES ($1, $2, $3, $4, $5, $4, $6) RETURNING id",
-            unit_code, place_code, bill_code, start_no, end_no, grant_id,
+            unit_code,
+            place_code,
+            bill_code,
+            start_no,
+            end_no,
+            grant_id,
         )
     )
 

@@ -30,11 +30,12 @@ class EmbeddedPostgres:
     """
 
     def __init__(self, data_dir: Path) -> None:
-        import pgserver  # heavy import: only when the embedded default is used
+        # Heavy import: only when the embedded default is used.
+        import pgserver
 
         pgdata = data_dir / "pg"
         pgdata.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        self._server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         self.url: str = self._server.get_uri()
         self._ensure_database("ebill")
         self.url = self._server.get_uri("ebill")

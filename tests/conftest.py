@@ -42,22 +42,33 @@ def stack() -> Iterator[Stack]:
         extra_env={"EBILL_BATCH_LINGER_MS": "2", "EBILL_RAY_NUM_CPUS": "2"},
     )
     with Stack(config) as s:
+
         async def seed() -> None:
             pool = await connect_pool(s.database_url)
             try:
                 await bootstrap_demo(
-                    pool, signer_addr=config.signer_addr, signer_key_id="unit-sign",
-                    fiscal_addr=config.fiscal_addr, stock=10_000,
+                    pool,
+                    signer_addr=config.signer_addr,
+                    signer_key_id="unit-sign",
+                    fiscal_addr=config.fiscal_addr,
+                    stock=10_000,
                 )
                 # An issuing point with almost no stock, to run it dry.
                 await ensure_unit(
-                    pool, unit_code=demo.UNIT_CODE, unit_name=demo.UNIT_NAME,
-                    issuing_points=[(SCARCE_POINT, "stock-test window")], charge_codes=[],
+                    pool,
+                    unit_code=demo.UNIT_CODE,
+                    unit_name=demo.UNIT_NAME,
+                    issuing_points=[(SCARCE_POINT, "stock-test window")],
+                    charge_codes=[],
                     bill_codes=[],
                 )
                 await grant_stock(
-                    pool, config.fiscal_addr, unit_code=demo.UNIT_CODE, place_code=SCARCE_POINT,
-                    bill_code="44060119", count=SCARCE_STOCK,
+                    pool,
+                    config.fiscal_addr,
+                    unit_code=demo.UNIT_CODE,
+                    place_code=SCARCE_POINT,
+                    bill_code="44060119",
+                    count=SCARCE_STOCK,
                 )
             finally:
                 await pool.close()

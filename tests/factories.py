@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from ebill import demo
 from engine.model import BillInput, Catalog, UnitCatalog
@@ -24,5 +25,5 @@ def catalog() -> Catalog:
     )
 
 
-def bill(seq: int = 1, **changes: object) -> BillInput:
-    return replace(demo.demo_bill(seq, prefix="T"), **changes)  # type: ignore[arg-type]
+def bill(seq: int = 1, /, **changes: Any) -> BillInput:
+    return replace(demo.demo_bill(seq, prefix="T"), **changes)

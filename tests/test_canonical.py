@@ -28,11 +28,17 @@ def test_layout_rules() -> None:
     raw = example_bytes()
     doc = json.loads(raw)
     # sorted keys, no insignificant white space, UTF-8 unescaped
-    assert raw == json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert (
+        raw == json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     assert "收费员".encode() in raw
     assert doc["version"] == CANONICAL_VERSION
     assert doc["issued_at"] == "2026-11-23T08:30:01.250Z"
-    assert (doc["bill_code"], doc["bill_no"], doc["check_code"]) == ("44060119", "0010535766", "3f2a1b")
+    assert (doc["bill_code"], doc["bill_no"], doc["check_code"]) == (
+        "44060119",
+        "0010535766",
+        "3f2a1b",
+    )
     for item in doc["charge_items"]:
         assert len(item["amt"].split(".")[1]) == 2
         assert len(item["number"].split(".")[1]) == 4

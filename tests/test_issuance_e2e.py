@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import grpc
@@ -83,24 +84,33 @@ async def test_single_bill_is_issued_signed_countersigned_and_archived(
     assert_signed(bill, unit_key, fiscal_key)
 
     doc = json.loads(bill.canonical)
-    assert bill.canonical == json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    assert (
+        bill.canonical
+        == json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     assert doc["version"] == bill.canonical_version == "ebill-canonical/1"
     assert (doc["bill_code"], doc["bill_no"], doc["check_code"]) == (
-        bill.bill_code, bill.bill_no, bill.check_code,
+        bill.bill_code,
+        bill.bill_no,
+        bill.check_code,
     )
     assert doc["bus_no"] == b.bus_no and doc["total_amount"] == b.total_amount
-    assert [c["charge_code"] for c in doc["charge_items"]] == [c.charge_code for c in b.charge_items]
+    assert [c["charge_code"] for c in doc["charge_items"]] == [
+        c.charge_code for c in b.charge_items
+    ]
     assert doc["payer"]["name"] == b.payer.name
 
-    row = await pool.fetchrow("SELECT * FROM bills WHERE unit_code=$1 AND bus_no=$2", b.unit_code, b.bus_no)
+    row = await pool.fetchrow(
+        "SELECT * FROM bills WHERE unit_code=$1 AND bus_no=$2", b.unit_code, b.bus_no
+    )
     assert row["status"] == "issued" and row["archived_at"] is not None
     assert bytes(row["canonical"]) == bill.canonical
     assert bytes(row["unit_signature"]) == bill.unit_signature
     assert bytes(row["fiscal_signature"]) == bill.fiscal_signature
     assert row["total_fen"] == int(b.total_amount.replace(".", ""))
-    items = await pool.fetch("SELECT charge_code, amt_fen FROM bill_charge_items WHERE bill_id=$1", row["id"])
+    items = await pool.fetch(
+        "SELECT charge_code, amt_fen FROM bill_charge_items WHERE bill_id=$1", row["id"]
+    )
     assert sum(i["amt_fen"] for i in items) == row["total_fen"]
 
     async with grpc.aio.insecure_channel(stack.config.fiscal_addr) as ch:
@@ -113,7 +123,9 @@ async def test_single_bill_is_issued_signed_countersigned_and_archived(
         assert found.found and found.total_fen == row["total_fen"]
         assert found.canonical_sm3 == hashlib.new("sm3", bill.canonical).hexdigest()
         wrong = await fiscal.VerifyBill(
-            fiscal_pb2.VerifyBillRequest(bill_code=bill.bill_code, bill_no=bill.bill_no, check_code="zzzzzz")
+            fiscal_pb2.VerifyBillRequest(
+                bill_code=bill.bill_code, bill_no=bill.bill_no, check_code="zzzzzz"
+            )
         )
         assert not wrong.found
 
@@ -165,7 +177,9 @@ async def test_concurrent_issuances_get_distinct_numbers(
     ]
     singles = await asyncio.gather(*single)
     batched = await asyncio.gather(*batches)
-    numbers = [r.bill.bill_no for r in singles] + [r.bill.bill_no for b in batched for r in b.results]
+    numbers = [r.bill.bill_no for r in singles] + [
+        r.bill.bill_no for b in batched for r in b.results
+    ]
     assert len(numbers) == n and len(set(numbers)) == n
     assert await counts(pool) == (before[0] + n, before[1] + n)
 
@@ -179,7 +193,9 @@ async def test_retried_bus_no_returns_the_first_bill(
     again = (await issuance.IssueBill(req(b))).bill
     assert again.replayed and not first.replayed
     assert (again.bill_code, again.bill_no, again.check_code) == (
-        first.bill_code, first.bill_no, first.check_code,
+        first.bill_code,
+        first.bill_no,
+        first.check_code,
     )
     assert again.unit_signature == first.unit_signature
     assert again.fiscal_signature == first.fiscal_signature
@@ -206,7 +222,7 @@ async def test_racing_bus_no_all_get_the_first_bill(
     assert_signed(bills[0], unit_key, fiscal_key)
 
 
-def _charge0(b: BillInput, **changes: str) -> BillInput:
+def _charge0(b: BillInput, **changes: Any) -> BillInput:
     return replace(b, charge_items=(replace(b.charge_items[0], **changes), *b.charge_items[1:]))
 
 
@@ -218,8 +234,10 @@ INVALID = [
     (lambda b: replace(b, bus_time="yesterday"), "bill.bus_time"),
     (lambda b: replace(b, place_code="999"), "bill.place_code"),
     (lambda b: replace(b, unit_code="000000000"), "bill.unit_code"),
-    (lambda b: replace(b, pay_channels=(replace(b.pay_channels[0], pay_channel_code="77"),)),
-     "bill.pay_channels[0].pay_channel_code"),
+    (
+        lambda b: replace(b, pay_channels=(replace(b.pay_channels[0], pay_channel_code="77"),)),
+        "bill.pay_channels[0].pay_channel_code",
+    ),
 ]
 
 
@@ -289,17 +307,25 @@ async def test_get_bill_and_status_by_number_and_by_bus_no(
     by_number = issuance_pb2.GetBillRequest(
         by_number=issuance_pb2.BillNumberKey(bill_code=issued.bill_code, bill_no=issued.bill_no)
     )
-    by_bus = issuance_pb2.GetBillRequest(by_bus=issuance_pb2.BusKey(unit_code=b.unit_code, bus_no=b.bus_no))
+    by_bus = issuance_pb2.GetBillRequest(
+        by_bus=issuance_pb2.BusKey(unit_code=b.unit_code, bus_no=b.bus_no)
+    )
     for key in (by_number, by_bus):
         got = await issuance.GetBill(key)
-        assert (got.bill_no, got.check_code, got.status) == (issued.bill_no, issued.check_code, ISSUED)
+        assert (got.bill_no, got.check_code, got.status) == (
+            issued.bill_no,
+            issued.check_code,
+            ISSUED,
+        )
         assert got.canonical == issued.canonical
         assert got.request == input_to_pb(b)
         status = await issuance.GetBillStatus(key)
         assert status.status == ISSUED and status.bus_no == b.bus_no and not status.red_flushed
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await issuance.GetBill(
-            issuance_pb2.GetBillRequest(by_bus=issuance_pb2.BusKey(unit_code=b.unit_code, bus_no="none"))
+            issuance_pb2.GetBillRequest(
+                by_bus=issuance_pb2.BusKey(unit_code=b.unit_code, bus_no="none")
+            )
         )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -48,7 +48,9 @@ def test_native_signatures_verify_with_gmssl_and_back() -> None:
         assert sm2.decode_signature(der) == (r, s)
     crypt = gm.CryptSM2(private_key=f"{key.secret:064x}", public_key=key.public.point[1:].hex())
     rs = crypt.sign_with_sm3(b"from gmssl")
-    assert key.public.verify(b"from gmssl", sm2.encode_signature(int(rs[:64], 16), int(rs[64:], 16)))
+    assert key.public.verify(
+        b"from gmssl", sm2.encode_signature(int(rs[:64], 16), int(rs[64:], 16))
+    )
 
 
 def test_garbage_signatures_are_rejected_not_raised() -> None:

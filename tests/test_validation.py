@@ -29,7 +29,8 @@ def test_demo_bills_are_valid_and_amounts_are_exact() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "fen"), [("0", 0), ("0.5", 50), ("12.30", 1230), ("99999999999999.99", 9999999999999999)]
+    ("text", "fen"),
+    [("0", 0), ("0.5", 50), ("12.30", 1230), ("99999999999999.99", 9999999999999999)],
 )
 def test_parse_fen(text: str, fen: int) -> None:
     assert parse_fen(text) == fen
@@ -95,7 +96,9 @@ def test_payer_fields() -> None:
 def test_charge_item_fields_carry_their_index() -> None:
     b = bill(3)
     assert len(b.charge_items) >= 1
-    assert "charge_items[0].amt" in fields_of(replace(b, charge_items=_first_charge(b, amt="1.5.0")))
+    assert "charge_items[0].amt" in fields_of(
+        replace(b, charge_items=_first_charge(b, amt="1.5.0"))
+    )
     assert "charge_items[0].charge_code" in fields_of(
         replace(b, charge_items=_first_charge(b, charge_code="Z99"))
     )
@@ -122,8 +125,10 @@ def test_total_must_equal_charge_items_and_pay_channels() -> None:
     more = format_fen(parse_fen(b.total_amount) + 1)
     # total off by one fen: charge items disagree, and so do pay channels
     assert fields_of(replace(b, total_amount=more))[:2] == ["total_amount", "pay_channels"]
-    channels = (replace(b.pay_channels[0], amount=format_fen(parse_fen(b.pay_channels[0].amount) - 1)),
-                *b.pay_channels[1:])
+    channels = (
+        replace(b.pay_channels[0], amount=format_fen(parse_fen(b.pay_channels[0].amount) - 1)),
+        *b.pay_channels[1:],
+    )
     assert fields_of(replace(b, pay_channels=channels)) == ["pay_channels"]
 
 
@@ -154,7 +159,9 @@ def test_insurance_split_must_cover_the_total() -> None:
     assert fields_of(replace(b, insurance=short)) == ["insurance"]
     self_over = replace(ok, self_pay="2.00")
     assert fields_of(replace(b, insurance=self_over)) == ["insurance.self_pay"]
-    assert fields_of(replace(b, insurance=replace(ok, account_pay="x"))) == ["insurance.account_pay"]
+    assert fields_of(replace(b, insurance=replace(ok, account_pay="x"))) == [
+        "insurance.account_pay"
+    ]
 
 
 def test_validate_raises_invalid_argument_naming_the_first_field() -> None:

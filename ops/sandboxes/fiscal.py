@@ -106,8 +106,10 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
                 (grant_id, request.unit_code, request.bill_code, start, end, _now()),
             )
         return fiscal_pb2.GrantSegmentResponse(
-            grant_id=grant_id, bill_code=request.bill_code,
-            start_no=f"{start:010d}", end_no=f"{end:010d}",
+            grant_id=grant_id,
+            bill_code=request.bill_code,
+            start_no=f"{start:010d}",
+            end_no=f"{end:010d}",
         )
 
     def _granted(self, unit_code: str, bill_code: str, bill_no: str) -> bool:
@@ -134,7 +136,10 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
         if claimed != signed:
             return "MISMATCH", "bill identity differs from the signed document"
         if not item.bill_no.isdigit() or not self._granted(*claimed[:3]):
-            return "NOT_GRANTED", f"number {item.bill_code}/{item.bill_no} was not granted to the unit"
+            return (
+                "NOT_GRANTED",
+                f"number {item.bill_code}/{item.bill_no} was not granted to the unit",
+            )
         return "", ""
 
     def CountersignBatch(
@@ -173,11 +178,19 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
                         countersign_message(item.canonical, item.unit_signature)
                     )
                     res.countersigned_at = _now()
-                    fresh.append((
-                        item.bill_code, item.bill_no, item.unit_code, item.check_code,
-                        item.total_fen, digest, item.unit_signature, res.fiscal_signature,
-                        res.countersigned_at,
-                    ))
+                    fresh.append(
+                        (
+                            item.bill_code,
+                            item.bill_no,
+                            item.unit_code,
+                            item.check_code,
+                            item.total_fen,
+                            digest,
+                            item.unit_signature,
+                            res.fiscal_signature,
+                            res.countersigned_at,
+                        )
+                    )
                 results.append(res)
             self._db.executemany(
                 "INSERT INTO countersigned VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", fresh
@@ -195,7 +208,10 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
         if row is None:
             return fiscal_pb2.VerifyBillResponse(found=False)
         return fiscal_pb2.VerifyBillResponse(
-            found=True, total_fen=row[0], canonical_sm3=row[1], countersigned_at=row[2],
+            found=True,
+            total_fen=row[0],
+            canonical_sm3=row[1],
+            countersigned_at=row[2],
             unit_code=row[3],
         )
 
@@ -217,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         "--latency-ms", type=int, default=int(os.environ.get("EBILL_FISCAL_LATENCY_MS", "0"))
     )
     parser.add_argument(
-        "--failure-rate", type=float,
+        "--failure-rate",
+        type=float,
         default=float(os.environ.get("EBILL_FISCAL_FAILURE_RATE", "0")),
     )
     args = parser.parse_args(argv)
