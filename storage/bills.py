@@ -123,12 +123,14 @@ async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) ->
         groups: dict[tuple[str, str, str], list[tuple[int, ValidBill]]] = defaultdict(list)
         for idx, vb in bills:
             key = (vb.unit_code, vb.bus_no)
+            if key in first:
+                # One bill travels once per batch, however often it is asked for.
+                out[idx] = Duplicate(first[key])
+                continue
+            first[key] = idx
             if key in existing:
                 out[idx] = row_to_work(existing[key], replayed=True)
-            elif key in first:
-                out[idx] = Duplicate(first[key])
             else:
-                first[key] = idx
                 groups[(vb.unit_code, vb.place_code, vb.bill_code)].append((idx, vb))
 
         numbered: list[tuple[int, ValidBill, int, int]] = []  # idx, bill, segment, number

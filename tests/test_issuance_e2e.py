@@ -222,6 +222,24 @@ async def test_racing_bus_no_all_get_the_first_bill(
     assert_signed(bills[0], unit_key, fiscal_key)
 
 
+async def test_an_issued_bus_no_repeated_within_a_batch(
+    issuance: issuance_pb2_grpc.IssuanceServiceStub, pool: asyncpg.Pool
+) -> None:
+    (b, other) = fresh(2)
+    first = (await issuance.IssueBill(req(b))).bill
+    before = await counts(pool)
+    resp = await issuance.IssueBatch(
+        issuance_pb2.IssueBatchRequest(bills=[input_to_pb(x) for x in (b, other, b, b)])
+    )
+    again = [resp.results[i].bill for i in (0, 2, 3)]
+    assert all(x.replayed and x.status == ISSUED for x in again)
+    assert {(x.bill_no, x.fiscal_signature) for x in again} == {
+        (first.bill_no, first.fiscal_signature)
+    }
+    assert resp.results[1].bill.status == ISSUED and not resp.results[1].bill.replayed
+    assert await counts(pool) == (before[0] + 1, before[1] + 1)
+
+
 def _charge0(b: BillInput, **changes: Any) -> BillInput:
     return replace(b, charge_items=(replace(b.charge_items[0], **changes), *b.charge_items[1:]))
 

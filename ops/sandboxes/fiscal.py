@@ -147,7 +147,6 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
     ) -> fiscal_pb2.CountersignBatchResponse:
         self._weather(context)
         results = []
-        fresh: list[tuple[object, ...]] = []
         with self._lock, self._db:
             for item in request.items:
                 res = fiscal_pb2.CountersignResult(bill_code=item.bill_code, bill_no=item.bill_no)
@@ -178,7 +177,9 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
                         countersign_message(item.canonical, item.unit_signature)
                     )
                     res.countersigned_at = _now()
-                    fresh.append(
+                    # Inserted at once, so a repeat later in the same request sees it.
+                    self._db.execute(
+                        "INSERT INTO countersigned VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             item.bill_code,
                             item.bill_no,
@@ -189,12 +190,9 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
                             item.unit_signature,
                             res.fiscal_signature,
                             res.countersigned_at,
-                        )
+                        ),
                     )
                 results.append(res)
-            self._db.executemany(
-                "INSERT INTO countersigned VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", fresh
-            )
         return fiscal_pb2.CountersignBatchResponse(results=results)
 
     def VerifyBill(
