@@ -27,7 +27,6 @@ from actors.stages import (
     ValidateStage,
 )
 from engine.errors import EbillError
-from engine.model import BillInput
 from engine.pipeline import Work, resolve_duplicates
 
 __all__ = ["Pipeline", "PipelineConfig", "init_ray", "shutdown_ray"]
@@ -93,8 +92,9 @@ class Pipeline:
         }
         self._next = {name: itertools.cycle(actors) for name, actors in self._stages.items()}
 
-    async def issue(self, bills: Sequence[BillInput]) -> list[Work | EbillError]:
-        """Run one batch through every stage; one outcome per bill, in order."""
+    async def issue(self, bills: Sequence[bytes]) -> list[Work | EbillError]:
+        """Run one batch of serialised BillRequests through every stage; one
+        outcome per bill, in order."""
         ref: Any = list(bills)
         for name in STAGES:
             ref = next(self._next[name]).run.remote(ref)

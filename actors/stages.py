@@ -18,12 +18,16 @@ from typing import TypeVar
 
 import asyncpg
 import grpc
+from google.protobuf.message import DecodeError
 
+from ebill.convert import bill_from_pb
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
-from engine.model import BillInput, BillStatus, Catalog, ValidBill
+from engine.model import BillStatus, Catalog
 from engine.pipeline import Item, Work, error_item, finish, map_work
+from engine.prepare import Prepared, prepare
 from engine.sm2 import VerifyingKey
 from engine.validation import check
+from protos.ebill.v1 import bill_pb2
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
 from storage import bills as bill_store
@@ -103,16 +107,28 @@ class ValidateStage(_DbStage):
             self._loaded_at = time.monotonic()
         return self._catalog
 
-    async def run(self, bills: Sequence[BillInput]) -> list[ValidBill | EbillError]:
+    async def run(self, bills: Sequence[bytes]) -> list[Prepared | EbillError]:
+        """Validate serialised ebill.v1.BillRequest messages.
+
+        Requests arrive as protobuf bytes: parsing them here costs less than
+        pickling domain objects across the process boundary.
+        """
         started = time.perf_counter()
         try:
             catalog = await self.catalog()
         except EbillError as exc:
             return [exc] * len(bills)
-        out: list[ValidBill | EbillError] = []
-        for b in bills:
-            result = check(b, catalog)
-            out.append(InvalidArgument.from_errors(result) if isinstance(result, list) else result)
+        out: list[Prepared | EbillError] = []
+        for raw in bills:
+            try:
+                bill = bill_from_pb(bill_pb2.BillRequest.FromString(raw))
+            except DecodeError:
+                out.append(InvalidArgument("request is not a BillRequest message"))
+                continue
+            result = check(bill, catalog)
+            out.append(
+                InvalidArgument.from_errors(result) if isinstance(result, list) else prepare(result)
+            )
         self.record(len(bills), started)
         return out
 
@@ -120,9 +136,9 @@ class ValidateStage(_DbStage):
 class ReserveStage(_DbStage):
     """Leases bill numbers and stores the bill rows, one transaction per batch."""
 
-    async def run(self, items: Sequence[ValidBill | EbillError]) -> list[Item]:
+    async def run(self, items: Sequence[Prepared | EbillError]) -> list[Item]:
         started = time.perf_counter()
-        valid = [(i, it) for i, it in enumerate(items) if isinstance(it, ValidBill)]
+        valid = [(i, it) for i, it in enumerate(items) if isinstance(it, Prepared)]
         out: list[Item] = [
             it if isinstance(it, EbillError) else Unavailable("not reserved") for it in items
         ]

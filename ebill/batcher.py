@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from engine.errors import EbillError, Unavailable
-from engine.model import BillInput
 from engine.pipeline import Work
 from ops import metrics
 
@@ -23,7 +22,7 @@ __all__ = ["MicroBatcher"]
 log = logging.getLogger(__name__)
 
 Outcome = Work | EbillError
-Runner = Callable[[Sequence[BillInput]], Awaitable[list[Outcome]]]
+Runner = Callable[[Sequence[bytes]], Awaitable[list[Outcome]]]
 
 
 class MicroBatcher:
@@ -31,7 +30,7 @@ class MicroBatcher:
         self._run = run
         self._max = max_batch
         self._linger = linger_s
-        self._queue: asyncio.Queue[tuple[BillInput, asyncio.Future[Outcome]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[Outcome]]] = asyncio.Queue()
         self._slots = asyncio.Semaphore(max_inflight)
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -47,7 +46,7 @@ class MicroBatcher:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
-    async def submit(self, bills: Sequence[BillInput]) -> list[Outcome]:
+    async def submit(self, bills: Sequence[bytes]) -> list[Outcome]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in bills]
         for bill, fut in zip(bills, futures, strict=True):
@@ -79,7 +78,7 @@ class MicroBatcher:
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
-    async def _dispatch(self, batch: list[tuple[BillInput, asyncio.Future[Outcome]]]) -> None:
+    async def _dispatch(self, batch: list[tuple[bytes, asyncio.Future[Outcome]]]) -> None:
         metrics.INFLIGHT.inc()
         metrics.BATCH_SIZE.observe(len(batch))
         started = time.perf_counter()

@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from actors.stages import outcome_error
 from ebill.batcher import MicroBatcher, Outcome
-from ebill.convert import bill_from_pb, bill_to_pb, status_to_pb, work_to_pb
+from ebill.convert import bill_to_pb, status_to_pb, work_to_pb
 from ebill.settings import Settings
 from engine.errors import EbillError, InvalidArgument, NotFound
 from engine.model import IssuedBill
@@ -95,7 +95,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
     ) -> issuance_pb2.IssueBillResponse:
         if not request.HasField("bill"):
             raise InvalidArgument("bill: is required", field="bill")
-        (outcome,) = await self._batcher.submit([bill_from_pb(request.bill)])
+        (outcome,) = await self._batcher.submit([request.bill.SerializeToString()])
         err = _final(outcome)
         _count(outcome, err)
         if err is not None:
@@ -114,7 +114,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
                 f"bills: at most {MAX_BATCH} bills per call, got {len(request.bills)}",
                 field="bills",
             )
-        outcomes = await self._batcher.submit([bill_from_pb(b) for b in request.bills])
+        outcomes = await self._batcher.submit([b.SerializeToString() for b in request.bills])
         results = []
         for i, (src, outcome) in enumerate(zip(request.bills, outcomes, strict=True)):
             err = _final(outcome)

@@ -17,7 +17,14 @@ from typing import Any
 from engine.model import Reservation, ValidBill
 from engine.money import format_fen, format_quantity
 
-__all__ = ["CANONICAL_VERSION", "canonical_bytes", "countersign_message", "rfc3339"]
+__all__ = [
+    "CANONICAL_VERSION",
+    "canonical_bytes",
+    "countersign_message",
+    "document",
+    "render",
+    "rfc3339",
+]
 
 CANONICAL_VERSION = "ebill-canonical/1"
 
@@ -28,16 +35,14 @@ def rfc3339(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
-def _document(bill: ValidBill, res: Reservation) -> dict[str, Any]:
+def document(bill: ValidBill) -> dict[str, Any]:
+    """The canonical document of a bill before it has a number: every member but
+    those :func:`render` adds from the reservation."""
     src = bill.source
     ins = bill.insurance
     return {
         "version": CANONICAL_VERSION,
         "unit_code": src.unit_code,
-        "bill_code": res.bill_code,
-        "bill_no": res.bill_no,
-        "check_code": res.check_code,
-        "issued_at": rfc3339(res.issued_at),
         "bill_kind": bill.bill_kind,
         "bus_no": src.bus_no,
         "bus_type": src.bus_type,
@@ -113,11 +118,24 @@ def _document(bill: ValidBill, res: Reservation) -> dict[str, Any]:
     }
 
 
+RESERVATION_MEMBERS = ("bill_code", "bill_no", "check_code", "issued_at")
+
+
+def render(doc: dict[str, Any], res: Reservation) -> bytes:
+    """Canonical bytes of a document issued under a reservation."""
+    full = dict(doc)
+    full["bill_code"] = res.bill_code
+    full["bill_no"] = res.bill_no
+    full["check_code"] = res.check_code
+    full["issued_at"] = rfc3339(res.issued_at)
+    return json.dumps(full, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
 def canonical_bytes(bill: ValidBill, res: Reservation) -> bytes:
     """The bytes the unit signs for ``bill`` issued under ``res``."""
-    return json.dumps(
-        _document(bill, res), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
+    return render(document(bill), res)
 
 
 def countersign_message(canonical: bytes, unit_signature: bytes) -> bytes:

@@ -7,10 +7,11 @@ turns an input into a :class:`ValidBill` whose amounts are integer fen.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeVar
 
 __all__ = [
     "BUS_TYPES",
@@ -31,6 +32,7 @@ __all__ = [
     "Reservation",
     "UnitCatalog",
     "ValidBill",
+    "compact_pickle",
 ]
 
 # Business types (业务类型) and the bill kind each is issued on.
@@ -47,6 +49,24 @@ BUS_TYPES: Mapping[str, str] = {
 }
 
 
+T = TypeVar("T")
+
+
+def compact_pickle(cls: type[T]) -> type[T]:
+    """Pickle a frozen slots dataclass as its constructor arguments.
+
+    These values cross a process boundary at every pipeline hop; the default
+    protocol for slots classes (copyreg state dicts) costs 5x more per bill.
+    """
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    def __reduce__(self: T) -> tuple[type[T], tuple[object, ...]]:
+        return cls, tuple(getattr(self, n) for n in names)
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
+    return cls
+
+
 class BillStatus(StrEnum):
     """Life of a bill row. See engine.state for the allowed transitions."""
 
@@ -56,6 +76,7 @@ class BillStatus(StrEnum):
     RED_FLUSHED = "red_flushed"
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class PayerInput:
     name: str = ""
@@ -67,6 +88,7 @@ class PayerInput:
     email: str = ""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ChargeItemInput:
     sort_no: int = 0
@@ -80,6 +102,7 @@ class ChargeItemInput:
     remark: str = ""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ListItemInput:
     sort_no: int = 0
@@ -94,12 +117,14 @@ class ListItemInput:
     self_amt: str = ""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class PayChannelInput:
     pay_channel_code: str = ""
     amount: str = ""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class InsuranceInput:
     fund_pay: str = ""
@@ -111,6 +136,7 @@ class InsuranceInput:
     med_care_institution: str = ""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class MedicalInput:
     patient_no: str = ""
@@ -122,6 +148,7 @@ class MedicalInput:
     medical_institution: str = ""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class BillInput:
     """A settled charge as the HIS sent it."""
@@ -144,6 +171,7 @@ class BillInput:
     remark: str = ""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ChargeItem:
     sort_no: int
@@ -157,6 +185,7 @@ class ChargeItem:
     remark: str
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ListItem:
     sort_no: int
@@ -171,12 +200,14 @@ class ListItem:
     self_amt_fen: int
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class PayChannel:
     pay_channel_code: str
     amount_fen: int
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class InsuranceSplit:
     fund_pay_fen: int
@@ -188,6 +219,7 @@ class InsuranceSplit:
     med_care_institution: str
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ValidBill:
     """A bill request that passed validation: exact amounts, known codes."""
@@ -215,6 +247,7 @@ class ValidBill:
         return self.source.place_code
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class UnitCatalog:
     """Reference data of one issuing unit that validation checks codes against."""
@@ -230,11 +263,13 @@ class UnitCatalog:
     bill_codes: Mapping[str, str]
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Catalog:
     units: Mapping[str, UnitCatalog]
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """A bill number leased for one bill, with its check code and issue time."""
@@ -245,6 +280,7 @@ class Reservation:
     issued_at: datetime
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class IssuedBill:
     """A bill as stored: the archived e-bill and where it is in its life."""

@@ -15,11 +15,12 @@ from datetime import datetime
 
 from engine.canonical import countersign_message
 from engine.errors import EbillError
-from engine.model import BillStatus
+from engine.model import BillStatus, compact_pickle
 
 __all__ = ["Duplicate", "Item", "Work", "finish", "map_work", "resolve_duplicates"]
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Work:
     bill_id: int
@@ -59,6 +60,7 @@ class Work:
         return countersign_message(self.canonical, self.unit_signature)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Duplicate:
     """This item repeats the bus_no of item ``of`` in the same batch."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from engine.model import (
@@ -18,8 +17,20 @@ from engine.model import (
 __all__ = ["input_from_dict", "input_to_dict"]
 
 
+def _flat(obj: object) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}  # type: ignore[attr-defined]
+
+
 def input_to_dict(bill: BillInput) -> dict[str, Any]:
-    return asdict(bill)
+    # By hand: dataclasses.asdict deep-copies recursively and costs 5x more.
+    d = _flat(bill)
+    d["payer"] = _flat(bill.payer)
+    d["insurance"] = _flat(bill.insurance)
+    d["medical"] = _flat(bill.medical)
+    d["charge_items"] = [_flat(c) for c in bill.charge_items]
+    d["list_items"] = [_flat(li) for li in bill.list_items]
+    d["pay_channels"] = [_flat(p) for p in bill.pay_channels]
+    return d
 
 
 def input_from_dict(d: dict[str, Any]) -> BillInput:

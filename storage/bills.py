@@ -16,12 +16,13 @@ from typing import Any
 
 import asyncpg
 
-from engine.canonical import CANONICAL_VERSION, canonical_bytes
+from engine.canonical import CANONICAL_VERSION
 from engine.checkcode import new_check_code
 from engine.errors import ResourceExhausted
-from engine.model import BillStatus, IssuedBill, Reservation, ValidBill
+from engine.model import BillStatus, IssuedBill, Reservation
 from engine.pipeline import Duplicate, Item, Work
-from engine.serde import input_from_dict, input_to_dict
+from engine.prepare import Prepared
+from engine.serde import input_from_dict
 from engine.stock import SegmentCursor, format_bill_no, plan_lease
 
 __all__ = ["archive", "get_bill", "reserve", "row_to_bill", "row_to_work"]
@@ -97,7 +98,7 @@ def row_to_bill(row: asyncpg.Record, *, with_request: bool = True) -> IssuedBill
     )
 
 
-async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) -> dict[int, Item]:
+async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, Prepared]]) -> dict[int, Item]:
     """Lease numbers for a batch of validated bills and store them, in one transaction.
 
     Returns, by caller index: a Work for a new bill or for a bill stored earlier
@@ -120,7 +121,7 @@ async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) ->
             )
         }
         first: dict[tuple[str, str], int] = {}
-        groups: dict[tuple[str, str, str], list[tuple[int, ValidBill]]] = defaultdict(list)
+        groups: dict[tuple[str, str, str], list[tuple[int, Prepared]]] = defaultdict(list)
         for idx, vb in bills:
             key = (vb.unit_code, vb.bus_no)
             if key in first:
@@ -133,7 +134,7 @@ async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) ->
             else:
                 groups[(vb.unit_code, vb.place_code, vb.bill_code)].append((idx, vb))
 
-        numbered: list[tuple[int, ValidBill, int, int]] = []  # idx, bill, segment, number
+        numbered: list[tuple[int, Prepared, int, int]] = []  # idx, bill, segment, number
         for (unit, place, bill_code), members in groups.items():
             cursors = [
                 SegmentCursor(r["id"], r["next_no"], r["end_no"])
@@ -177,53 +178,30 @@ async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, ValidBill]]) ->
         bill_rows: list[tuple[Any, ...]] = []
         charge_rows: list[tuple[Any, ...]] = []
         channel_rows: list[tuple[Any, ...]] = []
-        for bill_id, (idx, vb, segment_id, no) in zip(ids, numbered, strict=True):
-            res = Reservation(vb.bill_code, format_bill_no(no), new_check_code(), now)
-            canon = canonical_bytes(vb, res)
-            src = vb.source
+        for bill_id, (idx, p, segment_id, no) in zip(ids, numbered, strict=True):
+            res = Reservation(p.bill_code, format_bill_no(no), new_check_code(), now)
+            canon = p.canonical(res)
             bill_rows.append(
                 (
-                    bill_id,
-                    src.unit_code,
-                    src.bus_no,
-                    src.bus_type,
-                    vb.bill_kind,
-                    src.place_code,
-                    res.bill_code,
-                    res.bill_no,
-                    res.check_code,
-                    segment_id,
-                    BillStatus.RESERVED.value,
-                    vb.total_fen,
-                    src.payer.name,
-                    src.payer.id_card_no,
-                    src.payer.card_no,
-                    src.payer.tel,
-                    src.cashier,
-                    vb.bus_time,
-                    now,
-                    input_to_dict(src),
-                    canon,
+                    bill_id, p.unit_code, p.bus_no, p.bus_type, p.bill_kind, p.place_code,
+                    res.bill_code, res.bill_no, res.check_code, segment_id,
+                    BillStatus.RESERVED.value, p.total_fen, p.payer_name, p.payer_id_card_no,
+                    p.payer_card_no, p.payer_tel, p.cashier, p.bus_time, now, p.request, canon,
                     CANONICAL_VERSION,
                 )
-            )
-            charge_rows.extend(
-                (bill_id, c.sort_no, c.charge_code, c.charge_name, c.amt_fen, c.self_amt_fen)
-                for c in vb.charge_items
-            )
-            channel_rows.extend(
-                (bill_id, p.pay_channel_code, p.amount_fen) for p in vb.pay_channels
-            )
+            )  # fmt: skip
+            charge_rows.extend((bill_id, *row) for row in p.charge_rows)
+            channel_rows.extend((bill_id, *row) for row in p.channel_rows)
             out[idx] = Work(
                 bill_id=bill_id,
-                unit_code=src.unit_code,
-                bus_no=src.bus_no,
-                bus_type=src.bus_type,
-                place_code=src.place_code,
+                unit_code=p.unit_code,
+                bus_no=p.bus_no,
+                bus_type=p.bus_type,
+                place_code=p.place_code,
                 bill_code=res.bill_code,
                 bill_no=res.bill_no,
                 check_code=res.check_code,
-                total_fen=vb.total_fen,
+                total_fen=p.total_fen,
                 issued_at=now,
                 canonical=canon,
                 canonical_version=CANONICAL_VERSION,

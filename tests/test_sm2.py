@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from gmssl import sm2 as gm
 
 from engine import sm2
-from tests.gm_reference import gm_verify
+from tests.gm_reference import gm_verify, textbook_verify
 
 D_A = 0x3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8
 K = "59276E27D506861A16680F3AD9C02DCCEF3CC1FA3CDBE4CE6D54B80DEAC1BC21"
@@ -64,3 +64,23 @@ def test_der_round_trip_and_pem_round_trip() -> None:
         assert sm2.decode_signature(sm2.encode_signature(r, s)) == (r, s)
     key = sm2.SigningKey.generate()
     assert sm2.SigningKey.from_pem(key.to_pem()).public == key.public
+
+
+def test_textbook_fallback_agrees_with_the_standard_vector() -> None:
+    key = sm2.SigningKey.from_secret(D_A)
+    assert textbook_verify(key.public.point, M, R, S)
+    assert not textbook_verify(key.public.point, M, R, S - 1)
+    assert not textbook_verify(key.public.point, b"other", R, S)
+
+
+def test_gmssl_crash_case_is_settled_by_the_textbook_check() -> None:
+    # A valid signature on which gmssl 3.2.2 raises TypeError instead of answering.
+    pub = bytes.fromhex(
+        "04043218c0a6f4c53691a47a183e8e63d8b61af7c48a08308b4dae97350f7b21a0"
+        "c9bb2a6bb1b188cf56856226e4b846b6451e1684470551a91f9ced0aac629767"
+    )
+    r = 0x4684B877C187C45E9D14F711B80F09AD58171754A0B793FBAD3DEF58BB9FBFD8
+    s = 0xC7DE32133AEA505C4656EDB5ABB9A6A4931FF8B635AB6BC0F7063E6308F07AD4
+    msg = bytes(range(256)) * 10
+    assert gm_verify(pub, msg, sm2.encode_signature(r, s))
+    assert not gm_verify(pub, msg + b"!", sm2.encode_signature(r, s))

@@ -54,6 +54,8 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
         self._lock = threading.Lock()
         self._latency = latency_ms / 1000
         self._failure_rate = failure_rate
+        # Grants by (unit_code, bill_code), read once and kept current by GrantSegment.
+        self._grants: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self._unit_keys: dict[str, VerifyingKey] = {
             u: VerifyingKey(bytes(k))
             for u, k in self._db.execute("SELECT unit_code, public_key FROM units")
@@ -105,6 +107,7 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
                 "INSERT INTO grants VALUES (?, ?, ?, ?, ?, ?)",
                 (grant_id, request.unit_code, request.bill_code, start, end, _now()),
             )
+            self._grants.pop((request.unit_code, request.bill_code), None)
         return fiscal_pb2.GrantSegmentResponse(
             grant_id=grant_id,
             bill_code=request.bill_code,
@@ -113,12 +116,15 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
         )
 
     def _granted(self, unit_code: str, bill_code: str, bill_no: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM grants WHERE unit_code = ? AND bill_code = ?"
-            " AND ? BETWEEN start_no AND end_no",
-            (unit_code, bill_code, int(bill_no)),
-        ).fetchone()
-        return row is not None
+        ranges = self._grants.get((unit_code, bill_code))
+        if ranges is None:
+            ranges = self._db.execute(
+                "SELECT start_no, end_no FROM grants WHERE unit_code = ? AND bill_code = ?",
+                (unit_code, bill_code),
+            ).fetchall()
+            self._grants[(unit_code, bill_code)] = ranges
+        no = int(bill_no)
+        return any(start <= no <= end for start, end in ranges)
 
     def _check(self, item: fiscal_pb2.CountersignItem) -> tuple[str, str]:
         """('', '') when the item may be countersigned, else (error_code, message)."""
