@@ -1,8 +1,10 @@
 """Micro-batching: single-bill RPCs and batch RPCs share pipeline batches.
 
-A lone request waits at most ``linger`` for company; a full batch leaves at
-once. At most ``max_inflight`` batches are in the pipeline, which is what keeps
-every stage busy without letting a burst queue unbounded work inside Ray.
+At most ``max_inflight`` batches are in the pipeline. A batch is formed only
+once a pipeline slot is free, from everything that queued meanwhile: under load
+batches grow by themselves (fewer, larger hops), and at low load a lone request
+waits at most ``linger`` for company. Forming batches before a slot is free
+would instead queue many tiny batches behind the busy pipeline.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class MicroBatcher:
 
     async def _loop(self) -> None:
         while True:
+            await self._slots.acquire()
             first = await self._queue.get()
             batch = [first]
             deadline = time.monotonic() + self._linger
@@ -73,7 +76,6 @@ class MicroBatcher:
                 except TimeoutError:
                     break
             metrics.QUEUE_DEPTH.set(self._queue.qsize())
-            await self._slots.acquire()
             task = asyncio.create_task(self._dispatch(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
