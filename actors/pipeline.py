@@ -27,7 +27,7 @@ from actors.stages import (
     ValidateStage,
 )
 from engine.errors import EbillError
-from engine.pipeline import Work, resolve_duplicates
+from engine.pipeline import Item, Work, resolve_duplicates
 
 __all__ = ["Pipeline", "PipelineConfig", "init_ray", "shutdown_ray"]
 
@@ -44,6 +44,8 @@ class PipelineConfig:
     fiscal_addr: str
     verify_fiscal: bool = True
     replicas: int = 1
+    fiscal_timeout_s: float = 3.0
+    outbox_grace_s: float = 30.0
 
 
 def init_ray(address: str = "", num_cpus: int = 2) -> None:
@@ -80,11 +82,16 @@ class Pipeline:
         n = max(1, config.replicas)
         self._stages: dict[str, list[Any]] = {
             "validate": [_actor(ValidateStage, config.database_url) for _ in range(n)],
-            "reserve": [_actor(ReserveStage, config.database_url) for _ in range(n)],
+            "reserve": [
+                _actor(ReserveStage, config.database_url, config.outbox_grace_s) for _ in range(n)
+            ],
             "unit_sign": [
                 _actor(UnitSignStage, config.signer_addr, config.signer_key_id) for _ in range(n)
             ],
-            "countersign": [_actor(CountersignStage, config.fiscal_addr) for _ in range(n)],
+            "countersign": [
+                _actor(CountersignStage, config.fiscal_addr, config.fiscal_timeout_s)
+                for _ in range(n)
+            ],
             "archive": [
                 _actor(ArchiveStage, config.database_url, config.fiscal_addr, config.verify_fiscal)
                 for _ in range(n)
@@ -100,6 +107,20 @@ class Pipeline:
             ref = next(self._next[name]).run.remote(ref)
         items = await ref
         return resolve_duplicates(items)
+
+    async def recover(self, works: Sequence[Work], fiscal_timeout_s: float = 30.0) -> list[Item]:
+        """Finish bills taken from the outbox: the same stages from unit-sign on,
+        with a patient deadline for the fiscal platform."""
+        ref: Any = list(works)
+        ref = next(self._next["unit_sign"]).run.remote(ref)
+        ref = next(self._next["countersign"]).run.remote(ref, fiscal_timeout_s)
+        ref = next(self._next["archive"]).run.remote(ref)
+        items: list[Item] = await ref
+        return items
+
+    async def fiscal_circuit_open(self) -> bool:
+        stats = [await a.stats.remote() for a in self._stages["countersign"]]
+        return any(s.get("circuit_open") for s in stats)
 
     async def warm(self) -> None:
         """Open every stage's connections before the first real batch."""

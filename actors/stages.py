@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import TypeVar
 
 import asyncpg
@@ -21,6 +22,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ebill.convert import bill_from_pb
+from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
 from engine.model import BillStatus, Catalog
 from engine.pipeline import Item, Work, error_item, finish, map_work
@@ -136,6 +138,10 @@ class ValidateStage(_DbStage):
 class ReserveStage(_DbStage):
     """Leases bill numbers and stores the bill rows, one transaction per batch."""
 
+    def __init__(self, database_url: str, outbox_grace_s: float = 30.0) -> None:
+        super().__init__(database_url)
+        self._grace = timedelta(seconds=outbox_grace_s)
+
     async def run(self, items: Sequence[Prepared | EbillError]) -> list[Item]:
         started = time.perf_counter()
         valid = [(i, it) for i, it in enumerate(items) if isinstance(it, Prepared)]
@@ -145,7 +151,9 @@ class ReserveStage(_DbStage):
         if valid:
             pool = await self.pool()
             try:
-                reserved = await _with_db_retry(lambda: bill_store.reserve(pool, valid))
+                reserved = await _with_db_retry(
+                    lambda: bill_store.reserve(pool, valid, grace=self._grace)
+                )
             except EbillError as exc:
                 reserved = dict.fromkeys((i for i, _ in valid), exc)
             for i, it in reserved.items():
@@ -197,22 +205,39 @@ class UnitSignStage(_Timed):
 class CountersignStage(_Timed):
     """Has the fiscal platform verify and countersign (监制), one call per batch."""
 
-    def __init__(self, fiscal_addr: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, fiscal_addr: str, timeout_s: float = 3.0) -> None:
         super().__init__()
         self._addr = fiscal_addr
+        # Inline issuance waits this long for the platform; past it, bills go out
+        # unit-signed and pending, and the recovery loop countersigns them later.
         self._timeout = timeout_s
         self._stub: fiscal_pb2_grpc.FiscalPlatformStub | None = None
+        self.breaker = CircuitBreaker(failure_threshold=3, cooldown_s=2.0, max_cooldown_s=30.0)
 
     def stub(self) -> fiscal_pb2_grpc.FiscalPlatformStub:
         if self._stub is None:
             self._stub = fiscal_pb2_grpc.FiscalPlatformStub(grpc.aio.insecure_channel(self._addr))
         return self._stub
 
-    async def run(self, items: Sequence[Item]) -> list[Item]:
+    def stats(self) -> dict[str, float]:
+        out = super().stats()
+        out["circuit_open"] = float(self.breaker.state is not BreakerState.CLOSED)
+        return out
+
+    async def run(self, items: Sequence[Item], timeout_s: float | None = None) -> list[Item]:
         started = time.perf_counter()
         todo = [w for w in items if isinstance(w, Work) and w.needs_countersign]
         if not todo:
             return list(items)
+        if not self.breaker.allow():
+            return map_work(
+                items,
+                lambda w: (
+                    replace(w, deferred="fiscal platform circuit open")
+                    if w.needs_countersign
+                    else w
+                ),
+            )
         request = fiscal_pb2.CountersignBatchRequest(
             items=[
                 fiscal_pb2.CountersignItem(
@@ -228,15 +253,17 @@ class CountersignStage(_Timed):
             ]
         )
         try:
-            resp = await self.stub().CountersignBatch(request, timeout=self._timeout)
+            resp = await self.stub().CountersignBatch(request, timeout=timeout_s or self._timeout)
         except grpc.aio.AioRpcError as exc:
-            log.warning("fiscal platform failed: %s", exc.code())
+            self.breaker.failure()
+            log.warning("fiscal platform failed: %s (circuit %s)", exc.code(), self.breaker.state)
             reason = f"fiscal platform unavailable ({exc.code().name})"
             out = map_work(
                 items, lambda w: replace(w, deferred=reason) if w.needs_countersign else w
             )
             self.record(len(todo), started)
             return out
+        self.breaker.success()
         results = {(r.bill_code, r.bill_no): r for r in resp.results}
 
         def apply(w: Work) -> Item:

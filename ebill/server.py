@@ -23,7 +23,8 @@ from ebill.batcher import MicroBatcher, Outcome
 from ebill.convert import bill_to_pb, status_to_pb, work_to_pb
 from ebill.settings import Settings
 from engine.errors import EbillError, InvalidArgument, NotFound
-from engine.model import IssuedBill
+from engine.model import BillStatus, IssuedBill
+from engine.pipeline import Work
 from ops import metrics
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage import bills as bill_store
@@ -85,9 +86,23 @@ def _final(outcome: Outcome) -> EbillError | None:
 
 
 class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
-    def __init__(self, batcher: MicroBatcher, pool: asyncpg.Pool) -> None:
+    def __init__(self, batcher: MicroBatcher, pool: asyncpg.Pool, pipeline: Pipeline) -> None:
         self._batcher = batcher
         self._pool = pool
+        self._pipeline = pipeline
+
+    @_observed
+    async def GetBacklog(
+        self, request: issuance_pb2.GetBacklogRequest, context: grpc.aio.ServicerContext
+    ) -> issuance_pb2.Backlog:
+        b = await bill_store.backlog(self._pool)
+        return issuance_pb2.Backlog(
+            reserved=int(b["reserved"]),
+            pending_countersign=int(b["pending_countersign"]),
+            oldest_unfinished_s=b["oldest_s"],
+            max_attempts=int(b["max_attempts"]),
+            fiscal_circuit_open=await self._pipeline.fiscal_circuit_open(),
+        )
 
     @_observed
     async def IssueBill(
@@ -181,17 +196,46 @@ def _count(outcome: Outcome, err: EbillError | None) -> None:
         metrics.BILLS.labels(outcome.status.value).inc()
 
 
-async def _poll_stage_stats(pipeline: Pipeline) -> None:
+async def _poll_stats(pipeline: Pipeline, pool: asyncpg.Pool, interval_s: float) -> None:
     while True:
-        await asyncio.sleep(5)
         try:
             stats = await pipeline.stats()
+            for stage, replicas in stats.items():
+                metrics.STAGE_ITEMS.labels(stage).set(sum(r["items"] for r in replicas))
+                metrics.STAGE_BUSY.labels(stage).set(sum(r["busy_s"] for r in replicas))
+            metrics.FISCAL_CIRCUIT_OPEN.set(
+                max(r.get("circuit_open", 0.0) for r in stats["countersign"])
+            )
+            b = await bill_store.backlog(pool)
+            metrics.UNFINISHED.labels("reserved").set(b["reserved"])
+            metrics.UNFINISHED.labels("pending_countersign").set(b["pending_countersign"])
+            metrics.OLDEST_UNFINISHED.set(b["oldest_s"])
         except Exception:  # metrics must never take the server down
-            log.exception("cannot read stage stats")
-            continue
-        for stage, replicas in stats.items():
-            metrics.STAGE_ITEMS.labels(stage).set(sum(r["items"] for r in replicas))
-            metrics.STAGE_BUSY.labels(stage).set(sum(r["busy_s"] for r in replicas))
+            log.exception("cannot read stats")
+        await asyncio.sleep(interval_s)
+
+
+async def _recover_forever(pipeline: Pipeline, pool: asyncpg.Pool, settings: Settings) -> None:
+    """Finish what the outbox says is due: bills whose batch died with an engine,
+    bills the fiscal platform could not take. Runs beside issuance, in batches."""
+    while True:
+        try:
+            works = await bill_store.claim_due(pool, settings.recovery_batch)
+            if works:
+                items = await pipeline.recover(works)
+                done = sum(
+                    1 for it in items if isinstance(it, Work) and it.status is BillStatus.ISSUED
+                )
+                metrics.RECOVERED.labels("issued").inc(done)
+                metrics.RECOVERED.labels("unfinished").inc(len(items) - done)
+                log.info("recovery: %d of %d bills finished", done, len(items))
+                if len(works) == settings.recovery_batch:
+                    continue  # more are due: no pause
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recovery pass failed")
+        await asyncio.sleep(settings.recovery_interval_s)
 
 
 async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) -> None:
@@ -211,6 +255,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             signer_key_id=settings.signer_key_id,
             fiscal_addr=settings.fiscal_addr,
             verify_fiscal=settings.verify_fiscal,
+            fiscal_timeout_s=settings.fiscal_timeout_s,
+            outbox_grace_s=settings.outbox_grace_s,
         )
     )
     batcher = MicroBatcher(
@@ -227,7 +273,9 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             ("grpc.max_send_message_length", 32 * 1024 * 1024),
         ]
     )
-    issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(batcher, pool), server)
+    issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(
+        IssuanceServicer(batcher, pool, pipeline), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -247,7 +295,10 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     await pipeline.warm()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    poller = asyncio.create_task(_poll_stage_stats(pipeline))
+    background = [
+        asyncio.create_task(_poll_stats(pipeline, pool, 2.0)),
+        asyncio.create_task(_recover_forever(pipeline, pool, settings)),
+    ]
     log.info("engine serving on %s (metrics :%s)", settings.grpc_addr, settings.metrics_port)
     print(f"engine ready on {settings.grpc_addr}", flush=True)
     if ready:
@@ -262,9 +313,10 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=5)
-    poller.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await poller
+    for task in background:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await batcher.stop()
     await pool.close()
     if embedded is not None:

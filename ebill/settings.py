@@ -70,6 +70,14 @@ class Settings:
     # Verify the fiscal countersignature before archiving a bill.
     verify_fiscal: bool
     rpc_timeout_s: float
+    # Inline issuance waits this long for the fiscal platform, then returns the
+    # bill pending and countersigns it later.
+    fiscal_timeout_s: float
+    # Recovery loop: how often it looks for unfinished bills, how many it takes,
+    # and how long a bill in flight is left alone before it counts as abandoned.
+    recovery_interval_s: float
+    recovery_batch: int
+    outbox_grace_s: float
 
     def public(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
@@ -95,4 +103,8 @@ def load() -> Settings:
         ray_num_cpus=_int("EBILL_RAY_NUM_CPUS", 2),
         verify_fiscal=_bool("EBILL_VERIFY_FISCAL", True),
         rpc_timeout_s=_float("EBILL_RPC_TIMEOUT_S", 30.0),
+        fiscal_timeout_s=_float("EBILL_FISCAL_TIMEOUT_S", 3.0),
+        recovery_interval_s=_float("EBILL_RECOVERY_INTERVAL_S", 1.0),
+        recovery_batch=_int("EBILL_RECOVERY_BATCH", 200),
+        outbox_grace_s=_float("EBILL_OUTBOX_GRACE_S", 30.0),
     )

@@ -33,4 +33,15 @@ INFLIGHT = Gauge("ebill_inflight_batches", "Batches in the pipeline")
 STAGE_ITEMS = Gauge("ebill_stage_items", "Bills processed by a stage since start", ["stage"])
 STAGE_BUSY = Gauge("ebill_stage_busy_seconds", "Time a stage spent on batches", ["stage"])
 
-__all__ += ["INFLIGHT"]
+UNFINISHED = Gauge(
+    "ebill_unfinished_bills",
+    "Bills in the outbox by status (reserved, pending_countersign)",
+    ["status"],
+)
+OLDEST_UNFINISHED = Gauge("ebill_oldest_unfinished_seconds", "Age of the oldest unfinished bill")
+FISCAL_CIRCUIT_OPEN = Gauge(
+    "ebill_fiscal_circuit_open", "1 while the fiscal circuit breaker is open"
+)
+RECOVERED = Counter("ebill_recovered_total", "Bills finished by the recovery loop", ["outcome"])
+
+__all__ += ["FISCAL_CIRCUIT_OPEN", "INFLIGHT", "OLDEST_UNFINISHED", "RECOVERED", "UNFINISHED"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,7 +25,21 @@ from engine.prepare import Prepared
 from engine.serde import input_from_dict
 from engine.stock import SegmentCursor, format_bill_no, plan_lease
 
-__all__ = ["archive", "get_bill", "reserve", "row_to_bill", "row_to_work"]
+__all__ = [
+    "archive",
+    "backlog",
+    "claim_due",
+    "get_bill",
+    "reserve",
+    "row_to_bill",
+    "row_to_work",
+]
+
+# A bill in flight is finished by its own batch within a second or two; only
+# after this long does the recovery loop consider it abandoned.
+OUTBOX_GRACE = timedelta(seconds=30)
+# How long a claimed bill is left to the claimer before another may take it.
+OUTBOX_LEASE = timedelta(seconds=60)
 
 _UNIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('ebill-unit:' || $1, 0))"
 
@@ -98,7 +112,12 @@ def row_to_bill(row: asyncpg.Record, *, with_request: bool = True) -> IssuedBill
     )
 
 
-async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, Prepared]]) -> dict[int, Item]:
+async def reserve(
+    pool: asyncpg.Pool,
+    bills: Sequence[tuple[int, Prepared]],
+    *,
+    grace: timedelta = OUTBOX_GRACE,
+) -> dict[int, Item]:
     """Lease numbers for a batch of validated bills and store them, in one transaction.
 
     Returns, by caller index: a Work for a new bill or for a bill stored earlier
@@ -218,32 +237,90 @@ async def reserve(pool: asyncpg.Pool, bills: Sequence[tuple[int, Prepared]]) -> 
             records=channel_rows,
             columns=("bill_id", "pay_channel_code", "amount_fen"),
         )
+        await conn.copy_records_to_table(
+            "outbox",
+            records=[(bill_id, now + grace) for bill_id in ids],
+            columns=("bill_id", "next_attempt_at"),
+        )
     return out
 
 
 async def archive(pool: asyncpg.Pool, works: Sequence[Work]) -> None:
-    """Write the signatures and final status of a batch in one statement.
+    """Write the signatures and final status of a batch in one transaction.
 
     A bill already issued is left as it is: a replayed or resumed bill archived
-    twice keeps its first archived form.
+    twice keeps its first archived form. Issued bills leave the outbox; the
+    others get their next attempt pushed back.
     """
     todo = [w for w in works if w.status is not BillStatus.RESERVED or w.unit_signature]
-    if not todo:
+    unfinished = [w for w in works if w.status is not BillStatus.ISSUED]
+    if not todo and not unfinished:
         return
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE bills b SET status = u.status, unit_signature = u.us,"
-            " fiscal_signature = NULLIF(u.fs, ''::bytea),"
-            " countersigned_at = CASE WHEN u.fs = ''::bytea THEN NULL ELSE now() END,"
-            " archived_at = CASE WHEN u.status = 'issued' THEN now() END"
-            " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])"
-            "   AS u(id, status, us, fs)"
-            " WHERE b.id = u.id AND b.status IN ('reserved', 'pending_countersign')",
-            [w.bill_id for w in todo],
-            [w.status.value for w in todo],
-            [w.unit_signature for w in todo],
-            [w.fiscal_signature for w in todo],
-        )
+    async with pool.acquire() as conn, conn.transaction():
+        if todo:
+            await conn.execute(
+                "UPDATE bills b SET status = u.status, unit_signature = u.us,"
+                " fiscal_signature = NULLIF(u.fs, ''::bytea),"
+                " countersigned_at = CASE WHEN u.fs = ''::bytea THEN NULL ELSE now() END,"
+                " archived_at = CASE WHEN u.status = 'issued' THEN now() END"
+                " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])"
+                "   AS u(id, status, us, fs)"
+                " WHERE b.id = u.id AND b.status IN ('reserved', 'pending_countersign')",
+                [w.bill_id for w in todo],
+                [w.status.value for w in todo],
+                [w.unit_signature for w in todo],
+                [w.fiscal_signature for w in todo],
+            )
+        issued = [w.bill_id for w in works if w.status is BillStatus.ISSUED]
+        if issued:
+            await conn.execute("DELETE FROM outbox WHERE bill_id = ANY($1::bigint[])", issued)
+        if unfinished:
+            # Backoff 1, 2, 4 ... 60 s. attempts counts failed tries.
+            await conn.execute(
+                "UPDATE outbox o SET attempts = o.attempts + 1, last_error = u.err,"
+                " next_attempt_at = now() + least(60, 2 ^ o.attempts) * interval '1 second'"
+                " FROM unnest($1::bigint[], $2::text[]) AS u(id, err) WHERE o.bill_id = u.id",
+                [w.bill_id for w in unfinished],
+                [w.deferred or "unfinished" for w in unfinished],
+            )
+
+
+async def claim_due(pool: asyncpg.Pool, limit: int, lease: timedelta = OUTBOX_LEASE) -> list[Work]:
+    """Take up to ``limit`` unfinished bills whose next attempt is due.
+
+    Claiming pushes their next attempt ``lease`` ahead, so several engines can
+    run recovery side by side without working on the same bills.
+    """
+    rows = await pool.fetch(
+        "WITH due AS ("
+        "  SELECT bill_id FROM outbox WHERE next_attempt_at <= now()"
+        "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " , claimed AS ("
+        "  UPDATE outbox o SET next_attempt_at = now() + $2::interval"
+        "  FROM due WHERE o.bill_id = due.bill_id RETURNING o.bill_id)"
+        " SELECT b.* FROM bills b JOIN claimed c ON b.id = c.bill_id ORDER BY b.id",
+        limit,
+        lease,
+    )
+    return [row_to_work(r, replayed=False) for r in rows]
+
+
+async def backlog(pool: asyncpg.Pool) -> dict[str, float]:
+    """How much is unfinished: counts by status and the age of the oldest."""
+    row = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE b.status = 'reserved') AS reserved,"
+        " count(*) FILTER (WHERE b.status = 'pending_countersign') AS pending,"
+        " coalesce(extract(epoch FROM now() - min(o.created_at)), 0) AS oldest_s,"
+        " coalesce(max(o.attempts), 0) AS max_attempts"
+        " FROM outbox o JOIN bills b ON b.id = o.bill_id"
+    )
+    assert row is not None
+    return {
+        "reserved": int(row["reserved"]),
+        "pending_countersign": int(row["pending"]),
+        "oldest_s": float(row["oldest_s"]),
+        "max_attempts": int(row["max_attempts"]),
+    }
 
 
 async def get_bill(

@@ -262,3 +262,52 @@ class BillStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BillStatusResponse: _TypeAlias = BillStatusResponse  # noqa: Y015
+
+@_typing.final
+class GetBacklogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBacklogRequest: _TypeAlias = GetBacklogRequest  # noqa: Y015
+
+@_typing.final
+class Backlog(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVED_FIELD_NUMBER: _builtins.int
+    PENDING_COUNTERSIGN_FIELD_NUMBER: _builtins.int
+    OLDEST_UNFINISHED_S_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    FISCAL_CIRCUIT_OPEN_FIELD_NUMBER: _builtins.int
+    reserved: _builtins.int
+    """Numbered and stored, not yet unit-signed (signer away, or engine crashed)."""
+    pending_countersign: _builtins.int
+    """Unit-signed, waiting for the fiscal platform."""
+    oldest_unfinished_s: _builtins.float
+    """Age of the oldest unfinished bill, seconds."""
+    max_attempts: _builtins.int
+    fiscal_circuit_open: _builtins.bool
+    def __init__(
+        self,
+        *,
+        reserved: _builtins.int = ...,
+        pending_countersign: _builtins.int = ...,
+        oldest_unfinished_s: _builtins.float = ...,
+        max_attempts: _builtins.int = ...,
+        fiscal_circuit_open: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fiscal_circuit_open", b"fiscal_circuit_open", "max_attempts", b"max_attempts", "oldest_unfinished_s", b"oldest_unfinished_s", "pending_countersign", b"pending_countersign", "reserved", b"reserved"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Backlog: _TypeAlias = Backlog  # noqa: Y015

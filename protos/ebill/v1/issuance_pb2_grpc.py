@@ -55,6 +55,11 @@ class IssuanceServiceStub:
                 request_serializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBillRequest.SerializeToString,
                 response_deserializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.BillStatusResponse.FromString,
                 _registered_method=True)
+        self.GetBacklog = channel.unary_unary(
+                '/ebill.v1.IssuanceService/GetBacklog',
+                request_serializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBacklogRequest.SerializeToString,
+                response_deserializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.Backlog.FromString,
+                _registered_method=True)
 
 
 class IssuanceServiceServicer:
@@ -88,6 +93,13 @@ class IssuanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBacklog(self, request, context):
+        """What is unfinished: bills waiting for a signature or a countersignature.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IssuanceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +122,11 @@ def add_IssuanceServiceServicer_to_server(servicer, server):
                     servicer.GetBillStatus,
                     request_deserializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBillRequest.FromString,
                     response_serializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.BillStatusResponse.SerializeToString,
+            ),
+            'GetBacklog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBacklog,
+                    request_deserializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBacklogRequest.FromString,
+                    response_serializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.Backlog.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +237,33 @@ class IssuanceService:
             '/ebill.v1.IssuanceService/GetBillStatus',
             protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBillRequest.SerializeToString,
             protos_dot_ebill_dot_v1_dot_issuance__pb2.BillStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBacklog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ebill.v1.IssuanceService/GetBacklog',
+            protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBacklogRequest.SerializeToString,
+            protos_dot_ebill_dot_v1_dot_issuance__pb2.Backlog.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class IssuanceServiceStub:
     """A bill by bill_code + bill_no, or by unit_code + bus_no."""
     GetBillStatus: _grpc.UnaryUnaryMultiCallable[_issuance_pb2.GetBillRequest, _issuance_pb2.BillStatusResponse]
     """The status of a bill, by the same keys."""
+    GetBacklog: _grpc.UnaryUnaryMultiCallable[_issuance_pb2.GetBacklogRequest, _issuance_pb2.Backlog]
+    """What is unfinished: bills waiting for a signature or a countersignature."""
 
 @_typing.type_check_only
 class IssuanceServiceAsyncStub(IssuanceServiceStub):
@@ -52,6 +54,8 @@ class IssuanceServiceAsyncStub(IssuanceServiceStub):
     """A bill by bill_code + bill_no, or by unit_code + bus_no."""
     GetBillStatus: _aio.UnaryUnaryMultiCallable[_issuance_pb2.GetBillRequest, _issuance_pb2.BillStatusResponse]  # type: ignore[assignment]
     """The status of a bill, by the same keys."""
+    GetBacklog: _aio.UnaryUnaryMultiCallable[_issuance_pb2.GetBacklogRequest, _issuance_pb2.Backlog]  # type: ignore[assignment]
+    """What is unfinished: bills waiting for a signature or a countersignature."""
 
 class IssuanceServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -85,5 +89,13 @@ class IssuanceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_issuance_pb2.BillStatusResponse, _abc.Awaitable[_issuance_pb2.BillStatusResponse]]:
         """The status of a bill, by the same keys."""
+
+    @_abc_1.abstractmethod
+    def GetBacklog(
+        self,
+        request: _issuance_pb2.GetBacklogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_issuance_pb2.Backlog, _abc.Awaitable[_issuance_pb2.Backlog]]:
+        """What is unfinished: bills waiting for a signature or a countersignature."""
 
 def add_IssuanceServiceServicer_to_server(servicer: IssuanceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
