@@ -7,7 +7,9 @@ exercise the same processes a deployment runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,7 +69,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._pg: EmbeddedPostgres | None = None
+        self.pg: EmbeddedPostgres | None = None
         self.database_url = config.database_url
 
     def env(self) -> dict[str, str]:
@@ -86,44 +88,67 @@ class Stack:
         env.update(c.extra_env)
         return env
 
-    def _spawn(self, name: str, *args: str) -> None:
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         out = None
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.config.log_dir / f"{name}.log", "ab")
+        # Own process group: kill_process takes Ray's helpers down with the
+        # engine, as a machine crash would.
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", *args], env=self.env(), stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", *args],
+            env={**self.env(), **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def start_database(self) -> str:
         if not self.database_url:
-            self._pg = EmbeddedPostgres(self.config.data_dir)
-            self.database_url = self._pg.url
+            self.pg = EmbeddedPostgres(self.config.data_dir)
+            self.database_url = self.pg.url
         return self.database_url
 
-    def start_sandboxes(self) -> None:
+    def start_signer(self) -> None:
         self._spawn("signer", "ops.sandboxes.signer")
-        self._spawn("fiscal", "ops.sandboxes.fiscal")
         wait_for_channel(self.config.signer_addr, self.procs["signer"])
+
+    def start_fiscal(self, **env: str) -> None:
+        """Start (or restart) the fiscal sandbox; env overrides e.g. its latency."""
+        self._spawn("fiscal", "ops.sandboxes.fiscal", env=env)
         wait_for_channel(self.config.fiscal_addr, self.procs["fiscal"])
 
-    def start_engine(self, timeout: float = 120) -> None:
-        self._spawn("engine", "ebill.cli", "serve")
+    def start_sandboxes(self) -> None:
+        self.start_signer()
+        self.start_fiscal()
+
+    def start_engine(self, timeout: float = 120, **env: str) -> None:
+        self._spawn("engine", "ebill.cli", "serve", env=env)
         wait_for_health(self.config.grpc_addr, self.procs["engine"], timeout)
 
-    def stop_process(self, name: str, *, kill: bool = False) -> None:
+    def kill_process(self, name: str) -> None:
+        """SIGKILL a process and everything in its process group: no clean-up runs."""
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        if kill:
-            proc.kill()
-        else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop_process(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
             proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        # Whatever it left in its group (Ray helpers) goes with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
     def __enter__(self) -> Stack:
         self.start_database()
@@ -133,9 +158,9 @@ class Stack:
     def stop(self) -> None:
         for name in ("engine", "fiscal", "signer"):
             self.stop_process(name)
-        if self._pg is not None:
-            self._pg.cleanup()
-            self._pg = None
+        if self.pg is not None:
+            self.pg.cleanup()
+            self.pg = None
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None

@@ -45,6 +45,12 @@ class EmbeddedPostgres:
         if "(1 row)" not in out:
             self._server.psql(f"CREATE DATABASE {name};")
 
+    @property
+    def socket_path(self) -> str:
+        """The Unix socket the server listens on (it has no TCP listener)."""
+        directory = Path(self.url.split("host=", 1)[1].split("&", 1)[0])
+        return str(next(directory.glob(".s.PGSQL.*")))
+
     def cleanup(self) -> None:
         self._server.cleanup()
 
