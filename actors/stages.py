@@ -63,6 +63,21 @@ async def _with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
+# gRPC's default reconnect backoff grows to two minutes; after a network blip the
+# signer and the platform must be tried again within a second or two.
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+def _channel(addr: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+
+
 class _Timed:
     """Keeps simple per-stage counters a caller can read (metrics are scraped from
     the driver, which asks each stage for these)."""
@@ -174,7 +189,7 @@ class UnitSignStage(_Timed):
 
     def stub(self) -> signer_pb2_grpc.SignerStub:
         if self._stub is None:
-            self._stub = signer_pb2_grpc.SignerStub(grpc.aio.insecure_channel(self._addr))
+            self._stub = signer_pb2_grpc.SignerStub(_channel(self._addr))
         return self._stub
 
     async def run(self, items: Sequence[Item]) -> list[Item]:
@@ -186,6 +201,8 @@ class UnitSignStage(_Timed):
             resp = await self.stub().SignBatch(
                 signer_pb2.SignBatchRequest(key_id=self._key_id, data=[w.canonical for w in todo]),
                 timeout=self._timeout,
+                # Wait out a reconnect within the deadline rather than fail at once.
+                wait_for_ready=True,
             )
             sigs = dict(zip((w.bill_id for w in todo), resp.signatures, strict=True))
             out = map_work(
@@ -216,7 +233,7 @@ class CountersignStage(_Timed):
 
     def stub(self) -> fiscal_pb2_grpc.FiscalPlatformStub:
         if self._stub is None:
-            self._stub = fiscal_pb2_grpc.FiscalPlatformStub(grpc.aio.insecure_channel(self._addr))
+            self._stub = fiscal_pb2_grpc.FiscalPlatformStub(_channel(self._addr))
         return self._stub
 
     def stats(self) -> dict[str, float]:
@@ -253,7 +270,9 @@ class CountersignStage(_Timed):
             ]
         )
         try:
-            resp = await self.stub().CountersignBatch(request, timeout=timeout_s or self._timeout)
+            resp = await self.stub().CountersignBatch(
+                request, timeout=timeout_s or self._timeout, wait_for_ready=True
+            )
         except grpc.aio.AioRpcError as exc:
             self.breaker.failure()
             log.warning("fiscal platform failed: %s (circuit %s)", exc.code(), self.breaker.state)
