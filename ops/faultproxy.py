@@ -91,13 +91,18 @@ class FaultProxy:
         self._refuse = on
 
     def stop(self) -> None:
-        def _stop() -> None:
+        async def _stop() -> None:
             if self._server is not None:
                 self._server.close()
             for w in list(self._conns):
                 w.transport.abort()
+            me = asyncio.current_task()
+            others = [t for t in asyncio.all_tasks() if t is not me]
+            for t in others:
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
-        asyncio.run_coroutine_threadsafe(_async(_stop), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
