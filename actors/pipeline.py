@@ -133,6 +133,13 @@ class Pipeline:
             out[name] = [await a.stats.remote() for a in actors]
         return out
 
+    async def drain_durations(self) -> dict[str, list[float]]:
+        """Per stage, the batch durations recorded since the last call."""
+        out: dict[str, list[float]] = {}
+        for name, actors in self._stages.items():
+            out[name] = [d for a in actors for d in await a.drain_durations.remote()]
+        return out
+
     def kill(self) -> None:
         for actors in self._stages.values():
             for a in actors:

@@ -82,18 +82,29 @@ class _Timed:
     """Keeps simple per-stage counters a caller can read (metrics are scraped from
     the driver, which asks each stage for these)."""
 
+    MAX_DURATIONS = 10_000
+
     def __init__(self) -> None:
         self.batches = 0
         self.items = 0
         self.busy_s = 0.0
+        self.durations: list[float] = []
 
     def record(self, n: int, started: float) -> None:
+        took = time.perf_counter() - started
         self.batches += 1
         self.items += n
-        self.busy_s += time.perf_counter() - started
+        self.busy_s += took
+        if len(self.durations) < self.MAX_DURATIONS:
+            self.durations.append(took)
 
     def stats(self) -> dict[str, float]:
         return {"batches": self.batches, "items": self.items, "busy_s": self.busy_s}
+
+    def drain_durations(self) -> list[float]:
+        """Batch durations since the last call (for the driver's histograms)."""
+        out, self.durations = self.durations, []
+        return out
 
 
 class _DbStage(_Timed):

@@ -15,7 +15,7 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
+from prometheus_client import Counter, start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from actors.stages import outcome_error
@@ -28,6 +28,7 @@ from engine.pipeline import Work
 from ops import metrics
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage import bills as bill_store
+from storage.catalog import stock_available
 from storage.db import EmbeddedPostgres, connect_pool
 
 __all__ = ["MAX_BATCH", "IssuanceServicer", "serve"]
@@ -197,12 +198,30 @@ def _count(outcome: Outcome, err: EbillError | None) -> None:
 
 
 async def _poll_stats(pipeline: Pipeline, pool: asyncpg.Pool, interval_s: float) -> None:
+    """Bring what the stage actors counted into this process's Prometheus registry."""
+    seen: dict[tuple[str, str], float] = {}
+
+    def advance(counter: Counter, stage: str, key: str, total: float) -> None:
+        # Stage totals are cumulative; counters take the increase since last time.
+        delta = total - seen.get((stage, key), 0.0)
+        if delta > 0:
+            counter.labels(stage).inc(delta)
+        seen[(stage, key)] = total
+
     while True:
         try:
             stats = await pipeline.stats()
             for stage, replicas in stats.items():
-                metrics.STAGE_ITEMS.labels(stage).set(sum(r["items"] for r in replicas))
-                metrics.STAGE_BUSY.labels(stage).set(sum(r["busy_s"] for r in replicas))
+                advance(metrics.STAGE_ITEMS, stage, "items", sum(r["items"] for r in replicas))
+                advance(
+                    metrics.STAGE_BATCHES, stage, "batches", sum(r["batches"] for r in replicas)
+                )
+                advance(metrics.STAGE_BUSY, stage, "busy", sum(r["busy_s"] for r in replicas))
+            for stage, durations in (await pipeline.drain_durations()).items():
+                for d in durations:
+                    metrics.STAGE_LATENCY.labels(stage).observe(d)
+            for unit, place, bill_code, left in await stock_available(pool):
+                metrics.STOCK_AVAILABLE.labels(unit, place, bill_code).set(left)
             metrics.FISCAL_CIRCUIT_OPEN.set(
                 max(r.get("circuit_open", 0.0) for r in stats["countersign"])
             )

@@ -30,8 +30,17 @@ BATCH_LATENCY = Histogram(
 )
 QUEUE_DEPTH = Gauge("ebill_queue_depth", "Bills waiting for a pipeline batch")
 INFLIGHT = Gauge("ebill_inflight_batches", "Batches in the pipeline")
-STAGE_ITEMS = Gauge("ebill_stage_items", "Bills processed by a stage since start", ["stage"])
-STAGE_BUSY = Gauge("ebill_stage_busy_seconds", "Time a stage spent on batches", ["stage"])
+STAGE_ITEMS = Counter("ebill_stage_items_total", "Bills processed by a stage", ["stage"])
+STAGE_BATCHES = Counter("ebill_stage_batches_total", "Batches processed by a stage", ["stage"])
+STAGE_BUSY = Counter("ebill_stage_busy_seconds_total", "Time a stage spent on batches", ["stage"])
+STAGE_LATENCY = Histogram(
+    "ebill_stage_seconds", "Time of one batch in one stage", ["stage"], buckets=_LATENCY_BUCKETS
+)
+STOCK_AVAILABLE = Gauge(
+    "ebill_stock_available",
+    "Bill numbers left in enabled segments",
+    ["unit_code", "place_code", "bill_code"],
+)
 
 UNFINISHED = Gauge(
     "ebill_unfinished_bills",
@@ -44,4 +53,5 @@ FISCAL_CIRCUIT_OPEN = Gauge(
 )
 RECOVERED = Counter("ebill_recovered_total", "Bills finished by the recovery loop", ["outcome"])
 
+__all__ += ["STAGE_BATCHES", "STAGE_LATENCY", "STOCK_AVAILABLE"]
 __all__ += ["FISCAL_CIRCUIT_OPEN", "INFLIGHT", "OLDEST_UNFINISHED", "RECOVERED", "UNFINISHED"]

@@ -15,6 +15,7 @@ __all__ = [
     "add_segment",
     "ensure_unit",
     "load_catalog",
+    "stock_available",
     "stock_summary",
 ]
 
@@ -121,6 +122,15 @@ async def add_segment(
             grant_id,
         )
     )
+
+
+async def stock_available(pool: asyncpg.Pool) -> list[tuple[str, str, str, int]]:
+    """(unit_code, place_code, bill_code, numbers left) over enabled segments."""
+    rows = await pool.fetch(
+        "SELECT unit_code, place_code, bill_code, sum(end_no - next_no + 1) AS left"
+        " FROM segments WHERE status = 'enabled' GROUP BY 1, 2, 3"
+    )
+    return [(r["unit_code"], r["place_code"], r["bill_code"], int(r["left"])) for r in rows]
 
 
 async def stock_summary(pool: asyncpg.Pool, unit_code: str) -> list[dict[str, int | str]]:
