@@ -5,7 +5,10 @@ on this machine, seeds stock, then runs, one after another:
 
 1. batch: N bills in IssueBatch calls of 200, several calls in flight;
 2. single, closed loop: C concurrent clients each sending IssueBill back to back;
-3. single, open loop: IssueBill offered at a fixed rate, latency percentiles.
+3. single, open loop: IssueBill offered at a fixed rate, latency percentiles;
+4. Locust, headless: single-bill and batch gRPC users (bench/locustfile.py);
+5. the naive per-request baseline (bench/baseline.py) against the same database
+   and fiscal sandbox, and the ratio of the engine to it.
 
 Durable commits (fsync on) throughout. Prints one line per run and a summary.
 `python -m bench.issuance --help` for the knobs.
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import os
-import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import grpc
 
+from bench.baseline import run_baseline, setup_baseline
 from ebill import demo
 from ebill.bootstrap import bootstrap_demo
 from ebill.convert import input_to_pb
@@ -42,11 +48,15 @@ class Result:
     seconds: float
     latencies_ms: list[float]
 
+    pcts: dict[int, float] | None = None
+
     @property
     def rate(self) -> float:
         return self.bills / self.seconds if self.seconds else 0.0
 
-    def pct(self, p: float) -> float:
+    def pct(self, p: int) -> float:
+        if self.pcts is not None:
+            return self.pcts[p]
         if not self.latencies_ms:
             return float("nan")
         xs = sorted(self.latencies_ms)
@@ -144,6 +154,32 @@ async def run_single_open(
     )
 
 
+def run_locust(addr: str, users: int, seconds: int, out_dir: Path) -> list[Result]:
+    """Locust headless in its own process (it needs gevent, which must not patch ours)."""
+    prefix = out_dir / "locust"
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")),
+        "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
+        "--host", addr, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=False, capture_output=True, timeout=seconds + 120)
+    results = []
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            name = row["Name"]
+            if name == "Aggregated":
+                continue
+            per_call = int(name.split("x")[-1]) if name.startswith("IssueBatch") else 1
+            calls, failures = int(row["Request Count"]), int(row["Failure Count"])
+            secs = calls / float(row["Requests/s"]) if float(row["Requests/s"]) else 0.0
+            r = Result(
+                f"locust {name}", (calls - failures) * per_call, failures * per_call, secs, []
+            )
+            r.pcts = {p: float(row[f"{p}%"]) for p in (50, 95, 99)}
+            results.append(r)
+    return results
+
+
 async def bench(args: argparse.Namespace, stack: Stack) -> list[Result]:
     results: list[Result] = []
     tag = f"B{int(time.time()):x}".upper()
@@ -160,6 +196,40 @@ async def bench(args: argparse.Namespace, stack: Stack) -> list[Result]:
         if args.rate:
             results.append(await run_single_open(stub, args.rate, args.seconds, f"{tag}O"))
             print(results[-1].line(), flush=True)
+    if args.locust_seconds:
+        for r in await asyncio.to_thread(
+            run_locust,
+            stack.config.grpc_addr,
+            args.locust_users,
+            args.locust_seconds,
+            stack.config.data_dir,
+        ):
+            results.append(r)
+            print(r.line(), flush=True)
+    if args.baseline:
+        pool = await connect_pool(stack.database_url, migrate=False)
+        try:
+            key = await setup_baseline(pool, stack.config.fiscal_addr, args.baseline * 2)
+            issued, secs, lat = await run_baseline(
+                pool,
+                stack.config.fiscal_addr,
+                key,
+                args.baseline,
+                args.baseline_clients,
+                f"{tag}N",
+            )
+        finally:
+            await pool.close()
+        results.append(
+            Result(
+                f"baseline, {args.baseline_clients} clients",
+                issued,
+                args.baseline - issued,
+                secs,
+                lat,
+            )
+        )
+        print(results[-1].line(), flush=True)
     return results
 
 
@@ -175,6 +245,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=100, help="concurrent single-bill clients")
     parser.add_argument("--rate", type=float, default=300, help="open-loop offered rate (0: skip)")
     parser.add_argument("--seconds", type=float, default=15, help="open-loop duration")
+    parser.add_argument("--locust-seconds", type=int, default=30, help="Locust run (0: skip)")
+    parser.add_argument("--locust-users", type=int, default=100, help="Locust users")
+    parser.add_argument(
+        "--baseline", type=int, default=600, help="bills for the baseline (0: skip)"
+    )
+    parser.add_argument("--baseline-clients", type=int, default=8, help="baseline concurrency")
     parser.add_argument("--data-dir", default="", help="default: a fresh temporary directory")
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="ebill-bench-"))
@@ -208,8 +284,11 @@ def main(argv: list[str] | None = None) -> None:
     print("\nsummary")
     for r in results:
         print(" ", r.line())
-    if results:
-        print(f"  median batch latency {statistics.median(results[0].latencies_ms):.0f} ms")
+    base = next((r for r in results if r.name.startswith("baseline")), None)
+    if base is not None and base.rate:
+        for r in results:
+            if r is not base:
+                print(f"  {r.name:<28} {r.rate / base.rate:6.1f}x the baseline")
 
 
 if __name__ == "__main__":
