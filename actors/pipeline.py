@@ -53,6 +53,8 @@ def init_ray(address: str = "", num_cpus: int = 2) -> None:
     if ray.is_initialized():
         return
     if address:
+        # Joining a cluster: the nodes must run this same code (one image on
+        # every node under KubeRay, or the same installed package).
         ray.init(address=address, namespace="ebill", logging_level=logging.WARNING)
     else:
         ray.init(
@@ -69,10 +71,23 @@ def shutdown_ray() -> None:
         ray.shutdown()
 
 
+class _Placed:
+    """Mixed into every stage actor: where it runs, for the placement metric."""
+
+    def node_id(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
+
+
 def _actor(cls: type, *args: Any) -> Any:
+    placed = type(cls.__name__, (cls, _Placed), {})
     # num_cpus=0: the stages are I/O-bound coordinators, and five of them must fit
-    # beside the signer and the database on a 2-core machine.
-    return ray.remote(cls).options(num_cpus=0, max_concurrency=64).remote(*args)
+    # beside the signer and the database on a 2-core machine. SPREAD puts the
+    # replicas of a stage on different nodes of a cluster.
+    return (
+        ray.remote(placed)
+        .options(num_cpus=0, max_concurrency=64, scheduling_strategy="SPREAD")
+        .remote(*args)
+    )
 
 
 class Pipeline:
@@ -117,6 +132,13 @@ class Pipeline:
         ref = next(self._next["archive"]).run.remote(ref)
         items: list[Item] = await ref
         return items
+
+    async def placement(self) -> dict[str, list[str]]:
+        """Per stage, the Ray node each replica runs on."""
+        return {
+            name: [await a.node_id.remote() for a in actors]
+            for name, actors in self._stages.items()
+        }
 
     async def fiscal_circuit_open(self) -> bool:
         stats = [await a.stats.remote() for a in self._stages["countersign"]]

@@ -276,6 +276,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             verify_fiscal=settings.verify_fiscal,
             fiscal_timeout_s=settings.fiscal_timeout_s,
             outbox_grace_s=settings.outbox_grace_s,
+            replicas=settings.stage_replicas,
         )
     )
     batcher = MicroBatcher(
@@ -296,6 +297,10 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         IssuanceServicer(batcher, pool, pipeline), server
     )
     health_servicer = health.aio.HealthServicer()
+    # The servicer calls the server SERVING from the start; not until the
+    # pipeline is warm, or load balancers send bills to an engine not ready.
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
@@ -312,6 +317,10 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     await server.start()
     # Warm the pipeline: the first batch pays for actor start-up and connections.
     await pipeline.warm()
+    for stage, nodes in (await pipeline.placement()).items():
+        for node in nodes:
+            metrics.STAGE_REPLICAS.labels(stage, node).inc()
+        log.info("stage %s replicas on nodes %s", stage, nodes)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     background = [

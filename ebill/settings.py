@@ -67,6 +67,8 @@ class Settings:
     # Empty: a private local Ray; else the address of a running cluster.
     ray_address: str
     ray_num_cpus: int
+    # Actors per pipeline stage; on a cluster they spread over the nodes.
+    stage_replicas: int
     # Verify the fiscal countersignature before archiving a bill.
     verify_fiscal: bool
     rpc_timeout_s: float
@@ -101,6 +103,7 @@ def load() -> Settings:
         max_inflight_batches=_int("EBILL_MAX_INFLIGHT", 6),
         ray_address=_str("EBILL_RAY_ADDRESS", ""),
         ray_num_cpus=_int("EBILL_RAY_NUM_CPUS", 2),
+        stage_replicas=_int("EBILL_STAGE_REPLICAS", 1),
         verify_fiscal=_bool("EBILL_VERIFY_FISCAL", True),
         rpc_timeout_s=_float("EBILL_RPC_TIMEOUT_S", 30.0),
         fiscal_timeout_s=_float("EBILL_FISCAL_TIMEOUT_S", 3.0),

@@ -53,5 +53,7 @@ FISCAL_CIRCUIT_OPEN = Gauge(
 )
 RECOVERED = Counter("ebill_recovered_total", "Bills finished by the recovery loop", ["outcome"])
 
-__all__ += ["STAGE_BATCHES", "STAGE_LATENCY", "STOCK_AVAILABLE"]
+STAGE_REPLICAS = Gauge("ebill_stage_replicas", "Stage actors per Ray node", ["stage", "node"])
+
+__all__ += ["STAGE_BATCHES", "STAGE_LATENCY", "STAGE_REPLICAS", "STOCK_AVAILABLE"]
 __all__ += ["FISCAL_CIRCUIT_OPEN", "INFLIGHT", "OLDEST_UNFINISHED", "RECOVERED", "UNFINISHED"]

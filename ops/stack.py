@@ -190,7 +190,9 @@ def wait_for_health(addr: str, proc: subprocess.Popen[bytes], timeout: float) ->
             if proc.poll() is not None:
                 raise RuntimeError(f"engine exited with {proc.returncode}")
             try:
-                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                resp = stub.Check(
+                    health_pb2.HealthCheckRequest(service="ebill.v1.IssuanceService"), timeout=1
+                )
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
