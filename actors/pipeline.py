@@ -123,6 +123,11 @@ class Pipeline:
         items = await ref
         return resolve_duplicates(items)
 
+    async def validate(self, bills: Sequence[bytes]) -> list[Any]:
+        """Only the validate stage: Prepared or an error per serialised request."""
+        out: list[Any] = await next(self._next["validate"]).run.remote(list(bills))
+        return out
+
     async def recover(self, works: Sequence[Work], fiscal_timeout_s: float = 30.0) -> list[Item]:
         """Finish bills taken from the outbox: the same stages from unit-sign on,
         with a patient deadline for the fiscal platform."""

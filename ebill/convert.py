@@ -162,6 +162,8 @@ def bill_to_pb(b: IssuedBill) -> bill_pb2.IssuedBill:
         canonical_version=b.canonical_version,
         unit_signature=b.unit_signature,
         fiscal_signature=b.fiscal_signature,
+        paper_code=b.paper_code,
+        paper_no=b.paper_no,
     )
     if b.source is not None:
         out.request.CopyFrom(input_to_pb(b.source))

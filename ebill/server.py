@@ -30,6 +30,7 @@ from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage import bills as bill_store
 from storage.catalog import stock_available
 from storage.db import EmbeddedPostgres, connect_pool
+from storage.offline import link_back_issued, record_offline, waiting_offline
 
 __all__ = ["MAX_BATCH", "IssuanceServicer", "serve"]
 
@@ -91,6 +92,34 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
         self._batcher = batcher
         self._pool = pool
         self._pipeline = pipeline
+
+    @_observed
+    async def RecordOfflineBill(
+        self, request: issuance_pb2.RecordOfflineBillRequest, context: grpc.aio.ServicerContext
+    ) -> issuance_pb2.RecordOfflineBillResponse:
+        if not request.HasField("bill"):
+            raise InvalidArgument("bill: is required", field="bill")
+        if not (len(request.paper_code) == 8 and request.paper_code.isdigit()):
+            raise InvalidArgument("paper_code: must be 8 digits", field="paper_code")
+        if not (len(request.paper_no) == 10 and request.paper_no.isdigit()):
+            raise InvalidArgument("paper_no: must be 10 digits", field="paper_no")
+        if not request.operator.strip():
+            raise InvalidArgument("operator: is required", field="operator")
+        raw = request.bill.SerializeToString()
+        (checked,) = await self._pipeline.validate([raw])
+        if isinstance(checked, EbillError):
+            raise _prefixed(checked, "bill")
+        offline_id = await record_offline(
+            self._pool,
+            unit_code=request.bill.unit_code,
+            bus_no=request.bill.bus_no,
+            place_code=request.bill.place_code,
+            paper_code=request.paper_code,
+            paper_no=request.paper_no,
+            operator=request.operator,
+            request=raw,
+        )
+        return issuance_pb2.RecordOfflineBillResponse(offline_id=offline_id)
 
     @_observed
     async def GetBacklog(
@@ -185,7 +214,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
             bill_no=bill.bill_no,
             bus_no=bill.bus_no,
             status=status_to_pb(bill.status),
-            printed_to_paper=False,
+            printed_to_paper=bool(bill.paper_no),
             red_flushed=bill.status.value == "red_flushed",
         )
 
@@ -234,11 +263,33 @@ async def _poll_stats(pipeline: Pipeline, pool: asyncpg.Pool, interval_s: float)
         await asyncio.sleep(interval_s)
 
 
+async def back_issue_offline(pipeline: Pipeline, pool: asyncpg.Pool, limit: int) -> int:
+    """Issue the e-bills of offline paper bills (补开) and link them; returns how many.
+
+    Waits while the fiscal circuit is open: the platform being back is the point.
+    A bill that then cannot be countersigned is finished by the outbox as usual.
+    """
+    waiting = await waiting_offline(pool, limit)
+    if not waiting or await pipeline.fiscal_circuit_open():
+        return 0
+    outcomes = await pipeline.issue([raw for _, raw in waiting])
+    links = [
+        (offline_id, out.bill_id)
+        for (offline_id, _), out in zip(waiting, outcomes, strict=True)
+        if isinstance(out, Work) and out.status is not BillStatus.RESERVED
+    ]
+    await link_back_issued(pool, links)
+    if links:
+        log.info("back-issued %d offline bills", len(links))
+    return len(links)
+
+
 async def _recover_forever(pipeline: Pipeline, pool: asyncpg.Pool, settings: Settings) -> None:
     """Finish what the outbox says is due: bills whose batch died with an engine,
     bills the fiscal platform could not take. Runs beside issuance, in batches."""
     while True:
         try:
+            await back_issue_offline(pipeline, pool, settings.recovery_batch)
             works = await bill_store.claim_due(pool, settings.recovery_batch)
             if works:
                 items = await pipeline.recover(works)

@@ -301,3 +301,5 @@ class IssuedBill:
     fiscal_signature: bytes
     replayed: bool = False
     source: BillInput | None = None
+    paper_code: str = ""
+    paper_no: str = ""

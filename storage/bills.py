@@ -109,6 +109,8 @@ def row_to_bill(row: asyncpg.Record, *, with_request: bool = True) -> IssuedBill
         unit_signature=bytes(row["unit_signature"] or b""),
         fiscal_signature=bytes(row["fiscal_signature"] or b""),
         source=input_from_dict(request) if with_request else None,
+        paper_code=(row["paper_code"] or "").strip(),
+        paper_no=(row["paper_no"] or "").strip(),
     )
 
 

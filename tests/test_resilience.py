@@ -153,3 +153,70 @@ def test_connections_cut_mid_batch_to_database_signer_and_fiscal() -> None:
         finally:
             for proxy in (pg, fiscal, signer):
                 proxy.stop()
+
+
+def test_offline_paper_bills_are_back_issued_as_e_bills_when_the_platform_returns() -> None:
+    with own_stack("offline") as stack:
+        stack.start_engine()
+
+        async def scenario() -> None:
+            pool = await connect_pool(stack.database_url, migrate=False)
+            keys = await public_keys(stack)
+            stack.stop_process("fiscal")
+            bills = new_bills(5, "OFF")
+            leased = "SELECT sum(next_no - start_no) FROM segments"
+            before = await pool.fetchval(leased)
+            async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+                stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
+
+                def offline(
+                    b: bill_pb2.BillRequest, no: int
+                ) -> issuance_pb2.RecordOfflineBillRequest:
+                    return issuance_pb2.RecordOfflineBillRequest(
+                        bill=b, paper_code="44061119", paper_no=f"{no:010d}", operator="收费员01"
+                    )
+
+                for i, b in enumerate(bills):
+                    resp = await stub.RecordOfflineBill(offline(b, 101 + i))
+                    assert resp.offline_id > 0
+                # No e-bill number is taken for a paper bill handed out offline.
+                assert await pool.fetchval(leased) == before
+                assert await pool.fetchval("SELECT count(*) FROM offline_bills") == 5
+
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.RecordOfflineBill(offline(new_bills(1, "OFX")[0], 101))
+                assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+                assert "paper" in (err.value.details() or "")
+                bad = new_bills(1, "OFB")[0]
+                bad.total_amount = "1.234"
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.RecordOfflineBill(offline(bad, 200))
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert (err.value.details() or "").startswith("bill.total_amount:")
+                assert await pool.fetchval("SELECT count(*) FROM offline_bills") == 5
+
+                stack.start_fiscal()
+                deadline = time.monotonic() + 90
+                waiting = "SELECT count(*) FROM offline_bills WHERE bill_id IS NULL"
+                while await pool.fetchval(waiting) > 0:
+                    assert time.monotonic() < deadline, "offline bills never back-issued"
+                    await asyncio.sleep(0.5)
+                await wait_until_settled(pool, timeout=60)
+
+                acked = {}
+                for i, b in enumerate(bills):
+                    key = issuance_pb2.GetBillRequest(
+                        by_bus=issuance_pb2.BusKey(unit_code=b.unit_code, bus_no=b.bus_no)
+                    )
+                    got = await stub.GetBill(key)
+                    assert (got.paper_code, got.paper_no) == ("44061119", f"{101 + i:010d}")
+                    status = await stub.GetBillStatus(key)
+                    assert status.printed_to_paper
+                    acked[b.bus_no] = got
+                    # The HIS asking again for the same charge gets the back-issued bill.
+                    again = await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=b))
+                    assert again.bill.bill_no == got.bill_no and again.bill.replayed
+            assert await check_invariants(pool, acked, keys) == 5
+            await pool.close()
+
+        asyncio.run(scenario())

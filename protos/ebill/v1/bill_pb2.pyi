@@ -392,6 +392,8 @@ class IssuedBill(_message.Message):
     FISCAL_SIGNATURE_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
+    PAPER_CODE_FIELD_NUMBER: _builtins.int
+    PAPER_NO_FIELD_NUMBER: _builtins.int
     unit_code: _builtins.str
     bus_no: _builtins.str
     bill_code: _builtins.str
@@ -411,6 +413,9 @@ class IssuedBill(_message.Message):
     fiscal_signature: _builtins.bytes
     replayed: _builtins.bool
     """True when this answer returns a bill issued earlier for the same bus_no."""
+    paper_code: _builtins.str
+    """The paper bill this e-bill is printed on (offline issuance), if any."""
+    paper_no: _builtins.str
     @_builtins.property
     def request(self) -> Global___BillRequest:
         """The request as stored, present on GetBill."""
@@ -434,10 +439,12 @@ class IssuedBill(_message.Message):
         fiscal_signature: _builtins.bytes = ...,
         replayed: _builtins.bool = ...,
         request: Global___BillRequest | None = ...,
+        paper_code: _builtins.str = ...,
+        paper_no: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_no", b"bill_no", "bus_no", b"bus_no", "bus_type", b"bus_type", "canonical", b"canonical", "canonical_version", b"canonical_version", "check_code", b"check_code", "fiscal_signature", b"fiscal_signature", "issued_at", b"issued_at", "place_code", b"place_code", "replayed", b"replayed", "request", b"request", "status", b"status", "total_amount", b"total_amount", "unit_code", b"unit_code", "unit_signature", b"unit_signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_no", b"bill_no", "bus_no", b"bus_no", "bus_type", b"bus_type", "canonical", b"canonical", "canonical_version", b"canonical_version", "check_code", b"check_code", "fiscal_signature", b"fiscal_signature", "issued_at", b"issued_at", "paper_code", b"paper_code", "paper_no", b"paper_no", "place_code", b"place_code", "replayed", b"replayed", "request", b"request", "status", b"status", "total_amount", b"total_amount", "unit_code", b"unit_code", "unit_signature", b"unit_signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -311,3 +311,53 @@ class Backlog(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Backlog: _TypeAlias = Backlog  # noqa: Y015
+
+@_typing.final
+class RecordOfflineBillRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BILL_FIELD_NUMBER: _builtins.int
+    PAPER_CODE_FIELD_NUMBER: _builtins.int
+    PAPER_NO_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    paper_code: _builtins.str
+    """Code (8 digits) and number (10 digits) of the pre-printed paper bill used."""
+    paper_no: _builtins.str
+    operator: _builtins.str
+    """Who handed it out."""
+    @_builtins.property
+    def bill(self) -> _bill_pb2.BillRequest: ...
+    def __init__(
+        self,
+        *,
+        bill: _bill_pb2.BillRequest | None = ...,
+        paper_code: _builtins.str = ...,
+        paper_no: _builtins.str = ...,
+        operator: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bill", b"bill"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill", b"bill", "operator", b"operator", "paper_code", b"paper_code", "paper_no", b"paper_no"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOfflineBillRequest: _TypeAlias = RecordOfflineBillRequest  # noqa: Y015
+
+@_typing.final
+class RecordOfflineBillResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFLINE_ID_FIELD_NUMBER: _builtins.int
+    offline_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        offline_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offline_id", b"offline_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOfflineBillResponse: _TypeAlias = RecordOfflineBillResponse  # noqa: Y015

@@ -60,6 +60,11 @@ class IssuanceServiceStub:
                 request_serializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBacklogRequest.SerializeToString,
                 response_deserializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.Backlog.FromString,
                 _registered_method=True)
+        self.RecordOfflineBill = channel.unary_unary(
+                '/ebill.v1.IssuanceService/RecordOfflineBill',
+                request_serializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.RecordOfflineBillRequest.SerializeToString,
+                response_deserializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.RecordOfflineBillResponse.FromString,
+                _registered_method=True)
 
 
 class IssuanceServiceServicer:
@@ -100,6 +105,16 @@ class IssuanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordOfflineBill(self, request, context):
+        """Offline issuance (离线开票): the window handed out a pre-printed paper bill
+        while the fiscal platform was unreachable. The charge is validated and
+        recorded with its paper number; no e-bill number is taken now. The e-bill
+        is issued later (补开), linked to the paper bill, once the platform answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IssuanceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +142,11 @@ def add_IssuanceServiceServicer_to_server(servicer, server):
                     servicer.GetBacklog,
                     request_deserializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBacklogRequest.FromString,
                     response_serializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.Backlog.SerializeToString,
+            ),
+            'RecordOfflineBill': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOfflineBill,
+                    request_deserializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.RecordOfflineBillRequest.FromString,
+                    response_serializer=protos_dot_ebill_dot_v1_dot_issuance__pb2.RecordOfflineBillResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +284,33 @@ class IssuanceService:
             '/ebill.v1.IssuanceService/GetBacklog',
             protos_dot_ebill_dot_v1_dot_issuance__pb2.GetBacklogRequest.SerializeToString,
             protos_dot_ebill_dot_v1_dot_issuance__pb2.Backlog.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOfflineBill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ebill.v1.IssuanceService/RecordOfflineBill',
+            protos_dot_ebill_dot_v1_dot_issuance__pb2.RecordOfflineBillRequest.SerializeToString,
+            protos_dot_ebill_dot_v1_dot_issuance__pb2.RecordOfflineBillResponse.FromString,
             options,
             channel_credentials,
             insecure,

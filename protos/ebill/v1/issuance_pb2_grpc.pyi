@@ -42,6 +42,12 @@ class IssuanceServiceStub:
     """The status of a bill, by the same keys."""
     GetBacklog: _grpc.UnaryUnaryMultiCallable[_issuance_pb2.GetBacklogRequest, _issuance_pb2.Backlog]
     """What is unfinished: bills waiting for a signature or a countersignature."""
+    RecordOfflineBill: _grpc.UnaryUnaryMultiCallable[_issuance_pb2.RecordOfflineBillRequest, _issuance_pb2.RecordOfflineBillResponse]
+    """Offline issuance (离线开票): the window handed out a pre-printed paper bill
+    while the fiscal platform was unreachable. The charge is validated and
+    recorded with its paper number; no e-bill number is taken now. The e-bill
+    is issued later (补开), linked to the paper bill, once the platform answers.
+    """
 
 @_typing.type_check_only
 class IssuanceServiceAsyncStub(IssuanceServiceStub):
@@ -56,6 +62,12 @@ class IssuanceServiceAsyncStub(IssuanceServiceStub):
     """The status of a bill, by the same keys."""
     GetBacklog: _aio.UnaryUnaryMultiCallable[_issuance_pb2.GetBacklogRequest, _issuance_pb2.Backlog]  # type: ignore[assignment]
     """What is unfinished: bills waiting for a signature or a countersignature."""
+    RecordOfflineBill: _aio.UnaryUnaryMultiCallable[_issuance_pb2.RecordOfflineBillRequest, _issuance_pb2.RecordOfflineBillResponse]  # type: ignore[assignment]
+    """Offline issuance (离线开票): the window handed out a pre-printed paper bill
+    while the fiscal platform was unreachable. The charge is validated and
+    recorded with its paper number; no e-bill number is taken now. The e-bill
+    is issued later (补开), linked to the paper bill, once the platform answers.
+    """
 
 class IssuanceServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -97,5 +109,17 @@ class IssuanceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_issuance_pb2.Backlog, _abc.Awaitable[_issuance_pb2.Backlog]]:
         """What is unfinished: bills waiting for a signature or a countersignature."""
+
+    @_abc_1.abstractmethod
+    def RecordOfflineBill(
+        self,
+        request: _issuance_pb2.RecordOfflineBillRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_issuance_pb2.RecordOfflineBillResponse, _abc.Awaitable[_issuance_pb2.RecordOfflineBillResponse]]:
+        """Offline issuance (离线开票): the window handed out a pre-printed paper bill
+        while the fiscal platform was unreachable. The charge is validated and
+        recorded with its paper number; no e-bill number is taken now. The e-bill
+        is issued later (补开), linked to the paper bill, once the platform answers.
+        """
 
 def add_IssuanceServiceServicer_to_server(servicer: IssuanceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
