@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import random
+import signal
 import sys
 import time
 from collections import Counter
@@ -122,6 +123,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(serve(settings))
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     """The whole stack on embedded defaults, seeded, with demo bills issued."""
     from ebill.bootstrap import bootstrap_demo
@@ -129,6 +134,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from storage.catalog import stock_summary
     from storage.db import connect_pool
 
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the stack's processes (each in
+    # a process group of its own) are always stopped with the launcher.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     config = StackConfig(
         data_dir=settings.data_dir,
         database_url=settings.database_url,
