@@ -127,23 +127,7 @@ def _fields(obj: object) -> dict[str, Any]:
 
 
 def work_to_pb(w: Work) -> bill_pb2.IssuedBill:
-    return bill_pb2.IssuedBill(
-        unit_code=w.unit_code,
-        bus_no=w.bus_no,
-        bill_code=w.bill_code,
-        bill_no=w.bill_no,
-        check_code=w.check_code,
-        status=_STATUS[w.status],
-        place_code=w.place_code,
-        bus_type=w.bus_type,
-        total_amount=format_fen(w.total_fen),
-        issued_at=rfc3339(w.issued_at),
-        canonical=w.canonical,
-        canonical_version=w.canonical_version,
-        unit_signature=w.unit_signature,
-        fiscal_signature=w.fiscal_signature,
-        replayed=w.replayed,
-    )
+    return bill_to_pb(w.issued())
 
 
 def bill_to_pb(b: IssuedBill) -> bill_pb2.IssuedBill:
@@ -164,6 +148,7 @@ def bill_to_pb(b: IssuedBill) -> bill_pb2.IssuedBill:
         fiscal_signature=b.fiscal_signature,
         paper_code=b.paper_code,
         paper_no=b.paper_no,
+        replayed=b.replayed,
     )
     if b.source is not None:
         out.request.CopyFrom(input_to_pb(b.source))

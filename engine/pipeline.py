@@ -15,7 +15,7 @@ from datetime import datetime
 
 from engine.canonical import countersign_message
 from engine.errors import EbillError
-from engine.model import BillStatus, compact_pickle
+from engine.model import BillStatus, IssuedBill, compact_pickle
 
 __all__ = ["Duplicate", "Item", "Work", "finish", "map_work", "resolve_duplicates"]
 
@@ -58,6 +58,26 @@ class Work:
     @property
     def countersign_message(self) -> bytes:
         return countersign_message(self.canonical, self.unit_signature)
+
+    def issued(self) -> IssuedBill:
+        """The bill as the caller sees it at the end of the pipeline."""
+        return IssuedBill(
+            unit_code=self.unit_code,
+            bus_no=self.bus_no,
+            bus_type=self.bus_type,
+            place_code=self.place_code,
+            bill_code=self.bill_code,
+            bill_no=self.bill_no,
+            check_code=self.check_code,
+            status=self.status,
+            total_fen=self.total_fen,
+            issued_at=self.issued_at,
+            canonical=self.canonical,
+            canonical_version=self.canonical_version,
+            unit_signature=self.unit_signature,
+            fiscal_signature=self.fiscal_signature,
+            replayed=self.replayed,
+        )
 
 
 @compact_pickle
