@@ -25,7 +25,7 @@ from ebill.convert import bill_from_pb
 from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
 from engine.model import BillStatus, Catalog
-from engine.pipeline import Item, Work, error_item, finish, map_work
+from engine.pipeline import Item, Work, finish, map_work
 from engine.prepare import Prepared, prepare
 from engine.sm2 import VerifyingKey
 from engine.validation import check
@@ -37,7 +37,14 @@ from storage.catalog import load_catalog
 from storage.db import connect_pool
 from storage.errors import is_retryable, translate
 
-__all__ = ["ArchiveStage", "CountersignStage", "ReserveStage", "UnitSignStage", "ValidateStage"]
+__all__ = [
+    "ArchiveStage",
+    "CountersignStage",
+    "ReserveStage",
+    "UnitSignStage",
+    "ValidateStage",
+    "outcome_error",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -378,6 +385,3 @@ def outcome_error(w: Work) -> EbillError | None:
     if w.deferred.startswith("fiscal platform rejected") or "invalid" in w.deferred:
         return FailedPrecondition(w.deferred)
     return None
-
-
-__all__ += ["error_item", "outcome_error"]

@@ -22,7 +22,7 @@ from actors.stages import outcome_error
 from ebill.batcher import MicroBatcher, Outcome
 from ebill.convert import bill_to_pb, status_to_pb, work_to_pb
 from ebill.settings import Settings
-from engine.errors import EbillError, InvalidArgument, NotFound
+from engine.errors import DeadlineExceeded, EbillError, InvalidArgument, NotFound
 from engine.model import BillStatus, IssuedBill
 from engine.pipeline import Work
 from ops import metrics
@@ -88,10 +88,22 @@ def _final(outcome: Outcome) -> EbillError | None:
 
 
 class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
-    def __init__(self, batcher: MicroBatcher, pool: asyncpg.Pool, pipeline: Pipeline) -> None:
+    def __init__(
+        self, batcher: MicroBatcher, pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float
+    ) -> None:
         self._batcher = batcher
         self._pool = pool
         self._pipeline = pipeline
+        self._timeout = timeout_s
+
+    async def _issue(self, raws: list[bytes]) -> list[Outcome]:
+        try:
+            return await asyncio.wait_for(self._batcher.submit(raws), self._timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no answer from the pipeline within {self._timeout:g}s; the bills may still be "
+                "issued: send the same request (same bus_no) again to get them"
+            ) from None
 
     @_observed
     async def RecordOfflineBill(
@@ -140,7 +152,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
     ) -> issuance_pb2.IssueBillResponse:
         if not request.HasField("bill"):
             raise InvalidArgument("bill: is required", field="bill")
-        (outcome,) = await self._batcher.submit([request.bill.SerializeToString()])
+        (outcome,) = await self._issue([request.bill.SerializeToString()])
         err = _final(outcome)
         _count(outcome, err)
         if err is not None:
@@ -159,7 +171,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
                 f"bills: at most {MAX_BATCH} bills per call, got {len(request.bills)}",
                 field="bills",
             )
-        outcomes = await self._batcher.submit([b.SerializeToString() for b in request.bills])
+        outcomes = await self._issue([b.SerializeToString() for b in request.bills])
         results = []
         for i, (src, outcome) in enumerate(zip(request.bills, outcomes, strict=True)):
             err = _final(outcome)
@@ -345,7 +357,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         ]
     )
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(
-        IssuanceServicer(batcher, pool, pipeline), server
+        IssuanceServicer(batcher, pool, pipeline, settings.rpc_timeout_s), server
     )
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AlreadyExists",
+    "DeadlineExceeded",
     "EbillError",
     "FailedPrecondition",
     "FieldError",
@@ -88,6 +89,13 @@ class Unavailable(EbillError):
     """A dependency (database, signer, fiscal platform) cannot be reached."""
 
     code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(EbillError):
+    """The answer did not come in time; the work may still complete (retry with
+    the same bus_no to get the bill)."""
+
+    code = "DEADLINE_EXCEEDED"
 
 
 class Internal(EbillError):

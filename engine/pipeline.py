@@ -117,9 +117,3 @@ def resolve_duplicates(items: Sequence[Item]) -> list[Work | EbillError]:
         else:
             out.append(it)
     return out
-
-
-def error_item(exc: BaseException) -> EbillError:
-    from engine.errors import Internal
-
-    return exc if isinstance(exc, EbillError) else Internal(f"{type(exc).__name__}: {exc}")

@@ -8,11 +8,20 @@ __all__ = [
     "BATCH_LATENCY",
     "BATCH_SIZE",
     "BILLS",
+    "FISCAL_CIRCUIT_OPEN",
+    "INFLIGHT",
+    "OLDEST_UNFINISHED",
     "QUEUE_DEPTH",
+    "RECOVERED",
     "RPCS",
     "RPC_LATENCY",
+    "STAGE_BATCHES",
     "STAGE_BUSY",
     "STAGE_ITEMS",
+    "STAGE_LATENCY",
+    "STAGE_REPLICAS",
+    "STOCK_AVAILABLE",
+    "UNFINISHED",
 ]
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5, 10)
@@ -54,6 +63,3 @@ FISCAL_CIRCUIT_OPEN = Gauge(
 RECOVERED = Counter("ebill_recovered_total", "Bills finished by the recovery loop", ["outcome"])
 
 STAGE_REPLICAS = Gauge("ebill_stage_replicas", "Stage actors per Ray node", ["stage", "node"])
-
-__all__ += ["STAGE_BATCHES", "STAGE_LATENCY", "STAGE_REPLICAS", "STOCK_AVAILABLE"]
-__all__ += ["FISCAL_CIRCUIT_OPEN", "INFLIGHT", "OLDEST_UNFINISHED", "RECOVERED", "UNFINISHED"]

@@ -220,3 +220,29 @@ def test_offline_paper_bills_are_back_issued_as_e_bills_when_the_platform_return
             await pool.close()
 
         asyncio.run(scenario())
+
+
+def test_signer_away_rpc_deadline_then_the_same_request_gets_the_bill() -> None:
+    with own_stack("deadline") as stack:
+        stack.start_engine(EBILL_RPC_TIMEOUT_S="2")
+
+        async def scenario() -> None:
+            pool = await connect_pool(stack.database_url, migrate=False)
+            keys = await public_keys(stack)
+            stack.stop_process("signer")
+            (bill,) = new_bills(1, "DL")
+            async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+                stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=bill))
+                assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert "same bus_no" in (err.value.details() or "")
+                stack.start_signer()
+                his = His(stack.config.grpc_addr)
+                await his.issue([bill], deadline=time.monotonic() + 60)
+            await wait_until_settled(pool, timeout=60)
+            # One bill for the charge, numbered once, whichever path finished it.
+            assert await check_invariants(pool, his.acked, keys) == 1
+            await pool.close()
+
+        asyncio.run(scenario())
