@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.canonical import rfc3339
 from engine.model import (
     BillInput,
@@ -18,6 +16,7 @@ from engine.model import (
 )
 from engine.money import format_fen
 from engine.pipeline import Work
+from engine.serde import input_to_dict
 from protos.ebill.v1 import bill_pb2
 
 __all__ = ["bill_from_pb", "bill_to_pb", "input_to_pb", "status_to_pb", "work_to_pb"]
@@ -102,28 +101,8 @@ def bill_from_pb(m: bill_pb2.BillRequest) -> BillInput:
 
 
 def input_to_pb(b: BillInput) -> bill_pb2.BillRequest:
-    return bill_pb2.BillRequest(
-        unit_code=b.unit_code,
-        bus_no=b.bus_no,
-        bus_type=b.bus_type,
-        payer=bill_pb2.Payer(**_fields(b.payer)),
-        bus_time=b.bus_time,
-        place_code=b.place_code,
-        cashier=b.cashier,
-        author=b.author,
-        checker=b.checker,
-        total_amount=b.total_amount,
-        charge_items=[bill_pb2.ChargeItem(**_fields(c)) for c in b.charge_items],
-        list_items=[bill_pb2.ListItem(**_fields(li)) for li in b.list_items],
-        pay_channels=[bill_pb2.PayChannel(**_fields(c)) for c in b.pay_channels],
-        insurance=bill_pb2.InsuranceSplit(**_fields(b.insurance)),
-        medical=bill_pb2.Medical(**_fields(b.medical)),
-        remark=b.remark,
-    )
-
-
-def _fields(obj: object) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}  # type: ignore[attr-defined]
+    # The message's field names are the domain's: the plain-dict form maps 1:1.
+    return bill_pb2.BillRequest(**input_to_dict(b))
 
 
 def work_to_pb(w: Work) -> bill_pb2.IssuedBill:
