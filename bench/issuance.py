@@ -31,7 +31,6 @@ import grpc
 
 from bench.baseline import run_baseline, setup_baseline
 from ebill import demo
-from ebill.bootstrap import bootstrap_demo
 from ebill.convert import input_to_pb
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
@@ -261,24 +260,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"bench data in {data_dir}; cores: {os.cpu_count()}", flush=True)
     with Stack(config) as stack:
+        stack.seed_demo(stock=200_000)
 
-        async def seed() -> None:
-            pool = await connect_pool(stack.database_url)
+        async def durability() -> None:
+            pool = await connect_pool(stack.database_url, migrate=False)
             try:
-                await bootstrap_demo(
-                    pool,
-                    signer_addr=config.signer_addr,
-                    signer_key_id="unit-sign",
-                    fiscal_addr=config.fiscal_addr,
-                    stock=200_000,
-                )
                 fsync = await pool.fetchval("SHOW fsync")
                 commit = await pool.fetchval("SHOW synchronous_commit")
                 print(f"PostgreSQL fsync={fsync} synchronous_commit={commit}", flush=True)
             finally:
                 await pool.close()
 
-        asyncio.run(seed())
+        asyncio.run(durability())
         stack.start_engine()
         results = asyncio.run(bench(args, stack))
     print("\nsummary")

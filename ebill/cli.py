@@ -129,7 +129,6 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     """The whole stack on embedded defaults, seeded, with demo bills issued."""
-    from ebill.bootstrap import bootstrap_demo
     from ops.stack import Stack, StackConfig
     from storage.catalog import stock_summary
     from storage.db import connect_pool
@@ -152,19 +151,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         print(f"signer       {config.signer_addr}  (HSM sandbox)")
         print(f"fiscal       {config.fiscal_addr}  (fiscal platform sandbox)")
 
-        async def seed() -> None:
-            pool = await connect_pool(stack.database_url)
-            try:
-                await bootstrap_demo(
-                    pool,
-                    signer_addr=config.signer_addr,
-                    signer_key_id=settings.signer_key_id,
-                    fiscal_addr=config.fiscal_addr,
-                )
-            finally:
-                await pool.close()
-
-        asyncio.run(seed())
+        stack.seed_demo(stock=100_000)
         print(f"seeded demo unit {demo.UNIT_CODE} {demo.UNIT_NAME}")
         print("starting engine (Ray pipeline)...")
         stack.start_engine()

@@ -7,6 +7,7 @@ exercise the same processes a deployment runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -21,7 +22,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from storage.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres, connect_pool
 
 __all__ = ["Stack", "StackConfig", "free_port"]
 
@@ -108,6 +109,26 @@ class Stack:
             self.pg = EmbeddedPostgres(self.config.data_dir)
             self.database_url = self.pg.url
         return self.database_url
+
+    def seed_demo(self, stock: int) -> None:
+        """Migrate, then set up the demo hospital: its key registered with the
+        fiscal platform and ``stock`` numbers per issuing point and bill code."""
+        from ebill.bootstrap import bootstrap_demo  # the edge's, not the launcher's
+
+        async def seed() -> None:
+            pool = await connect_pool(self.database_url)
+            try:
+                await bootstrap_demo(
+                    pool,
+                    signer_addr=self.config.signer_addr,
+                    signer_key_id=self.env().get("EBILL_SIGNER_KEY_ID", "unit-sign"),
+                    fiscal_addr=self.config.fiscal_addr,
+                    stock=stock,
+                )
+            finally:
+                await pool.close()
+
+        asyncio.run(seed())
 
     def start_signer(self) -> None:
         self._spawn("signer", "ops.sandboxes.signer")

@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from ebill import demo
-from ebill.bootstrap import bootstrap_demo, grant_stock
+from ebill.bootstrap import grant_stock
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import issuance_pb2_grpc
 from storage.catalog import ensure_unit
@@ -42,18 +42,12 @@ def stack() -> Iterator[Stack]:
         extra_env={"EBILL_BATCH_LINGER_MS": "2", "EBILL_RAY_NUM_CPUS": "2"},
     )
     with Stack(config) as s:
+        s.seed_demo(stock=10_000)
 
-        async def seed() -> None:
-            pool = await connect_pool(s.database_url)
+        async def scarce_point() -> None:
+            # An issuing point with almost no stock, to run it dry.
+            pool = await connect_pool(s.database_url, migrate=False)
             try:
-                await bootstrap_demo(
-                    pool,
-                    signer_addr=config.signer_addr,
-                    signer_key_id="unit-sign",
-                    fiscal_addr=config.fiscal_addr,
-                    stock=10_000,
-                )
-                # An issuing point with almost no stock, to run it dry.
                 await ensure_unit(
                     pool,
                     unit_code=demo.UNIT_CODE,
@@ -73,7 +67,7 @@ def stack() -> Iterator[Stack]:
             finally:
                 await pool.close()
 
-        asyncio.run(seed())
+        asyncio.run(scarce_point())
         s.start_engine()
         yield s
     if os.environ.get("EBILL_KEEP_TEST_DATA") != "1":

@@ -18,14 +18,12 @@ import asyncpg
 import grpc
 
 from ebill import demo
-from ebill.bootstrap import bootstrap_demo
 from ebill.convert import input_to_pb
 from engine.sm2 import VerifyingKey
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
-from storage.db import connect_pool
 from tests.gm_reference import gm_verify
 
 FAST_RECOVERY = {
@@ -43,21 +41,7 @@ def own_stack(name: str) -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"ebill-{name}-"))
     config = StackConfig(data_dir=data_dir, log_dir=data_dir / "logs", extra_env=FAST_RECOVERY)
     with Stack(config) as stack:
-
-        async def seed() -> None:
-            pool = await connect_pool(stack.database_url)
-            try:
-                await bootstrap_demo(
-                    pool,
-                    signer_addr=config.signer_addr,
-                    signer_key_id="unit-sign",
-                    fiscal_addr=config.fiscal_addr,
-                    stock=20_000,
-                )
-            finally:
-                await pool.close()
-
-        asyncio.run(seed())
+        stack.seed_demo(stock=20_000)
         yield stack
     if os.environ.get("EBILL_KEEP_TEST_DATA") != "1":
         shutil.rmtree(data_dir, ignore_errors=True)

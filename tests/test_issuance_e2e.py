@@ -23,9 +23,9 @@ from engine.model import BillInput
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
-from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
 from tests.conftest import SCARCE_POINT, SCARCE_STOCK
 from tests.gm_reference import gm_verify
+from tests.resilience import public_keys
 
 pytestmark = pytest.mark.slow
 
@@ -41,18 +41,6 @@ def fresh(n: int = 1, **changes: object) -> list[BillInput]:
 
 def req(b: BillInput) -> issuance_pb2.IssueBillRequest:
     return issuance_pb2.IssueBillRequest(bill=input_to_pb(b))
-
-
-async def keys(stack: Stack) -> tuple[bytes, bytes]:
-    async with grpc.aio.insecure_channel(stack.config.signer_addr) as ch:
-        unit = await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
-            signer_pb2.ExportPublicKeyRequest(key_id="unit-sign")
-        )
-    async with grpc.aio.insecure_channel(stack.config.fiscal_addr) as ch:
-        fiscal = await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
-            fiscal_pb2.GetPublicKeyRequest()
-        )
-    return bytes(unit.public_key), bytes(fiscal.public_key)
 
 
 def assert_signed(b: bill_pb2.IssuedBill, unit_key: bytes, fiscal_key: bytes) -> None:
@@ -80,7 +68,7 @@ async def test_single_bill_is_issued_signed_countersigned_and_archived(
     assert len(bill.check_code) == 6
     assert bill.total_amount == b.total_amount and not bill.replayed
 
-    unit_key, fiscal_key = await keys(stack)
+    unit_key, fiscal_key = await public_keys(stack)
     assert_signed(bill, unit_key, fiscal_key)
 
     doc = json.loads(bill.canonical)
@@ -144,7 +132,7 @@ async def test_batch_of_200_every_signature_verifies_with_gmssl(
     assert all(r.HasField("bill") for r in resp.results)
     assert all(b.status == ISSUED for b in issued)
     assert len({(b.bill_code, b.bill_no) for b in issued}) == 200
-    unit_key, fiscal_key = await keys(stack)
+    unit_key, fiscal_key = await public_keys(stack)
     for b in issued:
         assert_signed(b, unit_key, fiscal_key)
     after = await counts(pool)
@@ -218,7 +206,7 @@ async def test_racing_bus_no_all_get_the_first_bill(
     assert len({x.fiscal_signature for x in bills}) == 1
     assert sum(not x.replayed for x in bills) <= 1
     assert await counts(pool) == (before[0] + 1, before[1] + 1)
-    unit_key, fiscal_key = await keys(stack)
+    unit_key, fiscal_key = await public_keys(stack)
     assert_signed(bills[0], unit_key, fiscal_key)
 
 
