@@ -246,3 +246,27 @@ def test_signer_away_rpc_deadline_then_the_same_request_gets_the_bill() -> None:
             await pool.close()
 
         asyncio.run(scenario())
+
+
+def test_slow_fiscal_platform_bills_return_pending_then_are_countersigned() -> None:
+    with own_stack("slow") as stack:
+        # Slower than the inline wait (EBILL_FISCAL_TIMEOUT_S=2 in these stacks),
+        # faster than the recovery loop's 30 s.
+        stack.stop_process("fiscal")
+        stack.start_fiscal(EBILL_FISCAL_LATENCY_MS="3000")
+        stack.start_engine()
+
+        async def scenario() -> None:
+            pool = await connect_pool(stack.database_url, migrate=False)
+            keys = await public_keys(stack)
+            his = His(stack.config.grpc_addr)
+            started = time.monotonic()
+            await his.issue(new_bills(20, "SLOW"), deadline=time.monotonic() + 60)
+            # The HIS is answered after the inline wait, not after the platform.
+            assert time.monotonic() - started < 10
+            assert all(b.status == PENDING and b.bill_no for b in his.acked.values())
+            await wait_until_settled(pool, timeout=90)
+            assert await check_invariants(pool, his.acked, keys) == 20
+            await pool.close()
+
+        asyncio.run(scenario())
