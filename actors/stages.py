@@ -43,6 +43,7 @@ __all__ = [
     "ReserveStage",
     "UnitSignStage",
     "ValidateStage",
+    "countersign_item",
     "outcome_error",
 ]
 
@@ -237,6 +238,19 @@ class UnitSignStage(_Timed):
         return out
 
 
+def countersign_item(w: Work) -> fiscal_pb2.CountersignItem:
+    """What the fiscal platform is asked to countersign for one unit-signed bill."""
+    return fiscal_pb2.CountersignItem(
+        unit_code=w.unit_code,
+        bill_code=w.bill_code,
+        bill_no=w.bill_no,
+        check_code=w.check_code,
+        total_fen=w.total_fen,
+        canonical=w.canonical,
+        unit_signature=w.unit_signature,
+    )
+
+
 class CountersignStage(_Timed):
     """Has the fiscal platform verify and countersign (监制), one call per batch."""
 
@@ -273,20 +287,7 @@ class CountersignStage(_Timed):
                     else w
                 ),
             )
-        request = fiscal_pb2.CountersignBatchRequest(
-            items=[
-                fiscal_pb2.CountersignItem(
-                    unit_code=w.unit_code,
-                    bill_code=w.bill_code,
-                    bill_no=w.bill_no,
-                    check_code=w.check_code,
-                    total_fen=w.total_fen,
-                    canonical=w.canonical,
-                    unit_signature=w.unit_signature,
-                )
-                for w in todo
-            ]
-        )
+        request = fiscal_pb2.CountersignBatchRequest(items=[countersign_item(w) for w in todo])
         try:
             resp = await self.stub().CountersignBatch(
                 request, timeout=timeout_s or self._timeout, wait_for_ready=True
@@ -309,7 +310,9 @@ class CountersignStage(_Timed):
                 return w
             if not r.ok:
                 return replace(
-                    w, deferred=f"fiscal platform rejected: {r.error_code} {r.error_message}"
+                    w,
+                    deferred=f"fiscal platform rejected: {r.error_code} {r.error_message}",
+                    rejected=True,
                 )
             return replace(
                 w,
@@ -358,7 +361,10 @@ class ArchiveStage(_DbStage):
                 if not key.verify(w.countersign_message, w.fiscal_signature):
                     log.error("bad fiscal countersignature on %s/%s", w.bill_code, w.bill_no)
                     return replace(
-                        w, fiscal_signature=b"", deferred="fiscal countersignature invalid"
+                        w,
+                        fiscal_signature=b"",
+                        deferred="fiscal countersignature invalid",
+                        rejected=True,
                     )
                 return w
 
@@ -382,6 +388,6 @@ def outcome_error(w: Work) -> EbillError | None:
             f"{w.deferred or 'not signed'}: bill {w.bill_code}/{w.bill_no} is held for bus_no "
             f"{w.bus_no}; send the same request again to complete it"
         )
-    if w.deferred.startswith("fiscal platform rejected") or "invalid" in w.deferred:
+    if w.rejected:
         return FailedPrecondition(w.deferred)
     return None

@@ -97,6 +97,19 @@ async def run_batch(
     )
 
 
+async def timed_issue(
+    stub: issuance_pb2_grpc.IssuanceServiceStub, r: bill_pb2.BillRequest, lat: list[float]
+) -> bool:
+    """One IssueBill; its latency goes to ``lat`` on success. False on an RPC error."""
+    t = time.perf_counter()
+    try:
+        await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=r), timeout=60)
+    except grpc.aio.AioRpcError:
+        return False
+    lat.append((time.perf_counter() - t) * 1000)
+    return True
+
+
 async def run_single_closed(
     stub: issuance_pb2_grpc.IssuanceServiceStub, n: int, clients: int, prefix: str
 ) -> Result:
@@ -108,12 +121,7 @@ async def run_single_closed(
     async def client() -> None:
         nonlocal errors
         for r in it:
-            t = time.perf_counter()
-            try:
-                await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=r), timeout=60)
-                lat.append((time.perf_counter() - t) * 1000)
-            except grpc.aio.AioRpcError:
-                errors += 1
+            errors += not await timed_issue(stub, r, lat)
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -132,12 +140,7 @@ async def run_single_open(
 
     async def one(r: bill_pb2.BillRequest) -> None:
         nonlocal errors
-        t = time.perf_counter()
-        try:
-            await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=r), timeout=60)
-            lat.append((time.perf_counter() - t) * 1000)
-        except grpc.aio.AioRpcError:
-            errors += 1
+        errors += not await timed_issue(stub, r, lat)
 
     tasks = []
     started = time.perf_counter()

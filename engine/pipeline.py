@@ -42,6 +42,9 @@ class Work:
     replayed: bool = False
     # Set by a stage that could not do its part (signer or fiscal away).
     deferred: str = ""
+    # The platform refused the bill, or its countersignature did not verify:
+    # waiting will not help, the caller is told so.
+    rejected: bool = False
 
     @property
     def needs_unit_signature(self) -> bool:
