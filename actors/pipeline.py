@@ -28,6 +28,7 @@ from actors.stages import (
 )
 from engine.errors import EbillError
 from engine.pipeline import Item, Work, resolve_duplicates
+from engine.prepare import Prepared
 
 __all__ = ["Pipeline", "PipelineConfig", "init_ray", "shutdown_ray"]
 
@@ -119,6 +120,17 @@ class Pipeline:
         outcome per bill, in order."""
         ref: Any = list(bills)
         for name in STAGES:
+            ref = next(self._next[name]).run.remote(ref)
+        items = await ref
+        return resolve_duplicates(items)
+
+    async def issue_prepared(
+        self, prepared: Sequence[Prepared], *, atomic: bool = False
+    ) -> list[Work | EbillError]:
+        """Issue bills the edge prepared itself (red bills, a refund's remainder):
+        every stage from reserve on. ``atomic``: all are reserved or none."""
+        ref: Any = next(self._next["reserve"]).run.remote(list(prepared), atomic)
+        for name in STAGES[2:]:
             ref = next(self._next[name]).run.remote(ref)
         items = await ref
         return resolve_duplicates(items)

@@ -176,7 +176,8 @@ class ReserveStage(_DbStage):
         super().__init__(database_url)
         self._grace = timedelta(seconds=outbox_grace_s)
 
-    async def run(self, items: Sequence[Prepared | EbillError]) -> list[Item]:
+    async def run(self, items: Sequence[Prepared | EbillError], atomic: bool = False) -> list[Item]:
+        """Reserve numbers; with ``atomic`` all items are reserved or none (a refund)."""
         started = time.perf_counter()
         valid = [(i, it) for i, it in enumerate(items) if isinstance(it, Prepared)]
         out: list[Item] = [
@@ -186,7 +187,7 @@ class ReserveStage(_DbStage):
             pool = await self.pool()
             try:
                 reserved = await _with_db_retry(
-                    lambda: bill_store.reserve(pool, valid, grace=self._grace)
+                    lambda: bill_store.reserve(pool, valid, grace=self._grace, atomic=atomic)
                 )
             except EbillError as exc:
                 reserved = dict.fromkeys((i for i, _ in valid), exc)

@@ -21,7 +21,15 @@ from ebill.convert import input_to_pb
 from ebill.settings import Settings, load
 from engine.canonical import countersign_message
 from engine.sm2 import VerifyingKey
-from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
+from protos.ebill.v1 import (
+    bill_pb2,
+    issuance_pb2,
+    issuance_pb2_grpc,
+    lifecycle_pb2,
+    lifecycle_pb2_grpc,
+    stock_pb2,
+    stock_pb2_grpc,
+)
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
 
@@ -130,8 +138,6 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     """The whole stack on embedded defaults, seeded, with demo bills issued."""
     from ops.stack import Stack, StackConfig
-    from storage.catalog import stock_summary
-    from storage.db import connect_pool
 
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the stack's processes (each in
     # a process group of its own) are always stopped with the launcher.
@@ -171,15 +177,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
                     f"total {b.total_amount} status {bill_pb2.BillStatus.Name(b.status)}"
                 )
 
-            async def stock() -> None:
-                pool = await connect_pool(stack.database_url, migrate=False)
-                try:
-                    for row in await stock_summary(pool, demo.UNIT_CODE):
-                        print("  stock", row)
-                finally:
-                    await pool.close()
+            if bills:
+                asyncio.run(lifecycle_demo(config.grpc_addr, bills[0]))
 
-            asyncio.run(stock())
         if args.once:
             return
         print("stack running; Ctrl-C to stop. Logs in", config.log_dir)
@@ -188,6 +188,44 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
                 time.sleep(1)
         except KeyboardInterrupt:
             print("\nstopping")
+
+
+async def lifecycle_demo(addr: str, bill: bill_pb2.IssuedBill) -> None:
+    """Red-flush one demo bill and show the stock identity, over the engine's own API."""
+    async with grpc.aio.insecure_channel(addr) as ch:
+        operator = lifecycle_pb2.Operator(
+            unit_code=bill.unit_code, place_code=bill.place_code, operator="demo-clerk"
+        )
+        key = issuance_pb2.GetBillRequest(
+            by_number=issuance_pb2.BillNumberKey(bill_code=bill.bill_code, bill_no=bill.bill_no)
+        )
+        resp = await lifecycle_pb2_grpc.LifecycleServiceStub(ch).RedFlush(
+            lifecycle_pb2.RedFlushRequest(
+                operator=operator,
+                original=key,
+                bus_no=f"RED-{bill.bus_no}",
+                reason="demo: charged twice",
+            ),
+            timeout=60,
+        )
+        red = resp.red_bill
+        print(
+            f"red-flushed {bill.bill_code}/{bill.bill_no}: red bill {red.bill_code}/"
+            f"{red.bill_no} total {red.total_amount}, original now "
+            f"{bill_pb2.BillStatus.Name(resp.original.status)}"
+        )
+        ident = await stock_pb2_grpc.StockServiceStub(ch).GetStockIdentity(
+            stock_pb2.OperatorOnly(
+                operator=lifecycle_pb2.Operator(unit_code=bill.unit_code, operator="demo")
+            ),
+            timeout=30,
+        )
+        for line in ident.lines:
+            print(
+                f"  stock identity {line.bill_code}: granted {line.granted} = issued "
+                f"{line.issued} + available {line.available} + voided {line.voided} + returned "
+                f"{line.returned}  {'ok' if line.balanced else 'UNBALANCED'}"
+            )
 
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> None:

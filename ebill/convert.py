@@ -19,7 +19,14 @@ from engine.pipeline import Work
 from engine.serde import input_to_dict
 from protos.ebill.v1 import bill_pb2
 
-__all__ = ["bill_from_pb", "bill_to_pb", "input_to_pb", "status_to_pb", "work_to_pb"]
+__all__ = [
+    "PAPER_FROM_PB",
+    "bill_from_pb",
+    "bill_to_pb",
+    "input_to_pb",
+    "status_to_pb",
+    "work_to_pb",
+]
 
 _STATUS = {
     BillStatus.RESERVED: bill_pb2.BILL_STATUS_RESERVED,
@@ -27,6 +34,13 @@ _STATUS = {
     BillStatus.ISSUED: bill_pb2.BILL_STATUS_ISSUED,
     BillStatus.RED_FLUSHED: bill_pb2.BILL_STATUS_RED_FLUSHED,
 }
+
+_PAPER = {
+    "none": bill_pb2.PAPER_STATUS_NONE,
+    "printed": bill_pb2.PAPER_STATUS_PRINTED,
+    "voided": bill_pb2.PAPER_STATUS_VOIDED,
+}
+PAPER_FROM_PB = {v: k for k, v in _PAPER.items()}
 
 
 def status_to_pb(status: BillStatus) -> bill_pb2.BillStatus.ValueType:
@@ -128,6 +142,13 @@ def bill_to_pb(b: IssuedBill) -> bill_pb2.IssuedBill:
         paper_code=b.paper_code,
         paper_no=b.paper_no,
         replayed=b.replayed,
+        bill_kind=b.bill_kind,
+        red_of=b.red_of,
+        red_by=b.red_by,
+        replaces=b.replaces,
+        paper_status=_PAPER[b.paper_status],
+        origin=b.origin,
+        operator=b.operator,
     )
     if b.source is not None:
         out.request.CopyFrom(input_to_pb(b.source))

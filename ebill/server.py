@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 import asyncpg
 import grpc
@@ -18,15 +15,25 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
-from actors.stages import outcome_error
 from ebill.batcher import MicroBatcher, Outcome
 from ebill.convert import bill_to_pb, status_to_pb, work_to_pb
+from ebill.lifecycle import LifecycleServicer
+from ebill.rpc import final, observed, prefixed
 from ebill.settings import Settings
+from ebill.stock import StockServicer, stock_loop
 from engine.errors import DeadlineExceeded, EbillError, InvalidArgument, NotFound
 from engine.model import BillStatus, IssuedBill
 from engine.pipeline import Work
 from ops import metrics
-from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
+from protos.ebill.v1 import (
+    bill_pb2,
+    issuance_pb2,
+    issuance_pb2_grpc,
+    lifecycle_pb2,
+    lifecycle_pb2_grpc,
+    stock_pb2,
+    stock_pb2_grpc,
+)
 from storage import bills as bill_store
 from storage.catalog import stock_available
 from storage.db import EmbeddedPostgres, connect_pool
@@ -38,53 +45,6 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
 SERVICE_NAME = "ebill.v1.IssuanceService"
-
-R = TypeVar("R")
-
-
-def _observed(
-    method: Callable[..., Awaitable[R]],
-) -> Callable[..., Awaitable[R]]:
-    """Count calls by final status code and time them."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            return await method(self, request, context)
-        except EbillError as exc:
-            code = exc.code
-            await context.abort(
-                grpc.StatusCode[exc.code],
-                exc.message,
-                trailing_metadata=(("ebill-field", exc.field),) if exc.field else (),
-            )
-            raise
-        except Exception:
-            code = context.code().name if context.code() else "INTERNAL"
-            raise
-        finally:
-            metrics.RPCS.labels(method.__name__, code).inc()
-            metrics.RPC_LATENCY.labels(method.__name__).observe(time.perf_counter() - started)
-
-    return wrapper
-
-
-def _prefixed(err: EbillError, prefix: str) -> EbillError:
-    if not err.field:
-        return err
-    field = f"{prefix}.{err.field}"
-    message = err.message
-    if message.startswith(err.field + ":"):
-        message = f"{prefix}.{message}"
-    return type(err)(message, field=field)
-
-
-def _final(outcome: Outcome) -> EbillError | None:
-    if isinstance(outcome, EbillError):
-        return outcome
-    return outcome_error(outcome)
 
 
 class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
@@ -105,7 +65,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
                 "issued: send the same request (same bus_no) again to get them"
             ) from None
 
-    @_observed
+    @observed
     async def RecordOfflineBill(
         self, request: issuance_pb2.RecordOfflineBillRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.RecordOfflineBillResponse:
@@ -120,7 +80,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
         raw = request.bill.SerializeToString()
         (checked,) = await self._pipeline.validate([raw])
         if isinstance(checked, EbillError):
-            raise _prefixed(checked, "bill")
+            raise prefixed(checked, "bill")
         offline_id = await record_offline(
             self._pool,
             unit_code=request.bill.unit_code,
@@ -133,7 +93,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
         )
         return issuance_pb2.RecordOfflineBillResponse(offline_id=offline_id)
 
-    @_observed
+    @observed
     async def GetBacklog(
         self, request: issuance_pb2.GetBacklogRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.Backlog:
@@ -146,21 +106,21 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
             fiscal_circuit_open=await self._pipeline.fiscal_circuit_open(),
         )
 
-    @_observed
+    @observed
     async def IssueBill(
         self, request: issuance_pb2.IssueBillRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.IssueBillResponse:
         if not request.HasField("bill"):
             raise InvalidArgument("bill: is required", field="bill")
         (outcome,) = await self._issue([request.bill.SerializeToString()])
-        err = _final(outcome)
+        err = final(outcome)
         _count(outcome, err)
         if err is not None:
-            raise _prefixed(err, "bill")
+            raise prefixed(err, "bill")
         assert not isinstance(outcome, EbillError)
         return issuance_pb2.IssueBillResponse(bill=work_to_pb(outcome))
 
-    @_observed
+    @observed
     async def IssueBatch(
         self, request: issuance_pb2.IssueBatchRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.IssueBatchResponse:
@@ -174,11 +134,11 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
         outcomes = await self._issue([b.SerializeToString() for b in request.bills])
         results = []
         for i, (src, outcome) in enumerate(zip(request.bills, outcomes, strict=True)):
-            err = _final(outcome)
+            err = final(outcome)
             _count(outcome, err)
             item = issuance_pb2.ItemResult(index=i, bus_no=src.bus_no)
             if err is not None:
-                e = _prefixed(err, f"bills[{i}]")
+                e = prefixed(err, f"bills[{i}]")
                 item.error.CopyFrom(
                     issuance_pb2.ItemError(code=e.code, message=e.message, field=e.field)
                 )
@@ -210,13 +170,13 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
             raise NotFound(f"no {what}")
         return bill
 
-    @_observed
+    @observed
     async def GetBill(
         self, request: issuance_pb2.GetBillRequest, context: grpc.aio.ServicerContext
     ) -> bill_pb2.IssuedBill:
         return bill_to_pb(await self._lookup(request))
 
-    @_observed
+    @observed
     async def GetBillStatus(
         self, request: issuance_pb2.GetBillRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.BillStatusResponse:
@@ -226,7 +186,7 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
             bill_no=bill.bill_no,
             bus_no=bill.bus_no,
             status=status_to_pb(bill.status),
-            printed_to_paper=bool(bill.paper_no),
+            printed_to_paper=bill.paper_status == "printed",
             red_flushed=bill.status.value == "red_flushed",
         )
 
@@ -359,6 +319,10 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(
         IssuanceServicer(batcher, pool, pipeline, settings.rpc_timeout_s), server
     )
+    lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(
+        LifecycleServicer(pool, pipeline, settings.rpc_timeout_s), server
+    )
+    stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(pool, settings), server)
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the
     # pipeline is warm, or load balancers send bills to an engine not ready.
@@ -368,6 +332,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     reflection.enable_server_reflection(
         (
             issuance_pb2.DESCRIPTOR.services_by_name["IssuanceService"].full_name,
+            lifecycle_pb2.DESCRIPTOR.services_by_name["LifecycleService"].full_name,
+            stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -389,6 +355,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     background = [
         asyncio.create_task(_poll_stats(pipeline, pool, 2.0)),
         asyncio.create_task(_recover_forever(pipeline, pool, settings)),
+        asyncio.create_task(stock_loop(pool, settings)),
     ]
     log.info("engine serving on %s (metrics :%s)", settings.grpc_addr, settings.metrics_port)
     print(f"engine ready on {settings.grpc_addr}", flush=True)

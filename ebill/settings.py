@@ -80,6 +80,14 @@ class Settings:
     recovery_interval_s: float
     recovery_batch: int
     outbox_grace_s: float
+    # Low-stock warning emails: SMTP server (empty host: in-system warnings only).
+    smtp_host: str
+    smtp_port: int
+    smtp_from: str
+    # Paper bills may be destroyed this many days after their last use.
+    paper_retention_days: int
+    # How often automatic distribution tops issuing points up.
+    stock_interval_s: float
 
     def public(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
@@ -110,4 +118,9 @@ def load() -> Settings:
         recovery_interval_s=_float("EBILL_RECOVERY_INTERVAL_S", 1.0),
         recovery_batch=_int("EBILL_RECOVERY_BATCH", 200),
         outbox_grace_s=_float("EBILL_OUTBOX_GRACE_S", 30.0),
+        smtp_host=_str("EBILL_SMTP_HOST", ""),
+        smtp_port=_int("EBILL_SMTP_PORT", 25),
+        smtp_from=_str("EBILL_SMTP_FROM", "ebill@localhost"),
+        paper_retention_days=_int("EBILL_PAPER_RETENTION_DAYS", 5 * 365),
+        stock_interval_s=_float("EBILL_STOCK_INTERVAL_S", 2.0),
     )

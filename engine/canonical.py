@@ -19,6 +19,7 @@ from engine.money import format_fen, format_quantity
 
 __all__ = [
     "CANONICAL_VERSION",
+    "RESERVATION_MEMBERS",
     "canonical_bytes",
     "countersign_message",
     "document",

@@ -18,6 +18,7 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "ResourceExhausted",
     "Unavailable",
 ]
@@ -67,6 +68,12 @@ class InvalidArgument(EbillError):
 
 class NotFound(EbillError):
     code = "NOT_FOUND"
+
+
+class PermissionDenied(EbillError):
+    """The caller's issuing point may not act on this bill."""
+
+    code = "PERMISSION_DENIED"
 
 
 class AlreadyExists(EbillError):

@@ -303,3 +303,13 @@ class IssuedBill:
     source: BillInput | None = None
     paper_code: str = ""
     paper_no: str = ""
+    bill_kind: str = ""
+    # "code/no" of the bill a red bill cancels, of the red bill that cancelled
+    # this one, of the bill a refund's remainder replaces.
+    red_of: str = ""
+    red_by: str = ""
+    replaces: str = ""
+    # none / printed / voided (engine.lifecycle.PaperStatus)
+    paper_status: str = "none"
+    origin: str = "engine"
+    operator: str = ""

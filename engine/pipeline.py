@@ -45,6 +45,7 @@ class Work:
     # The platform refused the bill, or its countersignature did not verify:
     # waiting will not help, the caller is told so.
     rejected: bool = False
+    bill_kind: str = ""
 
     @property
     def needs_unit_signature(self) -> bool:
@@ -80,6 +81,7 @@ class Work:
             unit_signature=self.unit_signature,
             fiscal_signature=self.fiscal_signature,
             replayed=self.replayed,
+            bill_kind=self.bill_kind,
         )
 
 

@@ -42,6 +42,14 @@ class Prepared:
     charge_rows: tuple[tuple[int, str, str, int, int], ...]
     # (pay_channel_code, amount_fen)
     channel_rows: tuple[tuple[str, int], ...]
+    # Lifecycle: the bill this one cancels (red bill) or re-issues the remainder
+    # of (refund), by bill id; whether the original's paper is voided with it;
+    # the operation and the operator, recorded as a bill event.
+    red_of: int = 0
+    replaces: int = 0
+    void_paper: bool = False
+    op: str = "issue"
+    operator: str = ""
 
     def canonical(self, res: Reservation) -> bytes:
         return render(self.document, res)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Lease", "SegmentCursor", "format_bill_no", "plan_lease"]
+__all__ = ["Lease", "SegmentCursor", "compress_ranges", "format_bill_no", "plan_lease"]
 
 BILL_NO_DIGITS = 10
 
@@ -59,3 +59,14 @@ def plan_lease(segments: Sequence[SegmentCursor], wanted: int) -> list[Lease]:
             leases.append(Lease(seg.segment_id, seg.next_no, take))
             left -= take
     return leases
+
+
+def compress_ranges(numbers: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted numbers as inclusive runs: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    out: list[tuple[int, int]] = []
+    for n in sorted(numbers):
+        if out and n == out[-1][1] + 1:
+            out[-1] = (out[-1][0], n)
+        elif not out or n > out[-1][1]:
+            out.append((n, n))
+    return out

@@ -26,7 +26,14 @@ from engine.model import (
 )
 from engine.money import format_fen, parse_fen, parse_quantity
 
-__all__ = ["MAX_CHARGE_ITEMS", "MAX_LIST_ITEMS", "MAX_PAY_CHANNELS", "validate"]
+__all__ = [
+    "MAX_CHARGE_ITEMS",
+    "MAX_LIST_ITEMS",
+    "MAX_PAY_CHANNELS",
+    "NON_MEDICAL_KINDS",
+    "check",
+    "validate",
+]
 
 MAX_CHARGE_ITEMS = 200
 MAX_LIST_ITEMS = 2000
@@ -88,6 +95,10 @@ def validate(bill: BillInput, catalog: Catalog) -> ValidBill:
     if isinstance(errors, list):
         raise InvalidArgument.from_errors(errors)
     return errors
+
+
+# Bill kinds that are not medical charges.
+NON_MEDICAL_KINDS = frozenset({"current_account", "donation", "non_tax"})
 
 
 def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
@@ -172,6 +183,13 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
                 f"sum {format_fen(paid)} differs from total_amount {format_fen(total)}",
             )
     insurance = _insurance(errs, bill, total)
+    kind = BUS_TYPES.get(bill.bus_type, "")
+    if kind in NON_MEDICAL_KINDS:
+        # Non-tax, 往来 and donation bills are not medical charges.
+        if insurance is not None:
+            errs.add("insurance", f"a {kind} bill carries no medical insurance split")
+        if any(getattr(bill.medical, name) for name in bill.medical.__slots__):
+            errs.add("medical", f"a {kind} bill carries no medical details")
 
     if errs.items:
         return errs.items

@@ -18,20 +18,29 @@ import asyncpg
 
 from engine.canonical import CANONICAL_VERSION
 from engine.checkcode import new_check_code
-from engine.errors import ResourceExhausted
+from engine.errors import EbillError, FailedPrecondition, NotFound, ResourceExhausted
+from engine.lifecycle import BillState, check_red_flush
 from engine.model import BillStatus, IssuedBill, Reservation
 from engine.pipeline import Duplicate, Item, Work
 from engine.prepare import Prepared
 from engine.serde import input_from_dict
 from engine.stock import SegmentCursor, format_bill_no, plan_lease
+from storage.alerts import evaluate_alerts
 
 __all__ = [
+    "BILL_SELECT",
+    "STATE_COLUMNS",
+    "STATE_FROM",
+    "UNIT_LOCK_SQL",
     "archive",
     "backlog",
     "claim_due",
     "get_bill",
+    "lock_state_by_key",
+    "lock_states",
     "reserve",
     "row_to_bill",
+    "row_to_state",
     "row_to_work",
 ]
 
@@ -41,7 +50,7 @@ OUTBOX_GRACE = timedelta(seconds=30)
 # How long a claimed bill is left to the claimer before another may take it.
 OUTBOX_LEASE = timedelta(seconds=60)
 
-_UNIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('ebill-unit:' || $1, 0))"
+UNIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('ebill-unit:' || $1, 0))"
 
 _BILL_COLUMNS = (
     "id",
@@ -66,6 +75,24 @@ _BILL_COLUMNS = (
     "request",
     "canonical",
     "canonical_version",
+    "red_of",
+    "replaces",
+    "operator",
+)
+
+# A bill with what its lifecycle links to: the bill a red bill cancels, the red
+# bill that cancelled it, the bill a remainder replaces, its current paper.
+BILL_SELECT = (
+    "SELECT b.*,"
+    " coalesce(o.bill_code || '/' || o.bill_no, '') AS red_of_key,"
+    " coalesce(r.bill_code || '/' || r.bill_no, '') AS red_by_key,"
+    " coalesce(rp.bill_code || '/' || rp.bill_no, '') AS replaces_key,"
+    " coalesce(p.status, 'none') AS paper_status"
+    " FROM bills b"
+    " LEFT JOIN bills o ON o.id = b.red_of"
+    " LEFT JOIN bills r ON r.red_of = b.id"
+    " LEFT JOIN bills rp ON rp.id = b.replaces"
+    " LEFT JOIN paper_bills p ON p.paper_code = b.paper_code AND p.paper_no = b.paper_no"
 )
 
 
@@ -88,6 +115,7 @@ def row_to_work(row: asyncpg.Record, *, replayed: bool) -> Work:
         fiscal_signature=bytes(row["fiscal_signature"] or b""),
         countersigned_at=row["countersigned_at"].isoformat() if row["countersigned_at"] else "",
         replayed=replayed,
+        bill_kind=row["bill_kind"],
     )
 
 
@@ -111,6 +139,13 @@ def row_to_bill(row: asyncpg.Record, *, with_request: bool = True) -> IssuedBill
         source=input_from_dict(request) if with_request else None,
         paper_code=(row["paper_code"] or "").strip(),
         paper_no=(row["paper_no"] or "").strip(),
+        bill_kind=row["bill_kind"],
+        red_of=row.get("red_of_key") or "",
+        red_by=row.get("red_by_key") or "",
+        replaces=row.get("replaces_key") or "",
+        paper_status=row.get("paper_status") or "none",
+        origin=row["origin"],
+        operator=row["operator"],
     )
 
 
@@ -119,19 +154,26 @@ async def reserve(
     bills: Sequence[tuple[int, Prepared]],
     *,
     grace: timedelta = OUTBOX_GRACE,
+    atomic: bool = False,
 ) -> dict[int, Item]:
     """Lease numbers for a batch of validated bills and store them, in one transaction.
 
     Returns, by caller index: a Work for a new bill or for a bill stored earlier
     under the same (unit_code, bus_no) (``replayed``), a Duplicate for a repeat
     within the batch, or ResourceExhausted where the issuing point has no stock.
+
+    A red bill (``red_of``) is checked against its original under a row lock and
+    the original becomes red_flushed in the same transaction (with its paper
+    voided when asked), so a bill is cancelled once. With ``atomic`` any failed
+    item fails the whole batch and nothing is written (a refund's red bill and
+    remainder go together).
     """
     out: dict[int, Item] = {}
     async with pool.acquire() as conn, conn.transaction():
         # Serialise reservations per unit, so that the bus_no check below and the
         # insert cannot interleave with another engine's batch for the same unit.
         for unit in sorted({vb.unit_code for _, vb in bills}):
-            await conn.execute(_UNIT_LOCK_SQL, unit)
+            await conn.execute(UNIT_LOCK_SQL, unit)
         existing = {
             (r["unit_code"], r["bus_no"]): r
             for r in await conn.fetch(
@@ -142,7 +184,7 @@ async def reserve(
             )
         }
         first: dict[tuple[str, str], int] = {}
-        groups: dict[tuple[str, str, str], list[tuple[int, Prepared]]] = defaultdict(list)
+        fresh: list[tuple[int, Prepared]] = []
         for idx, vb in bills:
             key = (vb.unit_code, vb.bus_no)
             if key in first:
@@ -153,7 +195,14 @@ async def reserve(
             if key in existing:
                 out[idx] = row_to_work(existing[key], replayed=True)
             else:
-                groups[(vb.unit_code, vb.place_code, vb.bill_code)].append((idx, vb))
+                fresh.append((idx, vb))
+        if any(p.red_of for _, p in fresh):
+            refused = await _check_red_flushes(conn, fresh)
+            out.update(refused)
+            fresh = [(idx, p) for idx, p in fresh if idx not in refused]
+        groups: dict[tuple[str, str, str], list[tuple[int, Prepared]]] = defaultdict(list)
+        for idx, vb in fresh:
+            groups[(vb.unit_code, vb.place_code, vb.bill_code)].append((idx, vb))
 
         numbered: list[tuple[int, Prepared, int, int]] = []  # idx, bill, segment, number
         for (unit, place, bill_code), members in groups.items():
@@ -186,6 +235,13 @@ async def reserve(
                     "UPDATE segments SET next_no = $2 WHERE id = $1",
                     [(lease.segment_id, lease.new_next_no) for lease in leases],
                 )
+        if groups:
+            # Low-stock warnings fire in the transaction that crossed the threshold.
+            await evaluate_alerts(conn, groups.keys())
+        if atomic:
+            failed = [v for v in out.values() if isinstance(v, EbillError)]
+            if failed:
+                raise failed[0]  # rolls the transaction back
         if not numbered:
             return out
 
@@ -208,7 +264,8 @@ async def reserve(
                     res.bill_code, res.bill_no, res.check_code, segment_id,
                     BillStatus.RESERVED.value, p.total_fen, p.payer_name, p.payer_id_card_no,
                     p.payer_card_no, p.payer_tel, p.cashier, p.bus_time, now, p.request, canon,
-                    CANONICAL_VERSION,
+                    CANONICAL_VERSION, p.red_of or None, p.replaces or None,
+                    p.operator or p.cashier,
                 )
             )  # fmt: skip
             charge_rows.extend((bill_id, *row) for row in p.charge_rows)
@@ -227,6 +284,7 @@ async def reserve(
                 canonical=canon,
                 canonical_version=CANONICAL_VERSION,
                 status=BillStatus.RESERVED,
+                bill_kind=p.bill_kind,
             )
         await conn.copy_records_to_table("bills", records=bill_rows, columns=_BILL_COLUMNS)
         await conn.copy_records_to_table(
@@ -244,7 +302,74 @@ async def reserve(
             records=[(bill_id, now + grace) for bill_id in ids],
             columns=("bill_id", "next_attempt_at"),
         )
+        lifecycle = [
+            (bill_id, p)
+            for bill_id, (_, p, _, _) in zip(ids, numbered, strict=True)
+            if p.op != "issue"
+        ]
+        if lifecycle:
+            await _apply_lifecycle(conn, lifecycle)
     return out
+
+
+async def _check_red_flushes(
+    conn: asyncpg.Connection, fresh: list[tuple[int, Prepared]]
+) -> dict[int, EbillError]:
+    """Lock the originals of the red bills in ``fresh`` and refuse those that may
+    not be red-flushed now; by caller index."""
+    reds = [(idx, p) for idx, p in fresh if p.red_of]
+    states = await lock_states(conn, [p.red_of for _, p in reds])
+    refused: dict[int, EbillError] = {}
+    taken: set[int] = set()
+    for idx, p in reds:
+        state = states.get(p.red_of)
+        err: EbillError | None
+        if state is None:
+            err = NotFound(f"no original bill with id {p.red_of}")
+        elif p.red_of in taken:
+            err = FailedPrecondition(f"{state.label} is red-flushed twice in one request")
+        else:
+            err = check_red_flush(state, void_paper=p.void_paper)
+        if err is not None:
+            refused[idx] = err
+        taken.add(p.red_of)
+    return refused
+
+
+async def _apply_lifecycle(conn: asyncpg.Connection, made: list[tuple[int, Prepared]]) -> None:
+    """What a lifecycle bill does to its original, and the operation log."""
+    cancelled = [p.red_of for _, p in made if p.red_of]
+    if cancelled:
+        await conn.execute(
+            "UPDATE bills SET status = 'red_flushed' WHERE id = ANY($1::bigint[])", cancelled
+        )
+    void = [(p.red_of, p.operator) for _, p in made if p.red_of and p.void_paper]
+    events: list[tuple[Any, ...]] = []
+    if void:
+        for r in await conn.fetch(
+            "UPDATE paper_bills p SET status = 'voided', voided_at = now(),"
+            " void_reason = 'voided with red-flush', operator = u.op"
+            " FROM unnest($1::bigint[], $2::text[]) AS u(bill_id, op)"
+            " WHERE p.bill_id = u.bill_id AND p.status = 'printed'"
+            " RETURNING p.bill_id, p.paper_code, p.paper_no, p.unit_code, p.place_code, u.op",
+            [b for b, _ in void],
+            [o for _, o in void],
+        ):
+            events.append(
+                (r["unit_code"], r["place_code"], r["op"], "void_paper", r["bill_id"],
+                 r["paper_code"], r["paper_no"], {"reason": "voided with red-flush"})
+            )  # fmt: skip
+    for bill_id, p in made:
+        detail = {"red_of": p.red_of} if p.red_of else {"replaces": p.replaces}
+        events.append((p.unit_code, p.place_code, p.operator, p.op, bill_id, None, None, detail))
+    await conn.copy_records_to_table(
+        "bill_events",
+        records=events,
+        columns=(
+            "unit_code", "place_code", "operator", "op", "bill_id", "paper_code", "paper_no",
+            "detail",
+        ),
+    )  # fmt: skip
 
 
 async def archive(pool: asyncpg.Pool, works: Sequence[Work]) -> None:
@@ -335,10 +460,79 @@ async def get_bill(
 ) -> IssuedBill | None:
     if bill_code:
         row = await pool.fetchrow(
-            "SELECT * FROM bills WHERE bill_code = $1 AND bill_no = $2", bill_code, bill_no
+            BILL_SELECT + " WHERE b.bill_code = $1 AND b.bill_no = $2", bill_code, bill_no
         )
     else:
         row = await pool.fetchrow(
-            "SELECT * FROM bills WHERE unit_code = $1 AND bus_no = $2", unit_code, bus_no
+            BILL_SELECT + " WHERE b.unit_code = $1 AND b.bus_no = $2", unit_code, bus_no
         )
     return None if row is None else row_to_bill(row)
+
+
+# The state the lifecycle rules look at (columns, and the tables they come from).
+STATE_COLUMNS = (
+    "b.id, b.unit_code, b.place_code, b.bill_code, b.bill_no, b.status, b.total_fen,"
+    " b.bill_kind, b.bus_type, b.origin, b.red_of IS NOT NULL AS is_red,"
+    " coalesce((SELECT r.bill_code || '/' || r.bill_no FROM bills r WHERE r.red_of = b.id), '')"
+    "   AS red_by,"
+    " coalesce(p.status, 'none') AS paper, coalesce(b.paper_code, '') AS paper_code,"
+    " coalesce(b.paper_no, '') AS paper_no, b.converted_at IS NOT NULL AS converted"
+)
+STATE_FROM = (
+    " FROM bills b"
+    " LEFT JOIN paper_bills p ON p.paper_code = b.paper_code AND p.paper_no = b.paper_no"
+)
+_STATE_SQL = "SELECT " + STATE_COLUMNS + STATE_FROM
+
+
+def row_to_state(r: asyncpg.Record) -> BillState:
+    return BillState(
+        bill_id=r["id"],
+        unit_code=r["unit_code"],
+        place_code=r["place_code"],
+        bill_code=r["bill_code"],
+        bill_no=r["bill_no"],
+        status=BillStatus(r["status"]),
+        total_fen=r["total_fen"],
+        bill_kind=r["bill_kind"],
+        bus_type=r["bus_type"],
+        origin=r["origin"],
+        is_red=r["is_red"],
+        red_by=r["red_by"],
+        paper=r["paper"],
+        paper_code=r["paper_code"].strip(),
+        paper_no=r["paper_no"].strip(),
+        converted=r["converted"],
+    )
+
+
+async def lock_states(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, BillState]:
+    """The lifecycle state of bills by id, their rows locked until the transaction ends."""
+    rows = await conn.fetch(
+        _STATE_SQL + " WHERE b.id = ANY($1::bigint[]) ORDER BY b.id FOR UPDATE OF b", list(ids)
+    )
+    return {r["id"]: row_to_state(r) for r in rows}
+
+
+async def lock_state_by_key(
+    conn: asyncpg.Connection,
+    *,
+    bill_code: str = "",
+    bill_no: str = "",
+    unit_code: str = "",
+    bus_no: str = "",
+) -> BillState | None:
+    """A bill's lifecycle state by number or by serial, its row locked."""
+    if bill_code:
+        row = await conn.fetchrow(
+            _STATE_SQL + " WHERE b.bill_code = $1 AND b.bill_no = $2 FOR UPDATE OF b",
+            bill_code,
+            bill_no,
+        )
+    else:
+        row = await conn.fetchrow(
+            _STATE_SQL + " WHERE b.unit_code = $1 AND b.bus_no = $2 FOR UPDATE OF b",
+            unit_code,
+            bus_no,
+        )
+    return None if row is None else row_to_state(row)

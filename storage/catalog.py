@@ -109,26 +109,37 @@ async def add_segment(
     end_no: int,
     grant_id: str,
 ) -> int:
-    """Record a granted segment distributed to an issuing point; returns its id."""
-    return int(
-        await pool.fetchval(
-            "INSERT INTO segments (unit_code, place_code, bill_code, start_no, end_no, next_no,"
-            " grant_id) VALUES ($1, $2, $3, $4, $5, $4, $6) RETURNING id",
+    """Record a segment the platform granted, distributed straight to an issuing
+    point (set-up and tests); returns its id."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO segment_grants (grant_id, unit_code, bill_code, start_no, end_no,"
+            " source) VALUES ($1, $2, $3, $4, $5, 'grant')",
+            grant_id,
             unit_code,
-            place_code,
             bill_code,
             start_no,
             end_no,
-            grant_id,
         )
-    )
+        return int(
+            await conn.fetchval(
+                "INSERT INTO segments (unit_code, place_code, bill_code, start_no, end_no,"
+                " next_no, grant_id) VALUES ($1, $2, $3, $4, $5, $4, $6) RETURNING id",
+                unit_code,
+                place_code,
+                bill_code,
+                start_no,
+                end_no,
+                grant_id,
+            )
+        )
 
 
 async def stock_available(pool: asyncpg.Pool) -> list[tuple[str, str, str, int]]:
     """(unit_code, place_code, bill_code, numbers left) over enabled segments."""
     rows = await pool.fetch(
         "SELECT unit_code, place_code, bill_code, sum(end_no - next_no + 1) AS left"
-        " FROM segments WHERE status = 'enabled' GROUP BY 1, 2, 3"
+        " FROM segments WHERE status = 'enabled' AND place_code IS NOT NULL GROUP BY 1, 2, 3"
     )
     return [(r["unit_code"], r["place_code"], r["bill_code"], int(r["left"])) for r in rows]
 
@@ -136,9 +147,10 @@ async def stock_available(pool: asyncpg.Pool) -> list[tuple[str, str, str, int]]
 async def stock_summary(pool: asyncpg.Pool, unit_code: str) -> list[dict[str, int | str]]:
     """Per issuing point and bill code: granted, leased (issued) and available numbers."""
     rows = await pool.fetch(
-        "SELECT place_code, bill_code, sum(end_no - start_no + 1) AS granted,"
-        " sum(next_no - start_no) AS leased, sum(end_no - next_no + 1) AS available"
-        " FROM segments WHERE unit_code = $1 GROUP BY place_code, bill_code"
+        "SELECT coalesce(place_code, '') AS place_code, bill_code,"
+        " sum(end_no - start_no + 1) AS granted, sum(next_no - start_no) AS leased,"
+        " coalesce(sum(end_no - next_no + 1) FILTER (WHERE status = 'enabled'), 0) AS available"
+        " FROM segments WHERE unit_code = $1 GROUP BY 1, bill_code"
         " ORDER BY place_code, bill_code",
         unit_code,
     )

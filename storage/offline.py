@@ -74,7 +74,18 @@ async def link_back_issued(pool: asyncpg.Pool, links: list[tuple[int, int]]) -> 
             [b for _, b in links],
         )
         await conn.execute(
-            "UPDATE bills b SET paper_code = o.paper_code, paper_no = o.paper_no"
+            "UPDATE bills b SET paper_code = o.paper_code, paper_no = o.paper_no,"
+            " converted_at = o.recorded_at"
             " FROM offline_bills o WHERE o.id = ANY($1::bigint[]) AND b.id = o.bill_id",
+            [o for o, _ in links],
+        )
+        # The paper handed out is the e-bill's paper bill: voided before a red-flush,
+        # reprinted or reissued like any converted bill.
+        await conn.execute(
+            "INSERT INTO paper_bills (paper_code, paper_no, unit_code, place_code, bill_id,"
+            " status, prints, printed_at, operator)"
+            " SELECT o.paper_code, o.paper_no, o.unit_code, o.place_code, o.bill_id, 'printed',"
+            " 1, o.recorded_at, o.operator FROM offline_bills o WHERE o.id = ANY($1::bigint[])"
+            " ON CONFLICT DO NOTHING",
             [o for o, _ in links],
         )

@@ -12,26 +12,61 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
+from aiosmtpd.controller import Controller
 
 from ebill import demo
 from ebill.bootstrap import grant_stock
-from ops.stack import Stack, StackConfig
-from protos.ebill.v1 import issuance_pb2_grpc
+from ops.stack import Stack, StackConfig, free_port
+from protos.ebill.v1 import issuance_pb2_grpc, lifecycle_pb2_grpc, stock_pb2_grpc
 from storage.catalog import ensure_unit
 from storage.db import connect_pool
 
 SCARCE_POINT = "004"
 SCARCE_STOCK = 3
+# Issuing points that start with no stock: the stock tests fill them from the bill office.
+STOCK_POINTS = ["005", "006", "007", "008"]
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) the engine mails its warnings to."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(mailbox: Mailbox) -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="ebill-test-"))
     url = os.environ.get("EBILL_TEST_DATABASE_URL", "")
     config = StackConfig(
@@ -39,7 +74,13 @@ def stack() -> Iterator[Stack]:
         database_url=url,
         log_dir=data_dir / "logs",
         # Small batches linger briefly: tests send few bills at a time.
-        extra_env={"EBILL_BATCH_LINGER_MS": "2", "EBILL_RAY_NUM_CPUS": "2"},
+        extra_env={
+            "EBILL_BATCH_LINGER_MS": "2",
+            "EBILL_RAY_NUM_CPUS": "2",
+            "EBILL_SMTP_HOST": "127.0.0.1",
+            "EBILL_SMTP_PORT": str(mailbox.port),
+            "EBILL_STOCK_INTERVAL_S": "0.5",
+        },
     )
     with Stack(config) as s:
         s.seed_demo(stock=10_000)
@@ -52,7 +93,8 @@ def stack() -> Iterator[Stack]:
                     pool,
                     unit_code=demo.UNIT_CODE,
                     unit_name=demo.UNIT_NAME,
-                    issuing_points=[(SCARCE_POINT, "stock-test window")],
+                    issuing_points=[(SCARCE_POINT, "stock-test window")]
+                    + [(p, f"stock window {p}") for p in STOCK_POINTS],
                     charge_codes=[],
                     bill_codes=[],
                 )
@@ -85,3 +127,15 @@ async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
 async def issuance(stack: Stack) -> AsyncIterator[issuance_pb2_grpc.IssuanceServiceStub]:
     async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
         yield issuance_pb2_grpc.IssuanceServiceStub(ch)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def lifecycle(stack: Stack) -> AsyncIterator[lifecycle_pb2_grpc.LifecycleServiceStub]:
+    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+        yield lifecycle_pb2_grpc.LifecycleServiceStub(ch)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stock(stack: Stack) -> AsyncIterator[stock_pb2_grpc.StockServiceStub]:
+    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+        yield stock_pb2_grpc.StockServiceStub(ch)

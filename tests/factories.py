@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import replace
 from typing import Any
 
 from ebill import demo
-from engine.model import BillInput, Catalog, UnitCatalog
+from engine.model import (
+    BillInput,
+    Catalog,
+    ChargeItemInput,
+    PayChannelInput,
+    PayerInput,
+    UnitCatalog,
+)
 from storage.catalog import PAY_CHANNELS
 
 
@@ -27,3 +36,36 @@ def catalog() -> Catalog:
 
 def bill(seq: int = 1, /, **changes: Any) -> BillInput:
     return replace(demo.demo_bill(seq, prefix="T"), **changes)
+
+
+_non_medical_seq = itertools.count(1)
+
+
+def non_medical(
+    bus_type: str, code: str, name: str, amount: str, *, place_code: str = "003"
+) -> BillInput:
+    """A non-tax, 往来 or donation bill paid by a unit: one charge item, by transfer."""
+    n = next(_non_medical_seq)
+    return BillInput(
+        unit_code=demo.UNIT_CODE,
+        bus_no=f"NM{os.getpid()}x{n:06d}",
+        bus_type=bus_type,
+        payer=PayerInput(name="某某公司", payer_type="2", tel="07597750000"),
+        bus_time="20261123100000000",
+        place_code=place_code,
+        cashier="财务01",
+        author="财务01",
+        total_amount=amount,
+        charge_items=(
+            ChargeItemInput(
+                sort_no=1,
+                charge_code=code,
+                charge_name=name,
+                unit="笔",
+                std=amount,
+                number="1",
+                amt=amount,
+            ),
+        ),
+        pay_channels=(PayChannelInput("03", amount),),
+    )

@@ -6,8 +6,16 @@ from dataclasses import replace
 
 import pytest
 
+from ebill import demo
 from engine.errors import InvalidArgument
-from engine.model import ChargeItemInput, InsuranceInput, ListItemInput, PayChannelInput
+from engine.model import (
+    Catalog,
+    ChargeItemInput,
+    InsuranceInput,
+    ListItemInput,
+    MedicalInput,
+    PayChannelInput,
+)
 from engine.money import format_fen, parse_fen, parse_quantity
 from engine.validation import check, validate
 from tests.factories import bill, catalog
@@ -62,7 +70,8 @@ def _first_charge(b: object, **changes: str) -> tuple[ChargeItemInput, ...]:
         ({"bus_no": ""}, "bus_no"),
         ({"bus_no": "has space"}, "bus_no"),
         ({"bus_type": "99"}, "bus_type"),
-        ({"bus_type": "11"}, "bus_type"),  # no bill code configured for non-tax
+        ({"bus_type": "04"}, "bus_type"),  # not a business type
+        ({"bus_type": "11"}, "medical"),  # a non-tax bill has no medical details
         ({"bus_time": "2026-11-23"}, "bus_time"),
         ({"bus_time": "20261340080000000"}, "bus_time"),
         ({"place_code": ""}, "place_code"),
@@ -170,3 +179,13 @@ def test_validate_raises_invalid_argument_naming_the_first_field() -> None:
     assert err.value.field == "bus_no"
     assert err.value.code == "INVALID_ARGUMENT"
     assert "and 1 more" in err.value.message
+
+
+def test_business_type_without_a_bill_code_is_refused() -> None:
+    cat = catalog()
+    unit = cat.units[demo.UNIT_CODE]
+    codes = {t: c for t, c in unit.bill_codes.items() if t != "10"}
+    narrowed = Catalog(units={demo.UNIT_CODE: replace(unit, bill_codes=codes)})
+    result = check(bill(bus_type="10", medical=MedicalInput()), narrowed)
+    assert isinstance(result, list)
+    assert [e.field for e in result] == ["bus_type"]

@@ -54,6 +54,31 @@ BILL_STATUS_RED_FLUSHED: BillStatus.ValueType  # 4
 """Cancelled by a red bill."""
 Global___BillStatus: _TypeAlias = BillStatus  # noqa: Y015
 
+class _PaperStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaperStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaperStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAPER_STATUS_UNSPECIFIED: _PaperStatus.ValueType  # 0
+    PAPER_STATUS_NONE: _PaperStatus.ValueType  # 1
+    """Never printed on paper."""
+    PAPER_STATUS_PRINTED: _PaperStatus.ValueType  # 2
+    """A paper bill is in the payer's hands."""
+    PAPER_STATUS_VOIDED: _PaperStatus.ValueType  # 3
+    """Its paper bill was voided."""
+
+class PaperStatus(_PaperStatus, metaclass=_PaperStatusEnumTypeWrapper): ...
+
+PAPER_STATUS_UNSPECIFIED: PaperStatus.ValueType  # 0
+PAPER_STATUS_NONE: PaperStatus.ValueType  # 1
+"""Never printed on paper."""
+PAPER_STATUS_PRINTED: PaperStatus.ValueType  # 2
+"""A paper bill is in the payer's hands."""
+PAPER_STATUS_VOIDED: PaperStatus.ValueType  # 3
+"""Its paper bill was voided."""
+Global___PaperStatus: _TypeAlias = PaperStatus  # noqa: Y015
+
 @_typing.final
 class Payer(_message.Message):
     """The payer (交款人): a patient or a unit."""
@@ -394,6 +419,13 @@ class IssuedBill(_message.Message):
     REQUEST_FIELD_NUMBER: _builtins.int
     PAPER_CODE_FIELD_NUMBER: _builtins.int
     PAPER_NO_FIELD_NUMBER: _builtins.int
+    BILL_KIND_FIELD_NUMBER: _builtins.int
+    RED_OF_FIELD_NUMBER: _builtins.int
+    RED_BY_FIELD_NUMBER: _builtins.int
+    REPLACES_FIELD_NUMBER: _builtins.int
+    PAPER_STATUS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
     unit_code: _builtins.str
     bus_no: _builtins.str
     bill_code: _builtins.str
@@ -416,6 +448,19 @@ class IssuedBill(_message.Message):
     paper_code: _builtins.str
     """The paper bill this e-bill is printed on (offline issuance), if any."""
     paper_no: _builtins.str
+    bill_kind: _builtins.str
+    """outpatient, inpatient, deposit, non_tax, current_account, donation..."""
+    red_of: _builtins.str
+    """On a red bill: "bill_code/bill_no" of the bill it cancels."""
+    red_by: _builtins.str
+    """On a red-flushed bill: "bill_code/bill_no" of the red bill that cancelled it."""
+    replaces: _builtins.str
+    """On a refund's remainder bill: "bill_code/bill_no" of the bill it replaces."""
+    paper_status: Global___PaperStatus.ValueType
+    origin: _builtins.str
+    """"engine" for bills issued here, "back_entry" for bills issued elsewhere (原票补录)."""
+    operator: _builtins.str
+    """Who issued it, or who performed the operation that made it."""
     @_builtins.property
     def request(self) -> Global___BillRequest:
         """The request as stored, present on GetBill."""
@@ -441,10 +486,17 @@ class IssuedBill(_message.Message):
         request: Global___BillRequest | None = ...,
         paper_code: _builtins.str = ...,
         paper_no: _builtins.str = ...,
+        bill_kind: _builtins.str = ...,
+        red_of: _builtins.str = ...,
+        red_by: _builtins.str = ...,
+        replaces: _builtins.str = ...,
+        paper_status: Global___PaperStatus.ValueType = ...,
+        origin: _builtins.str = ...,
+        operator: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_no", b"bill_no", "bus_no", b"bus_no", "bus_type", b"bus_type", "canonical", b"canonical", "canonical_version", b"canonical_version", "check_code", b"check_code", "fiscal_signature", b"fiscal_signature", "issued_at", b"issued_at", "paper_code", b"paper_code", "paper_no", b"paper_no", "place_code", b"place_code", "replayed", b"replayed", "request", b"request", "status", b"status", "total_amount", b"total_amount", "unit_code", b"unit_code", "unit_signature", b"unit_signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_kind", b"bill_kind", "bill_no", b"bill_no", "bus_no", b"bus_no", "bus_type", b"bus_type", "canonical", b"canonical", "canonical_version", b"canonical_version", "check_code", b"check_code", "fiscal_signature", b"fiscal_signature", "issued_at", b"issued_at", "operator", b"operator", "origin", b"origin", "paper_code", b"paper_code", "paper_no", b"paper_no", "paper_status", b"paper_status", "place_code", b"place_code", "red_by", b"red_by", "red_of", b"red_of", "replaces", b"replaces", "replayed", b"replayed", "request", b"request", "status", b"status", "total_amount", b"total_amount", "unit_code", b"unit_code", "unit_signature", b"unit_signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,6 +21,404 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class SubmitGrantApplicationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    BILL_CODE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    bill_code: _builtins.str
+    count: _builtins.int
+    ref: _builtins.str
+    """The unit's application id: submitting the same ref twice is one application."""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        bill_code: _builtins.str = ...,
+        count: _builtins.int = ...,
+        ref: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "count", b"count", "reason", b"reason", "ref", b"ref", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitGrantApplicationRequest: _TypeAlias = SubmitGrantApplicationRequest  # noqa: Y015
+
+@_typing.final
+class SubmitGrantApplicationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FISCAL_REF_FIELD_NUMBER: _builtins.int
+    fiscal_ref: _builtins.str
+    def __init__(
+        self,
+        *,
+        fiscal_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fiscal_ref", b"fiscal_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitGrantApplicationResponse: _TypeAlias = SubmitGrantApplicationResponse  # noqa: Y015
+
+@_typing.final
+class GetGrantApplicationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    FISCAL_REFS_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    @_builtins.property
+    def fiscal_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        fiscal_refs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fiscal_refs", b"fiscal_refs", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetGrantApplicationsRequest: _TypeAlias = GetGrantApplicationsRequest  # noqa: Y015
+
+@_typing.final
+class GrantDecision(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FISCAL_REF_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    BILL_CODE_FIELD_NUMBER: _builtins.int
+    START_NO_FIELD_NUMBER: _builtins.int
+    END_NO_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    fiscal_ref: _builtins.str
+    status: _builtins.str
+    """"pending", "granted" or "rejected"."""
+    grant_id: _builtins.str
+    bill_code: _builtins.str
+    start_no: _builtins.str
+    end_no: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        fiscal_ref: _builtins.str = ...,
+        status: _builtins.str = ...,
+        grant_id: _builtins.str = ...,
+        bill_code: _builtins.str = ...,
+        start_no: _builtins.str = ...,
+        end_no: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "end_no", b"end_no", "fiscal_ref", b"fiscal_ref", "grant_id", b"grant_id", "reason", b"reason", "start_no", b"start_no", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantDecision: _TypeAlias = GrantDecision  # noqa: Y015
+
+@_typing.final
+class GetGrantApplicationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___GrantDecision]: ...
+    def __init__(
+        self,
+        *,
+        decisions: _abc.Iterable[Global___GrantDecision] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetGrantApplicationsResponse: _TypeAlias = GetGrantApplicationsResponse  # noqa: Y015
+
+@_typing.final
+class ReturnSegmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    BILL_CODE_FIELD_NUMBER: _builtins.int
+    START_NO_FIELD_NUMBER: _builtins.int
+    END_NO_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    bill_code: _builtins.str
+    start_no: _builtins.str
+    end_no: _builtins.str
+    ref: _builtins.str
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        bill_code: _builtins.str = ...,
+        start_no: _builtins.str = ...,
+        end_no: _builtins.str = ...,
+        ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "end_no", b"end_no", "ref", b"ref", "start_no", b"start_no", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnSegmentRequest: _TypeAlias = ReturnSegmentRequest  # noqa: Y015
+
+@_typing.final
+class ReturnSegmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnSegmentResponse: _TypeAlias = ReturnSegmentResponse  # noqa: Y015
+
+@_typing.final
+class NumberRange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_NO_FIELD_NUMBER: _builtins.int
+    END_NO_FIELD_NUMBER: _builtins.int
+    start_no: _builtins.str
+    end_no: _builtins.str
+    def __init__(
+        self,
+        *,
+        start_no: _builtins.str = ...,
+        end_no: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_no", b"end_no", "start_no", b"start_no"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NumberRange: _TypeAlias = NumberRange  # noqa: Y015
+
+@_typing.final
+class WriteOffFigures(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUED_COUNT_FIELD_NUMBER: _builtins.int
+    ISSUED_FEN_FIELD_NUMBER: _builtins.int
+    RED_COUNT_FIELD_NUMBER: _builtins.int
+    RED_FEN_FIELD_NUMBER: _builtins.int
+    RED_FLUSHED_COUNT_FIELD_NUMBER: _builtins.int
+    VOIDED_COUNT_FIELD_NUMBER: _builtins.int
+    LOST_COUNT_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    VOIDED_FIELD_NUMBER: _builtins.int
+    LOST_FIELD_NUMBER: _builtins.int
+    PRINTED_COUNT_FIELD_NUMBER: _builtins.int
+    issued_count: _builtins.int
+    issued_fen: _builtins.int
+    red_count: _builtins.int
+    red_fen: _builtins.int
+    red_flushed_count: _builtins.int
+    voided_count: _builtins.int
+    lost_count: _builtins.int
+    printed_count: _builtins.int
+    """Paper: printed and voided paper numbers."""
+    @_builtins.property
+    def used(self) -> _containers.RepeatedCompositeFieldContainer[Global___NumberRange]: ...
+    @_builtins.property
+    def voided(self) -> _containers.RepeatedCompositeFieldContainer[Global___NumberRange]: ...
+    @_builtins.property
+    def lost(self) -> _containers.RepeatedCompositeFieldContainer[Global___NumberRange]: ...
+    def __init__(
+        self,
+        *,
+        issued_count: _builtins.int = ...,
+        issued_fen: _builtins.int = ...,
+        red_count: _builtins.int = ...,
+        red_fen: _builtins.int = ...,
+        red_flushed_count: _builtins.int = ...,
+        voided_count: _builtins.int = ...,
+        lost_count: _builtins.int = ...,
+        used: _abc.Iterable[Global___NumberRange] | None = ...,
+        voided: _abc.Iterable[Global___NumberRange] | None = ...,
+        lost: _abc.Iterable[Global___NumberRange] | None = ...,
+        printed_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_count", b"issued_count", "issued_fen", b"issued_fen", "lost", b"lost", "lost_count", b"lost_count", "printed_count", b"printed_count", "red_count", b"red_count", "red_fen", b"red_fen", "red_flushed_count", b"red_flushed_count", "used", b"used", "voided", b"voided", "voided_count", b"voided_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteOffFigures: _TypeAlias = WriteOffFigures  # noqa: Y015
+
+@_typing.final
+class SubmitWriteOffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    MEDIUM_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    PERIOD_FROM_FIELD_NUMBER: _builtins.int
+    PERIOD_TO_FIELD_NUMBER: _builtins.int
+    FIGURES_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    medium: _builtins.str
+    """"ebill" or "paper"."""
+    code: _builtins.str
+    """Bill code, or paper code."""
+    period_from: _builtins.str
+    """yyyyMMdd, inclusive."""
+    period_to: _builtins.str
+    ref: _builtins.str
+    @_builtins.property
+    def figures(self) -> Global___WriteOffFigures: ...
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        medium: _builtins.str = ...,
+        code: _builtins.str = ...,
+        period_from: _builtins.str = ...,
+        period_to: _builtins.str = ...,
+        figures: Global___WriteOffFigures | None = ...,
+        ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["figures", b"figures"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "figures", b"figures", "medium", b"medium", "period_from", b"period_from", "period_to", b"period_to", "ref", b"ref", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitWriteOffRequest: _TypeAlias = SubmitWriteOffRequest  # noqa: Y015
+
+@_typing.final
+class SubmitWriteOffResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FISCAL_REF_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.bool
+    reason: _builtins.str
+    fiscal_ref: _builtins.str
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        fiscal_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "fiscal_ref", b"fiscal_ref", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitWriteOffResponse: _TypeAlias = SubmitWriteOffResponse  # noqa: Y015
+
+@_typing.final
+class AuditLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BILL_CODE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    bill_code: _builtins.str
+    count: _builtins.int
+    total_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        bill_code: _builtins.str = ...,
+        count: _builtins.int = ...,
+        total_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "count", b"count", "total_fen", b"total_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditLine: _TypeAlias = AuditLine  # noqa: Y015
+
+@_typing.final
+class SubmitAuditReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    PERIOD_FROM_FIELD_NUMBER: _builtins.int
+    PERIOD_TO_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    period_from: _builtins.str
+    period_to: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditLine]: ...
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        period_from: _builtins.str = ...,
+        period_to: _builtins.str = ...,
+        lines: _abc.Iterable[Global___AuditLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "period_from", b"period_from", "period_to", b"period_to", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitAuditReportRequest: _TypeAlias = SubmitAuditReportRequest  # noqa: Y015
+
+@_typing.final
+class SubmitAuditReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FISCAL_REF_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    fiscal_ref: _builtins.str
+    @_builtins.property
+    def platform(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditLine]:
+        """What the platform countersigned in the period, per bill code."""
+
+    def __init__(
+        self,
+        *,
+        fiscal_ref: _builtins.str = ...,
+        platform: _abc.Iterable[Global___AuditLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fiscal_ref", b"fiscal_ref", "platform", b"platform"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitAuditReportResponse: _TypeAlias = SubmitAuditReportResponse  # noqa: Y015
+
+@_typing.final
 class RegisterUnitRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

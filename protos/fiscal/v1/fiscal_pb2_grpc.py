@@ -59,6 +59,31 @@ class FiscalPlatformStub:
                 request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetPublicKeyRequest.SerializeToString,
                 response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetPublicKeyResponse.FromString,
                 _registered_method=True)
+        self.SubmitGrantApplication = channel.unary_unary(
+                '/fiscal.v1.FiscalPlatform/SubmitGrantApplication',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitGrantApplicationRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitGrantApplicationResponse.FromString,
+                _registered_method=True)
+        self.GetGrantApplications = channel.unary_unary(
+                '/fiscal.v1.FiscalPlatform/GetGrantApplications',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetGrantApplicationsRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetGrantApplicationsResponse.FromString,
+                _registered_method=True)
+        self.ReturnSegment = channel.unary_unary(
+                '/fiscal.v1.FiscalPlatform/ReturnSegment',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.ReturnSegmentRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.ReturnSegmentResponse.FromString,
+                _registered_method=True)
+        self.SubmitWriteOff = channel.unary_unary(
+                '/fiscal.v1.FiscalPlatform/SubmitWriteOff',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitWriteOffRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitWriteOffResponse.FromString,
+                _registered_method=True)
+        self.SubmitAuditReport = channel.unary_unary(
+                '/fiscal.v1.FiscalPlatform/SubmitAuditReport',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportResponse.FromString,
+                _registered_method=True)
 
 
 class FiscalPlatformServicer:
@@ -98,6 +123,42 @@ class FiscalPlatformServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitGrantApplication(self, request, context):
+        """Segment grant applications (赋码申请): submitted, then decided by the
+        platform; the unit polls for decisions (sync).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGrantApplications(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReturnSegment(self, request, context):
+        """Unused numbers given back by the unit (退库).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitWriteOff(self, request, context):
+        """Write-off declaration (核销): accepted, or rejected with a reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitAuditReport(self, request, context):
+        """Audit data report (审验/数据上报); answered with a receipt and the
+        platform's own figures for comparison.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FiscalPlatformServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +186,31 @@ def add_FiscalPlatformServicer_to_server(servicer, server):
                     servicer.GetPublicKey,
                     request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetPublicKeyRequest.FromString,
                     response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetPublicKeyResponse.SerializeToString,
+            ),
+            'SubmitGrantApplication': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitGrantApplication,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitGrantApplicationRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitGrantApplicationResponse.SerializeToString,
+            ),
+            'GetGrantApplications': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGrantApplications,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetGrantApplicationsRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetGrantApplicationsResponse.SerializeToString,
+            ),
+            'ReturnSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnSegment,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.ReturnSegmentRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.ReturnSegmentResponse.SerializeToString,
+            ),
+            'SubmitWriteOff': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitWriteOff,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitWriteOffRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitWriteOffResponse.SerializeToString,
+            ),
+            'SubmitAuditReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitAuditReport,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +348,141 @@ class FiscalPlatform:
             '/fiscal.v1.FiscalPlatform/GetPublicKey',
             protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetPublicKeyRequest.SerializeToString,
             protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetPublicKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitGrantApplication(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.FiscalPlatform/SubmitGrantApplication',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitGrantApplicationRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitGrantApplicationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGrantApplications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.FiscalPlatform/GetGrantApplications',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetGrantApplicationsRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetGrantApplicationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.FiscalPlatform/ReturnSegment',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.ReturnSegmentRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.ReturnSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitWriteOff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.FiscalPlatform/SubmitWriteOff',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitWriteOffRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitWriteOffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitAuditReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.FiscalPlatform/SubmitAuditReport',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,19 @@ class FiscalPlatformStub:
     VerifyBill: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.VerifyBillRequest, _fiscal_pb2.VerifyBillResponse]
     """Verify a bill by code, number and check code (查验)."""
     GetPublicKey: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.GetPublicKeyRequest, _fiscal_pb2.GetPublicKeyResponse]
+    SubmitGrantApplication: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.SubmitGrantApplicationRequest, _fiscal_pb2.SubmitGrantApplicationResponse]
+    """Segment grant applications (赋码申请): submitted, then decided by the
+    platform; the unit polls for decisions (sync).
+    """
+    GetGrantApplications: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.GetGrantApplicationsRequest, _fiscal_pb2.GetGrantApplicationsResponse]
+    ReturnSegment: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.ReturnSegmentRequest, _fiscal_pb2.ReturnSegmentResponse]
+    """Unused numbers given back by the unit (退库)."""
+    SubmitWriteOff: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.SubmitWriteOffRequest, _fiscal_pb2.SubmitWriteOffResponse]
+    """Write-off declaration (核销): accepted, or rejected with a reason."""
+    SubmitAuditReport: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.SubmitAuditReportRequest, _fiscal_pb2.SubmitAuditReportResponse]
+    """Audit data report (审验/数据上报); answered with a receipt and the
+    platform's own figures for comparison.
+    """
 
 @_typing.type_check_only
 class FiscalPlatformAsyncStub(FiscalPlatformStub):
@@ -55,6 +68,19 @@ class FiscalPlatformAsyncStub(FiscalPlatformStub):
     VerifyBill: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.VerifyBillRequest, _fiscal_pb2.VerifyBillResponse]  # type: ignore[assignment]
     """Verify a bill by code, number and check code (查验)."""
     GetPublicKey: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.GetPublicKeyRequest, _fiscal_pb2.GetPublicKeyResponse]  # type: ignore[assignment]
+    SubmitGrantApplication: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.SubmitGrantApplicationRequest, _fiscal_pb2.SubmitGrantApplicationResponse]  # type: ignore[assignment]
+    """Segment grant applications (赋码申请): submitted, then decided by the
+    platform; the unit polls for decisions (sync).
+    """
+    GetGrantApplications: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.GetGrantApplicationsRequest, _fiscal_pb2.GetGrantApplicationsResponse]  # type: ignore[assignment]
+    ReturnSegment: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.ReturnSegmentRequest, _fiscal_pb2.ReturnSegmentResponse]  # type: ignore[assignment]
+    """Unused numbers given back by the unit (退库)."""
+    SubmitWriteOff: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.SubmitWriteOffRequest, _fiscal_pb2.SubmitWriteOffResponse]  # type: ignore[assignment]
+    """Write-off declaration (核销): accepted, or rejected with a reason."""
+    SubmitAuditReport: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.SubmitAuditReportRequest, _fiscal_pb2.SubmitAuditReportResponse]  # type: ignore[assignment]
+    """Audit data report (审验/数据上报); answered with a receipt and the
+    platform's own figures for comparison.
+    """
 
 class FiscalPlatformServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -95,5 +121,48 @@ class FiscalPlatformServicer(metaclass=_abc_1.ABCMeta):
         request: _fiscal_pb2.GetPublicKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fiscal_pb2.GetPublicKeyResponse, _abc.Awaitable[_fiscal_pb2.GetPublicKeyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SubmitGrantApplication(
+        self,
+        request: _fiscal_pb2.SubmitGrantApplicationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.SubmitGrantApplicationResponse, _abc.Awaitable[_fiscal_pb2.SubmitGrantApplicationResponse]]:
+        """Segment grant applications (赋码申请): submitted, then decided by the
+        platform; the unit polls for decisions (sync).
+        """
+
+    @_abc_1.abstractmethod
+    def GetGrantApplications(
+        self,
+        request: _fiscal_pb2.GetGrantApplicationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.GetGrantApplicationsResponse, _abc.Awaitable[_fiscal_pb2.GetGrantApplicationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReturnSegment(
+        self,
+        request: _fiscal_pb2.ReturnSegmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.ReturnSegmentResponse, _abc.Awaitable[_fiscal_pb2.ReturnSegmentResponse]]:
+        """Unused numbers given back by the unit (退库)."""
+
+    @_abc_1.abstractmethod
+    def SubmitWriteOff(
+        self,
+        request: _fiscal_pb2.SubmitWriteOffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.SubmitWriteOffResponse, _abc.Awaitable[_fiscal_pb2.SubmitWriteOffResponse]]:
+        """Write-off declaration (核销): accepted, or rejected with a reason."""
+
+    @_abc_1.abstractmethod
+    def SubmitAuditReport(
+        self,
+        request: _fiscal_pb2.SubmitAuditReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.SubmitAuditReportResponse, _abc.Awaitable[_fiscal_pb2.SubmitAuditReportResponse]]:
+        """Audit data report (审验/数据上报); answered with a receipt and the
+        platform's own figures for comparison.
+        """
 
 def add_FiscalPlatformServicer_to_server(servicer: FiscalPlatformServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,511 @@
+"""LifecycleService: red-flush, refund, back entry, listing, paper, over gRPC.
+
+The edge checks the request's shape, reads what it needs and asks the pure rules
+in engine.lifecycle for a clear refusal before any work; the transaction that
+writes checks the same rules again under row locks, so two windows racing on one
+bill cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import asyncpg
+import grpc
+
+from actors.pipeline import Pipeline
+from ebill.convert import PAPER_FROM_PB, bill_to_pb
+from ebill.rpc import final, observed, prefixed
+from engine.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    EbillError,
+    InvalidArgument,
+    NotFound,
+)
+from engine.lifecycle import BillState, check_own, check_red_flush, check_refund, red_prepared
+from engine.model import IssuedBill
+from engine.money import parse_fen
+from engine.pipeline import Work
+from engine.prepare import Prepared
+from protos.ebill.v1 import bill_pb2, issuance_pb2, lifecycle_pb2, lifecycle_pb2_grpc
+from storage import bills as bill_store
+from storage import lifecycle as store
+from storage import paper
+from storage.paper import BillKey
+
+__all__ = ["LifecycleServicer"]
+
+_RED = {
+    lifecycle_pb2.RED_FILTER_ANY: "",
+    lifecycle_pb2.RED_FILTER_NORMAL: "normal",
+    lifecycle_pb2.RED_FILTER_RED_FLUSHED: "red_flushed",
+    lifecycle_pb2.RED_FILTER_RED_BILL: "red_bill",
+}
+MAX_PAGE = 500
+MAX_PAPER_RANGE = 1_000_000
+
+
+def _operator(op: lifecycle_pb2.Operator) -> tuple[str, str, str]:
+    for name in ("unit_code", "place_code", "operator"):
+        if not getattr(op, name).strip():
+            raise InvalidArgument(f"operator.{name}: is required", field=f"operator.{name}")
+    return op.unit_code, op.place_code, op.operator.strip()
+
+
+def _key(req: issuance_pb2.GetBillRequest, unit_code: str, field: str) -> BillKey:
+    which = req.WhichOneof("key")
+    if which == "by_number":
+        k = req.by_number
+        if not k.bill_code or not k.bill_no:
+            raise InvalidArgument(
+                f"{field}.by_number: bill_code and bill_no are required", field=f"{field}.by_number"
+            )
+        return BillKey(bill_code=k.bill_code, bill_no=k.bill_no)
+    if which == "by_bus":
+        b = req.by_bus
+        if not b.bus_no:
+            raise InvalidArgument(f"{field}.by_bus.bus_no: is required", field=f"{field}.by_bus")
+        return BillKey(unit_code=b.unit_code or unit_code, bus_no=b.bus_no)
+    raise InvalidArgument(f"{field}: by_number or by_bus is required", field=field)
+
+
+def _digits(value: str, n: int, field: str) -> int:
+    if not (len(value) == n and value.isdigit()):
+        raise InvalidArgument(f"{field}: must be {n} digits, got {value!r}", field=field)
+    return int(value)
+
+
+def _range(
+    req: lifecycle_pb2.ReceivePaperRequest | lifecycle_pb2.VoidBlankPaperRequest,
+) -> tuple[int, int]:
+    _digits(req.paper_code, 8, "paper_code")
+    start = _digits(req.start_no, 10, "start_no")
+    end = _digits(req.end_no, 10, "end_no")
+    if end < start:
+        raise InvalidArgument("end_no: must not be below start_no", field="end_no")
+    return start, end
+
+
+def _stamp(text: str, field: str) -> datetime:
+    """yyyyMMddHHmmssSSS (local time, UTC+8) as an aware datetime."""
+    if not (len(text) == 17 and text.isdigit()):
+        raise InvalidArgument(f"{field}: must be yyyyMMddHHmmssSSS, got {text!r}", field=field)
+    try:
+        naive = datetime.strptime(text[:14], "%Y%m%d%H%M%S")
+    except ValueError:
+        raise InvalidArgument(f"{field}: not a valid time: {text!r}", field=field) from None
+    return naive.replace(microsecond=int(text[14:]) * 1000, tzinfo=store.CST)
+
+
+def _date(text: str, field: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        raise InvalidArgument(f"{field}: must be yyyyMMdd, got {text!r}", field=field) from None
+
+
+class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float) -> None:
+        self._pool = pool
+        self._pipeline = pipeline
+        self._timeout = timeout_s
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _bill(self, key: BillKey) -> IssuedBill:
+        bill = await bill_store.get_bill(
+            self._pool,
+            bill_code=key.bill_code,
+            bill_no=key.bill_no,
+            unit_code=key.unit_code,
+            bus_no=key.bus_no,
+        )
+        if bill is None:
+            raise NotFound(f"no {key.describe()}")
+        return bill
+
+    async def _original(
+        self, key: BillKey, unit_code: str, place_code: str, field: str
+    ) -> store.Original:
+        original = await store.load_original(
+            self._pool,
+            bill_code=key.bill_code,
+            bill_no=key.bill_no,
+            unit_code=key.unit_code,
+            bus_no=key.bus_no,
+        )
+        if original is None:
+            raise NotFound(f"no {key.describe()}", field=field)
+        check_own(original.state, unit_code, place_code)
+        return original
+
+    async def _issue(self, prepared: list[Prepared], *, atomic: bool) -> list[Work]:
+        try:
+            outcomes = await asyncio.wait_for(
+                self._pipeline.issue_prepared(prepared, atomic=atomic), self._timeout
+            )
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no answer from the pipeline within {self._timeout:g}s; send the same request "
+                "(same bus_no) again to get the outcome"
+            ) from None
+        works: list[Work] = []
+        for out in outcomes:
+            err = final(out)
+            if err is not None:
+                raise err
+            assert isinstance(out, Work)
+            works.append(out)
+        return works
+
+    async def _replay(self, unit_code: str, bus_no: str, state: BillState) -> IssuedBill | None:
+        """The red bill of an earlier call with this bus_no, or None if the serial is new."""
+        existing = await bill_store.get_bill(self._pool, unit_code=unit_code, bus_no=bus_no)
+        if existing is None:
+            return None
+        if existing.red_of != f"{state.bill_code}/{state.bill_no}":
+            raise AlreadyExists(
+                f"bus_no: {bus_no} is already the serial of bill "
+                f"{existing.bill_code}/{existing.bill_no}",
+                field="bus_no",
+            )
+        return replace(existing, replayed=True)
+
+    async def _red_bill_code(self, state: BillState) -> str:
+        if state.origin != "back_entry":
+            return state.bill_code
+        # A bill issued elsewhere is cancelled on this unit's bill code for its kind.
+        code = await store.bill_code_for(self._pool, state.unit_code, state.bus_type)
+        if code is None:
+            raise NotFound(
+                f"unit {state.unit_code} has no bill code for business type {state.bus_type}"
+            )
+        return code
+
+    # -- red-flush and refund -----------------------------------------------
+
+    @observed
+    async def RedFlush(
+        self, request: lifecycle_pb2.RedFlushRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.RedFlushResponse:
+        unit, place, operator = _operator(request.operator)
+        key = _key(request.original, unit, "original")
+        if not request.bus_no.strip():
+            raise InvalidArgument("bus_no: is required (the red bill's serial)", field="bus_no")
+        if not request.reason.strip():
+            raise InvalidArgument("reason: is required", field="reason")
+        original = await self._original(key, unit, place, "original")
+        red = await self._replay(unit, request.bus_no, original.state)
+        if red is None:
+            err = check_red_flush(original.state, void_paper=request.void_paper)
+            if err is not None:
+                raise err
+            prepared = red_prepared(
+                original.state,
+                original.canonical,
+                original.request,
+                bill_code=await self._red_bill_code(original.state),
+                bus_no=request.bus_no,
+                bus_time=datetime.now(UTC).astimezone(store.CST),
+                place_code=place,
+                operator=operator,
+                reason=request.reason,
+                void_paper=request.void_paper,
+                op="red_flush",
+            )
+            (work,) = await self._issue([prepared], atomic=True)
+            red = await self._bill(BillKey(bill_code=work.bill_code, bill_no=work.bill_no))
+            red = replace(red, replayed=work.replayed)
+        return lifecycle_pb2.RedFlushResponse(
+            red_bill=bill_to_pb(red),
+            original=bill_to_pb(await self._bill(key)),
+        )
+
+    @observed
+    async def Refund(
+        self, request: lifecycle_pb2.RefundRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.RefundResponse:
+        unit, place, operator = _operator(request.operator)
+        key = _key(request.original, unit, "original")
+        if not request.red_bus_no.strip():
+            raise InvalidArgument("red_bus_no: is required", field="red_bus_no")
+        try:
+            refund_fen = parse_fen(request.refund_amount)
+        except ValueError as exc:
+            raise InvalidArgument(f"refund_amount: {exc}", field="refund_amount") from None
+        original = await self._original(key, unit, place, "original")
+        state = original.state
+        red = await self._replay(unit, request.red_bus_no, state)
+        if red is not None:
+            remainder = await self._remainder_of(state)
+            return lifecycle_pb2.RefundResponse(
+                red_bill=bill_to_pb(red),
+                remainder=bill_to_pb(remainder) if remainder else None,
+                original=bill_to_pb(await self._bill(key)),
+            )
+        rem: Prepared | None = None
+        if request.HasField("remainder"):
+            (checked,) = await self._pipeline.validate([request.remainder.SerializeToString()])
+            if isinstance(checked, EbillError):
+                raise prefixed(checked, "remainder")
+            assert isinstance(checked, Prepared)
+            if checked.unit_code != unit or checked.place_code != place:
+                raise InvalidArgument(
+                    f"remainder.place_code: the remainder is issued at the operator's issuing "
+                    f"point {place}",
+                    field="remainder.place_code",
+                )
+            if checked.bus_type != state.bus_type:
+                raise InvalidArgument(
+                    f"remainder.bus_type: must be the original's {state.bus_type}",
+                    field="remainder.bus_type",
+                )
+            rem = replace(checked, replaces=state.bill_id, op="refund", operator=operator)
+        check_refund(state, refund_fen, rem.total_fen if rem else None)
+        err = check_red_flush(state, void_paper=request.void_paper)
+        if err is not None:
+            raise err
+        red_p = red_prepared(
+            state,
+            original.canonical,
+            original.request,
+            bill_code=await self._red_bill_code(state),
+            bus_no=request.red_bus_no,
+            bus_time=datetime.now(UTC).astimezone(store.CST),
+            place_code=place,
+            operator=operator,
+            reason=request.reason or f"refund {request.refund_amount}",
+            void_paper=request.void_paper,
+            op="refund",
+        )
+        works = await self._issue([red_p] if rem is None else [red_p, rem], atomic=True)
+        bills = [await self._bill(BillKey(bill_code=w.bill_code, bill_no=w.bill_no)) for w in works]
+        return lifecycle_pb2.RefundResponse(
+            red_bill=bill_to_pb(bills[0]),
+            remainder=bill_to_pb(bills[1]) if len(bills) > 1 else None,
+            original=bill_to_pb(await self._bill(key)),
+        )
+
+    async def _remainder_of(self, state: BillState) -> IssuedBill | None:
+        row = await self._pool.fetchrow(
+            bill_store.BILL_SELECT + " WHERE b.replaces = $1", state.bill_id
+        )
+        return None if row is None else bill_store.row_to_bill(row)
+
+    # -- back entry and listing -----------------------------------------------
+
+    @observed
+    async def BackEntry(
+        self, request: lifecycle_pb2.BackEntryRequest, context: grpc.aio.ServicerContext
+    ) -> bill_pb2.IssuedBill:
+        unit, place, operator = _operator(request.operator)
+        if not request.HasField("bill"):
+            raise InvalidArgument("bill: is required", field="bill")
+        _digits(request.bill_code, 8, "bill_code")
+        _digits(request.bill_no, 10, "bill_no")
+        if not 1 <= len(request.check_code) <= 20:
+            raise InvalidArgument("check_code: 1 to 20 characters", field="check_code")
+        issued_at = _stamp(request.issued_at, "issued_at")
+        if request.bill.unit_code != unit or request.bill.place_code != place:
+            raise InvalidArgument(
+                "bill.place_code: a back entry is recorded at the operator's issuing point "
+                f"{place}",
+                field="bill.place_code",
+            )
+        (checked,) = await self._pipeline.validate([request.bill.SerializeToString()])
+        if isinstance(checked, EbillError):
+            raise prefixed(checked, "bill")
+        assert isinstance(checked, Prepared)
+        bill = await store.back_entry(
+            self._pool,
+            checked,
+            bill_code=request.bill_code,
+            bill_no=request.bill_no,
+            check_code=request.check_code,
+            issued_at=issued_at,
+            operator=operator,
+        )
+        return bill_to_pb(bill)
+
+    @observed
+    async def ListBills(
+        self, request: lifecycle_pb2.ListBillsRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.ListBillsResponse:
+        unit, place, _ = _operator(request.operator)
+        size = request.page_size or 100
+        if not 1 <= size <= MAX_PAGE:
+            raise InvalidArgument(f"page_size: 1 to {MAX_PAGE}", field="page_size")
+        after = 0
+        if request.page_token:
+            if not request.page_token.isdigit():
+                raise InvalidArgument("page_token: not a token from this API", field="page_token")
+            after = int(request.page_token)
+        from_d = _date(request.from_date, "from_date")
+        to_d = _date(request.to_date, "to_date")
+        bills, next_id = await store.list_bills(
+            self._pool,
+            store.BillFilter(
+                unit_code=unit,
+                place_code=place,
+                payer_id_card_no=request.payer_id_card_no,
+                payer_tel=request.payer_tel,
+                payer_card_no=request.payer_card_no,
+                from_date=from_d.date() if from_d else None,
+                to_date=to_d.date() if to_d else None,
+                bill_kind=request.bill_kind,
+                paper_status=PAPER_FROM_PB.get(request.paper_status, ""),
+                red=_RED.get(request.red, ""),
+                limit=size,
+                after_id=after,
+            ),
+        )
+        out = []
+        for b in bills:
+            pb = bill_to_pb(replace(b, canonical=b"", unit_signature=b"", fiscal_signature=b""))
+            pb.ClearField("request")
+            out.append(pb)
+        return lifecycle_pb2.ListBillsResponse(
+            bills=out, next_page_token=str(next_id) if next_id else ""
+        )
+
+    # -- paper --------------------------------------------------------------
+
+    @observed
+    async def ReceivePaper(
+        self, request: lifecycle_pb2.ReceivePaperRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.PaperRange:
+        unit, place, operator = _operator(request.operator)
+        start, end = _range(request)
+        if end - start + 1 > MAX_PAPER_RANGE:
+            raise InvalidArgument(
+                f"end_no: at most {MAX_PAPER_RANGE} paper numbers per range", field="end_no"
+            )
+        stock_id = await paper.receive_paper(
+            self._pool,
+            unit_code=unit,
+            place_code=place,
+            paper_code=request.paper_code,
+            start_no=start,
+            end_no=end,
+            operator=operator,
+        )
+        ranges = await paper.paper_stock(self._pool, unit, place)
+        return next(_range_pb(r) for r in ranges if r.id == stock_id)
+
+    @observed
+    async def GetPaperStock(
+        self, request: lifecycle_pb2.GetPaperStockRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.PaperStock:
+        unit, place, _ = _operator(request.operator)
+        return await self._stock(unit, place)
+
+    async def _stock(self, unit: str, place: str) -> lifecycle_pb2.PaperStock:
+        ranges = await paper.paper_stock(self._pool, unit, place)
+        nxt = next((r for r in ranges if r.next_no is not None), None)
+        return lifecycle_pb2.PaperStock(
+            ranges=[_range_pb(r) for r in ranges],
+            next_paper_code=nxt.paper_code if nxt else "",
+            next_paper_no=f"{nxt.next_no:010d}" if nxt and nxt.next_no is not None else "",
+            remaining=sum(r.remaining for r in ranges),
+        )
+
+    async def _paper_op(
+        self, request: lifecycle_pb2.PaperBillRequest, op: str
+    ) -> lifecycle_pb2.PaperBillResponse:
+        unit, place, operator = _operator(request.operator)
+        key = _key(request.bill, unit, "bill")
+        if op in ("void", "reissue") and not request.reason.strip():
+            raise InvalidArgument("reason: is required", field="reason")
+        if op == "convert":
+            out = await paper.convert_to_paper(
+                self._pool, key, unit_code=unit, place_code=place, operator=operator
+            )
+        elif op == "reprint":
+            out = await paper.reprint(
+                self._pool, key, unit_code=unit, place_code=place, operator=operator
+            )
+        elif op == "reissue":
+            out = await paper.reissue_paper(
+                self._pool,
+                key,
+                unit_code=unit,
+                place_code=place,
+                operator=operator,
+                reason=request.reason,
+            )
+        else:
+            out = await paper.void_paper(
+                self._pool,
+                key,
+                unit_code=unit,
+                place_code=place,
+                operator=operator,
+                reason=request.reason,
+            )
+        return lifecycle_pb2.PaperBillResponse(
+            bill=bill_to_pb(await self._bill(key)),
+            paper_code=out.paper_code,
+            paper_no=out.paper_no,
+            prints=out.prints,
+        )
+
+    @observed
+    async def ConvertToPaper(
+        self, request: lifecycle_pb2.PaperBillRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.PaperBillResponse:
+        return await self._paper_op(request, "convert")
+
+    @observed
+    async def Reprint(
+        self, request: lifecycle_pb2.PaperBillRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.PaperBillResponse:
+        return await self._paper_op(request, "reprint")
+
+    @observed
+    async def ReissuePaper(
+        self, request: lifecycle_pb2.PaperBillRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.PaperBillResponse:
+        return await self._paper_op(request, "reissue")
+
+    @observed
+    async def VoidPaper(
+        self, request: lifecycle_pb2.PaperBillRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.PaperBillResponse:
+        return await self._paper_op(request, "void")
+
+    @observed
+    async def VoidBlankPaper(
+        self, request: lifecycle_pb2.VoidBlankPaperRequest, context: grpc.aio.ServicerContext
+    ) -> lifecycle_pb2.PaperStock:
+        unit, place, operator = _operator(request.operator)
+        start, end = _range(request)
+        if not request.reason.strip():
+            raise InvalidArgument("reason: is required", field="reason")
+        await paper.void_blank(
+            self._pool,
+            unit_code=unit,
+            place_code=place,
+            paper_code=request.paper_code,
+            start_no=start,
+            end_no=end,
+            operator=operator,
+            reason=request.reason,
+        )
+        return await self._stock(unit, place)
+
+
+def _range_pb(r: paper.PaperRange) -> lifecycle_pb2.PaperRange:
+    return lifecycle_pb2.PaperRange(
+        id=r.id,
+        paper_code=r.paper_code,
+        start_no=f"{r.start_no:010d}",
+        end_no=f"{r.end_no:010d}",
+        next_no=f"{r.next_no:010d}" if r.next_no is not None else "",
+        remaining=r.remaining,
+        received_at=r.received_at.isoformat(),
+    )

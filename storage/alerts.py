@@ -1,0 +1,118 @@
+"""Low-stock warnings (库存预警): fired inside the transactions that change stock.
+
+A rule per issuing point and bill code remembers whether it has fired (``below``),
+so a warning marks the moment usable stock crosses under the threshold, once, and
+the rule is re-armed when stock is topped up to the threshold or above. The
+warning is kept in the system (read by the bill office) and, when the rule has an
+address, emailed by the engine's mail loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+__all__ = [
+    "AlertKey",
+    "due_alert_emails",
+    "evaluate_alerts",
+    "list_alerts",
+    "mark_alert_emailed",
+]
+
+AlertKey = tuple[str, str, str]  # unit_code, place_code, bill_code
+
+
+async def evaluate_alerts(conn: asyncpg.Connection, keys: Iterable[AlertKey]) -> int:
+    """Fire the warnings whose threshold the stock just crossed going down, re-arm
+    those topped back up. Called inside every transaction that changes a point's
+    usable stock (the reserve transaction included). Returns how many fired."""
+    keys = sorted(set(keys))
+    if not keys:
+        return 0
+    rules = await conn.fetch(
+        "SELECT r.*, coalesce((SELECT sum(s.end_no - s.next_no + 1) FROM segments s"
+        "   WHERE s.unit_code = r.unit_code AND s.place_code = r.place_code"
+        "   AND s.bill_code = r.bill_code AND s.status = 'enabled'), 0) AS available"
+        " FROM stock_alert_rules r"
+        " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(u, p, c)"
+        "   ON r.unit_code = k.u AND r.place_code = k.p AND r.bill_code = k.c"
+        " ORDER BY r.unit_code, r.place_code, r.bill_code FOR UPDATE OF r",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+    )
+    fired = 0
+    for r in rules:
+        below = int(r["available"]) < int(r["threshold"])
+        if below == r["below"]:
+            continue
+        await conn.execute(
+            "UPDATE stock_alert_rules SET below = $4 WHERE unit_code = $1 AND place_code = $2"
+            " AND bill_code = $3",
+            r["unit_code"],
+            r["place_code"],
+            r["bill_code"],
+            below,
+        )
+        if below:
+            fired += 1
+            await conn.execute(
+                "INSERT INTO stock_alerts (unit_code, place_code, bill_code, threshold,"
+                " available, message, email) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                r["unit_code"],
+                r["place_code"],
+                r["bill_code"],
+                r["threshold"],
+                r["available"],
+                f"库存预警 low stock: issuing point {r['place_code']} has {r['available']} "
+                f"numbers of bill code {r['bill_code']} left, under the threshold "
+                f"{r['threshold']}",
+                r["email"],
+            )
+    return fired
+
+
+async def list_alerts(
+    pool: asyncpg.Pool, unit_code: str, place_code: str = "", *, mark_read: bool = False
+) -> list[asyncpg.Record]:
+    """In-system warnings, newest first; ``mark_read`` marks the ones returned read."""
+    sql = "SELECT * FROM stock_alerts WHERE unit_code = $1"
+    args: list[Any] = [unit_code]
+    if place_code:
+        sql += " AND place_code = $2"
+        args.append(place_code)
+    rows = list(await pool.fetch(sql + " ORDER BY id DESC LIMIT 500", *args))
+    if mark_read and rows:
+        await pool.execute(
+            "UPDATE stock_alerts SET read_at = now() WHERE id = ANY($1::bigint[])"
+            " AND read_at IS NULL",
+            [r["id"] for r in rows],
+        )
+    return rows
+
+
+async def due_alert_emails(pool: asyncpg.Pool, limit: int = 50) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch(
+            "SELECT * FROM stock_alerts WHERE emailed_at IS NULL AND email <> ''"
+            " AND attempts < 10 ORDER BY id LIMIT $1",
+            limit,
+        )
+    )
+
+
+async def mark_alert_emailed(pool: asyncpg.Pool, alert_id: int, error: str = "") -> None:
+    if error:
+        await pool.execute(
+            "UPDATE stock_alerts SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            alert_id,
+            error[:500],
+        )
+    else:
+        await pool.execute(
+            "UPDATE stock_alerts SET emailed_at = now(), attempts = attempts + 1 WHERE id = $1",
+            alert_id,
+        )

@@ -1,0 +1,240 @@
+"""Lifecycle reads and the back entry of bills issued elsewhere.
+
+Red bills and refunds are written by storage.bills.reserve (they take numbers);
+paper by storage.paper. Here: what the edge reads to prepare them, the back
+entry (原票补录) and the filtered listing of an issuing point's bills.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+
+from engine.canonical import CANONICAL_VERSION
+from engine.errors import AlreadyExists, InvalidArgument
+from engine.lifecycle import BillState
+from engine.model import IssuedBill, Reservation
+from engine.prepare import Prepared
+from storage.bills import BILL_SELECT, STATE_COLUMNS, STATE_FROM, row_to_bill, row_to_state
+
+__all__ = [
+    "BillFilter",
+    "Original",
+    "back_entry",
+    "bill_code_for",
+    "bill_events",
+    "list_bills",
+    "load_original",
+]
+
+# Dates on bills are the hospital's local dates (China Standard Time).
+CST = timezone(timedelta(hours=8))
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """A bill as a red-flush or refund needs it: state, signed document, request."""
+
+    state: BillState
+    canonical: bytes
+    request: dict[str, Any]
+
+
+async def load_original(
+    pool: asyncpg.Pool,
+    *,
+    bill_code: str = "",
+    bill_no: str = "",
+    unit_code: str = "",
+    bus_no: str = "",
+) -> Original | None:
+    """Read without a lock: the reserve transaction checks the state again under one."""
+    sql = "SELECT " + STATE_COLUMNS + ", b.canonical, b.request" + STATE_FROM
+    if bill_code:
+        row = await pool.fetchrow(
+            sql + " WHERE b.bill_code = $1 AND b.bill_no = $2", bill_code, bill_no
+        )
+    else:
+        row = await pool.fetchrow(
+            sql + " WHERE b.unit_code = $1 AND b.bus_no = $2", unit_code, bus_no
+        )
+    if row is None:
+        return None
+    return Original(row_to_state(row), bytes(row["canonical"]), dict(row["request"]))
+
+
+async def bill_code_for(pool: asyncpg.Pool, unit_code: str, bus_type: str) -> str | None:
+    """The bill code the unit issues a business type on."""
+    code = await pool.fetchval(
+        "SELECT bill_code FROM bill_codes WHERE unit_code = $1 AND bus_type = $2",
+        unit_code,
+        bus_type,
+    )
+    return None if code is None else str(code)
+
+
+async def back_entry(
+    pool: asyncpg.Pool,
+    p: Prepared,
+    *,
+    bill_code: str,
+    bill_no: str,
+    check_code: str,
+    issued_at: datetime,
+    operator: str,
+) -> IssuedBill:
+    """Record a bill issued outside this system (原票补录) so it can be refunded here.
+
+    The stored document is rendered from the validated request under the
+    original's own numbers; it carries no signature of ours.
+    """
+    res = Reservation(bill_code, bill_no, check_code, issued_at)
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(
+            "SELECT 1 FROM segments"
+            " WHERE bill_code = $1 AND $2::bigint BETWEEN start_no AND end_no",
+            bill_code,
+            int(bill_no),
+        ):
+            raise InvalidArgument(
+                f"bill_no: {bill_code}/{bill_no} is a number of this system's own stock; "
+                "back entry is for bills issued elsewhere",
+                field="bill_no",
+            )
+        bill_id = await conn.fetchval("SELECT nextval('bills_id_seq')")
+        try:
+            await conn.execute(
+                "INSERT INTO bills (id, unit_code, bus_no, bus_type, bill_kind, place_code,"
+                " bill_code, bill_no, check_code, segment_id, status, total_fen, payer_name,"
+                " payer_id_card_no, payer_card_no, payer_tel, cashier, bus_time, issued_at,"
+                " request, canonical, canonical_version, origin, operator, archived_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, 'issued', $10, $11, $12, $13,"
+                " $14, $15, $16, $17, $18, $19, $20, 'back_entry', $21, now())",
+                bill_id,
+                p.unit_code,
+                p.bus_no,
+                p.bus_type,
+                p.bill_kind,
+                p.place_code,
+                bill_code,
+                bill_no,
+                check_code,
+                p.total_fen,
+                p.payer_name,
+                p.payer_id_card_no,
+                p.payer_card_no,
+                p.payer_tel,
+                p.cashier,
+                p.bus_time,
+                issued_at,
+                p.request,
+                p.canonical(res),
+                CANONICAL_VERSION,
+                operator,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if "bus_no" in (exc.constraint_name or "") or "unit_code" in (
+                exc.constraint_name or ""
+            ):
+                raise AlreadyExists(
+                    f"bill.bus_no: {p.bus_no} is already on a bill of unit {p.unit_code}",
+                    field="bill.bus_no",
+                ) from exc
+            raise AlreadyExists(
+                f"bill {bill_code}/{bill_no} is already recorded", field="bill_no"
+            ) from exc
+        await conn.executemany(
+            "INSERT INTO bill_charge_items (bill_id, sort_no, charge_code, charge_name, amt_fen,"
+            " self_amt_fen) VALUES ($1, $2, $3, $4, $5, $6)",
+            [(bill_id, *row) for row in p.charge_rows],
+        )
+        await conn.executemany(
+            "INSERT INTO bill_pay_channels (bill_id, pay_channel_code, amount_fen)"
+            " VALUES ($1, $2, $3)",
+            [(bill_id, *row) for row in p.channel_rows],
+        )
+        await conn.execute(
+            "INSERT INTO bill_events (unit_code, place_code, operator, op, bill_id)"
+            " VALUES ($1, $2, $3, 'back_entry', $4)",
+            p.unit_code,
+            p.place_code,
+            operator,
+            bill_id,
+        )
+        row = await conn.fetchrow(BILL_SELECT + " WHERE b.id = $1", bill_id)
+    assert row is not None
+    return row_to_bill(row)
+
+
+@dataclass(frozen=True, slots=True)
+class BillFilter:
+    """What an issuing point asks for; empty members do not filter."""
+
+    unit_code: str
+    place_code: str
+    payer_id_card_no: str = ""
+    payer_tel: str = ""
+    payer_card_no: str = ""
+    from_date: date | None = None
+    to_date: date | None = None
+    bill_kind: str = ""
+    paper_status: str = ""  # none / printed / voided
+    red: str = ""  # normal / red_flushed / red_bill
+    limit: int = 100
+    after_id: int = 0
+
+
+async def list_bills(pool: asyncpg.Pool, f: BillFilter) -> tuple[list[IssuedBill], int]:
+    """Bills of one issuing point, oldest first, and the id to continue after (0 at the end)."""
+    where = ["b.unit_code = $1", "b.place_code = $2", "b.id > $3"]
+    args: list[Any] = [f.unit_code, f.place_code, f.after_id]
+
+    def add(cond: str, value: Any) -> None:
+        args.append(value)
+        where.append(cond.replace("?", f"${len(args)}"))
+
+    if f.payer_id_card_no:
+        add("b.payer_id_card_no = ?", f.payer_id_card_no)
+    if f.payer_tel:
+        add("b.payer_tel = ?", f.payer_tel)
+    if f.payer_card_no:
+        add("b.payer_card_no = ?", f.payer_card_no)
+    if f.from_date:
+        add("b.issued_at >= ?", datetime.combine(f.from_date, datetime.min.time(), CST))
+    if f.to_date:
+        add(
+            "b.issued_at < ?",
+            datetime.combine(f.to_date + timedelta(days=1), datetime.min.time(), CST),
+        )
+    if f.bill_kind:
+        add("b.bill_kind = ?", f.bill_kind)
+    if f.paper_status:
+        add("coalesce(p.status, 'none') = ?", f.paper_status)
+    if f.red == "normal":
+        where.append("b.red_of IS NULL AND b.status <> 'red_flushed'")
+    elif f.red == "red_flushed":
+        where.append("b.status = 'red_flushed'")
+    elif f.red == "red_bill":
+        where.append("b.red_of IS NOT NULL")
+    args.append(f.limit + 1)
+    rows = await pool.fetch(
+        BILL_SELECT + " WHERE " + " AND ".join(where) + f" ORDER BY b.id LIMIT ${len(args)}",
+        *args,
+    )
+    more = len(rows) > f.limit
+    rows = rows[: f.limit]
+    bills = [row_to_bill(r) for r in rows]
+    return bills, (rows[-1]["id"] if more else 0)
+
+
+async def bill_events(pool: asyncpg.Pool, bill_id: int) -> list[dict[str, Any]]:
+    """The operation log of one bill, oldest first."""
+    rows = await pool.fetch(
+        "SELECT op, operator, place_code, paper_code, paper_no, detail, at FROM bill_events"
+        " WHERE bill_id = $1 ORDER BY id",
+        bill_id,
+    )
+    return [dict(r) for r in rows]
