@@ -35,7 +35,10 @@ lint: $(STAMP) ## ruff and mypy
 bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stack
 	$(PY) -m bench.issuance
 
+bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
+	$(PY) -m bench.lifecycle
+
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv run test protos lint bench clean
+.PHONY: help venv run test protos lint bench bench-lifecycle clean

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from engine.errors import EbillError, Unavailable
 from engine.pipeline import Work
@@ -24,15 +25,30 @@ __all__ = ["MicroBatcher"]
 log = logging.getLogger(__name__)
 
 Outcome = Work | EbillError
-Runner = Callable[[Sequence[bytes]], Awaitable[list[Outcome]]]
+T = TypeVar("T")
 
 
-class MicroBatcher:
-    def __init__(self, run: Runner, *, max_batch: int, linger_s: float, max_inflight: int) -> None:
+class MicroBatcher(Generic[T]):
+    """Batches items of type T (serialised requests, prepared red bills) for ``run``.
+
+    ``metered``: report queue depth, batch sizes and latencies (the issuance
+    batcher); a second batcher in the same process leaves the gauges to it.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Sequence[T]], Awaitable[list[Outcome]]],
+        *,
+        max_batch: int,
+        linger_s: float,
+        max_inflight: int,
+        metered: bool = True,
+    ) -> None:
         self._run = run
         self._max = max_batch
         self._linger = linger_s
-        self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[Outcome]]] = asyncio.Queue()
+        self._metered = metered
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[Outcome]]] = asyncio.Queue()
         self._slots = asyncio.Semaphore(max_inflight)
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -48,12 +64,13 @@ class MicroBatcher:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
-    async def submit(self, bills: Sequence[bytes]) -> list[Outcome]:
+    async def submit(self, bills: Sequence[T]) -> list[Outcome]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in bills]
         for bill, fut in zip(bills, futures, strict=True):
             self._queue.put_nowait((bill, fut))
-        metrics.QUEUE_DEPTH.set(self._queue.qsize())
+        if self._metered:
+            metrics.QUEUE_DEPTH.set(self._queue.qsize())
         return list(await asyncio.gather(*futures))
 
     async def _loop(self) -> None:
@@ -75,14 +92,16 @@ class MicroBatcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), left))
                 except TimeoutError:
                     break
-            metrics.QUEUE_DEPTH.set(self._queue.qsize())
+            if self._metered:
+                metrics.QUEUE_DEPTH.set(self._queue.qsize())
             task = asyncio.create_task(self._dispatch(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
-    async def _dispatch(self, batch: list[tuple[bytes, asyncio.Future[Outcome]]]) -> None:
-        metrics.INFLIGHT.inc()
-        metrics.BATCH_SIZE.observe(len(batch))
+    async def _dispatch(self, batch: list[tuple[T, asyncio.Future[Outcome]]]) -> None:
+        if self._metered:
+            metrics.INFLIGHT.inc()
+            metrics.BATCH_SIZE.observe(len(batch))
         started = time.perf_counter()
         try:
             results = await self._run([b for b, _ in batch])
@@ -92,8 +111,10 @@ class MicroBatcher:
             results = [err] * len(batch)
         finally:
             self._slots.release()
-            metrics.INFLIGHT.dec()
-        metrics.BATCH_LATENCY.observe(time.perf_counter() - started)
+            if self._metered:
+                metrics.INFLIGHT.dec()
+        if self._metered:
+            metrics.BATCH_LATENCY.observe(time.perf_counter() - started)
         for (_, fut), res in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(res)

@@ -16,6 +16,7 @@ import asyncpg
 import grpc
 
 from actors.pipeline import Pipeline
+from ebill.batcher import MicroBatcher
 from ebill.convert import PAPER_FROM_PB, bill_to_pb
 from ebill.rpc import final, observed, prefixed
 from engine.errors import (
@@ -110,10 +111,26 @@ def _date(text: str, field: str) -> datetime | None:
 
 
 class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float, linger_s: float = 0.003
+    ) -> None:
         self._pool = pool
         self._pipeline = pipeline
         self._timeout = timeout_s
+        # Red-flushes from many windows share pipeline batches, like issuance.
+        self._reds: MicroBatcher[Prepared] = MicroBatcher(
+            self._pipeline.issue_prepared,
+            max_batch=200,
+            linger_s=linger_s,
+            max_inflight=2,
+            metered=False,
+        )
+
+    def start(self) -> None:
+        self._reds.start()
+
+    async def stop(self) -> None:
+        await self._reds.stop()
 
     # -- helpers ------------------------------------------------------------
 
@@ -145,10 +162,15 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
         return original
 
     async def _issue(self, prepared: list[Prepared], *, atomic: bool) -> list[Work]:
+        """Through the pipeline from reserve on. Atomic groups (a refund) travel
+        alone; single red bills are batched with others."""
+        run = (
+            self._pipeline.issue_prepared(prepared, atomic=True)
+            if atomic
+            else self._reds.submit(prepared)
+        )
         try:
-            outcomes = await asyncio.wait_for(
-                self._pipeline.issue_prepared(prepared, atomic=atomic), self._timeout
-            )
+            outcomes = await asyncio.wait_for(run, self._timeout)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"no answer from the pipeline within {self._timeout:g}s; send the same request "
@@ -218,7 +240,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                 void_paper=request.void_paper,
                 op="red_flush",
             )
-            (work,) = await self._issue([prepared], atomic=True)
+            (work,) = await self._issue([prepared], atomic=False)
             red = await self._bill(BillKey(bill_code=work.bill_code, bill_no=work.bill_no))
             red = replace(red, replayed=work.replayed)
         return lifecycle_pb2.RedFlushResponse(

@@ -49,7 +49,11 @@ SERVICE_NAME = "ebill.v1.IssuanceService"
 
 class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
     def __init__(
-        self, batcher: MicroBatcher, pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float
+        self,
+        batcher: MicroBatcher[bytes],
+        pool: asyncpg.Pool,
+        pipeline: Pipeline,
+        timeout_s: float,
     ) -> None:
         self._batcher = batcher
         self._pool = pool
@@ -319,9 +323,11 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(
         IssuanceServicer(batcher, pool, pipeline, settings.rpc_timeout_s), server
     )
-    lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(
-        LifecycleServicer(pool, pipeline, settings.rpc_timeout_s), server
+    lifecycle = LifecycleServicer(
+        pool, pipeline, settings.rpc_timeout_s, linger_s=settings.batch_linger_ms / 1000
     )
+    lifecycle.start()
+    lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(lifecycle, server)
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(pool, settings), server)
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the
@@ -376,6 +382,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await batcher.stop()
+    await lifecycle.stop()
     await pool.close()
     if embedded is not None:
         embedded.cleanup()
