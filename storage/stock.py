@@ -1336,6 +1336,23 @@ async def update_write_off(
     async with pool.acquire() as conn, conn.transaction():
         row = await _write_off(conn, unit_code, wo_id)
         _must_be(row, "write-off declaration", "draft", "rejected")
+        table = "segments" if row["medium"] == "ebill" else "paper_stock"
+        column = "bill_code" if row["medium"] == "ebill" else "paper_code"
+        for i, (start, end) in enumerate(lost):
+            # Only numbers the unit held can be lost.
+            if not await conn.fetchval(
+                f"SELECT 1 FROM {table} WHERE unit_code = $1 AND {column} = $2"
+                " AND start_no <= $3 AND end_no >= $4",
+                unit_code,
+                row["code"],
+                start,
+                end,
+            ):
+                raise InvalidArgument(
+                    f"lost[{i}]: {row['code']} {start:010d}-{end:010d} is not within one range "
+                    "the unit holds",
+                    field=f"lost[{i}]",
+                )
         figures = row["figures"]
         if recompute:
             figures = await _figures(

@@ -617,6 +617,19 @@ async def test_paper_write_off_with_lost_numbers_and_destruction_request(
         )
     )  # fmt: skip
     assert bad.lost_count == 2
+    # Numbers the unit never held cannot be lost.
+    await refused(
+        pool,
+        stock.UpdateWriteOff(
+            stock_pb2.UpdateWriteOffRequest(
+                operator=office(),
+                id=wo.id,
+                lost=[stock_pb2.NumberRange(start_no="0000000049", end_no="0000000060")],
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        field="lost[0]",
+    )
     rejected = await stock.SubmitWriteOff(stock_pb2.ByIdRequest(operator=office(), id=wo.id))
     assert rejected.status == "rejected" and "0000000003" in rejected.reject_reason
     await stock.UpdateWriteOff(
