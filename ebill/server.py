@@ -35,6 +35,7 @@ from protos.ebill.v1 import (
     stock_pb2_grpc,
 )
 from storage import bills as bill_store
+from storage.alerts import unread_alerts
 from storage.catalog import stock_available
 from storage.db import EmbeddedPostgres, connect_pool
 from storage.offline import link_back_issued, record_offline, waiting_offline
@@ -227,6 +228,9 @@ async def _poll_stats(pipeline: Pipeline, pool: asyncpg.Pool, interval_s: float)
                     metrics.STAGE_LATENCY.labels(stage).observe(d)
             for unit, place, bill_code, left in await stock_available(pool):
                 metrics.STOCK_AVAILABLE.labels(unit, place, bill_code).set(left)
+            metrics.STOCK_ALERTS_UNREAD.clear()
+            for unit, place, bill_code, n in await unread_alerts(pool):
+                metrics.STOCK_ALERTS_UNREAD.labels(unit, place, bill_code).set(n)
             metrics.FISCAL_CIRCUIT_OPEN.set(
                 max(r.get("circuit_open", 0.0) for r in stats["countersign"])
             )

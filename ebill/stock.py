@@ -27,7 +27,7 @@ from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from storage import alerts as alert_store
 from storage import stock as store
 
-__all__ = ["StockServicer", "mail_alerts", "stock_loop"]
+__all__ = ["StockServicer", "mail_alerts", "stock_loop", "sync_grants"]
 
 log = logging.getLogger(__name__)
 FISCAL_TIMEOUT_S = 10.0
@@ -251,32 +251,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         self, request: stock_pb2.OperatorOnly, context: grpc.aio.ServicerContext
     ) -> stock_pb2.GrantApplications:
         unit, _ = _office(request.operator)
-        pending = await store.submitted_applications(self._pool, unit)
-        if pending:
-            resp = await self._call(
-                "the application status",
-                self._fiscal().GetGrantApplications(
-                    fiscal_pb2.GetGrantApplicationsRequest(
-                        unit_code=unit, fiscal_refs=[r["fiscal_ref"] for r in pending]
-                    ),
-                    timeout=FISCAL_TIMEOUT_S,
-                ),
-            )
-            await store.record_decisions(
-                self._pool,
-                unit,
-                [
-                    (
-                        d.fiscal_ref,
-                        d.status,
-                        d.grant_id,
-                        int(d.start_no or 0),
-                        int(d.end_no or 0),
-                        d.reason,
-                    )
-                    for d in resp.decisions
-                ],
-            )
+        await self._call("the application status", sync_grants(self._pool, self._fiscal(), unit))
         return await self._applications(unit)
 
     async def _applications(self, unit: str) -> stock_pb2.GrantApplications:
@@ -788,6 +763,31 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             self._pool, unit_code=unit, req_id=request.id, approve=request.approve, operator=who
         )
         return stock_pb2.Empty()
+
+
+async def sync_grants(
+    pool: asyncpg.Pool, fiscal: fiscal_pb2_grpc.FiscalPlatformStub, unit: str
+) -> int:
+    """Fetch the platform's decisions on the unit's submitted applications; how many
+    were asked about."""
+    pending = await store.submitted_applications(pool, unit)
+    if not pending:
+        return 0
+    resp = await fiscal.GetGrantApplications(
+        fiscal_pb2.GetGrantApplicationsRequest(
+            unit_code=unit, fiscal_refs=[r["fiscal_ref"] for r in pending]
+        ),
+        timeout=FISCAL_TIMEOUT_S,
+    )
+    await store.record_decisions(
+        pool,
+        unit,
+        [
+            (d.fiscal_ref, d.status, d.grant_id, int(d.start_no or 0), int(d.end_no or 0), d.reason)
+            for d in resp.decisions
+        ],
+    )
+    return len(pending)
 
 
 def _fiscal_range(r: Any) -> fiscal_pb2.NumberRange:

@@ -20,6 +20,7 @@ __all__ = [
     "STAGE_ITEMS",
     "STAGE_LATENCY",
     "STAGE_REPLICAS",
+    "STOCK_ALERTS_UNREAD",
     "STOCK_AVAILABLE",
     "UNFINISHED",
 ]
@@ -44,6 +45,11 @@ STAGE_BATCHES = Counter("ebill_stage_batches_total", "Batches processed by a sta
 STAGE_BUSY = Counter("ebill_stage_busy_seconds_total", "Time a stage spent on batches", ["stage"])
 STAGE_LATENCY = Histogram(
     "ebill_stage_seconds", "Time of one batch in one stage", ["stage"], buckets=_LATENCY_BUCKETS
+)
+STOCK_ALERTS_UNREAD = Gauge(
+    "ebill_stock_alerts_unread",
+    "Low-stock warnings not yet read by the bill office",
+    ["unit_code", "place_code", "bill_code"],
 )
 STOCK_AVAILABLE = Gauge(
     "ebill_stock_available",

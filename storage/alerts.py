@@ -20,6 +20,7 @@ __all__ = [
     "evaluate_alerts",
     "list_alerts",
     "mark_alert_emailed",
+    "unread_alerts",
 ]
 
 AlertKey = tuple[str, str, str]  # unit_code, place_code, bill_code
@@ -116,3 +117,12 @@ async def mark_alert_emailed(pool: asyncpg.Pool, alert_id: int, error: str = "")
             "UPDATE stock_alerts SET emailed_at = now(), attempts = attempts + 1 WHERE id = $1",
             alert_id,
         )
+
+
+async def unread_alerts(pool: asyncpg.Pool) -> list[tuple[str, str, str, int]]:
+    """(unit_code, place_code, bill_code, unread warnings) where any are unread."""
+    rows = await pool.fetch(
+        "SELECT unit_code, place_code, bill_code, count(*) AS n FROM stock_alerts"
+        " WHERE read_at IS NULL GROUP BY 1, 2, 3"
+    )
+    return [(r["unit_code"], r["place_code"], r["bill_code"], int(r["n"])) for r in rows]
