@@ -287,6 +287,15 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                     f"remainder.bus_type: must be the original's {state.bus_type}",
                     field="remainder.bus_type",
                 )
+            taken = await bill_store.get_bill(self._pool, unit_code=unit, bus_no=checked.bus_no)
+            if taken is not None:
+                # The serial is the idempotency key: reusing one would answer with
+                # that other bill instead of issuing the remainder.
+                raise AlreadyExists(
+                    f"remainder.bus_no: {checked.bus_no} is already the serial of bill "
+                    f"{taken.bill_code}/{taken.bill_no}",
+                    field="remainder.bus_no",
+                )
             rem = replace(checked, replaces=state.bill_id, op="refund", operator=operator)
         check_refund(state, refund_fen, rem.total_fen if rem else None)
         err = check_red_flush(state, void_paper=request.void_paper)

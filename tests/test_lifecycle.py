@@ -484,6 +484,20 @@ async def test_refund_red_flushes_and_reissues_the_remainder(
         grpc.StatusCode.INVALID_ARGUMENT,
     )
 
+    # A remainder under a serial already used by another bill is refused.
+    await refused(
+        pool,
+        lifecycle.Refund(
+            refund_req(
+                f"{refund // 100}.{refund % 100:02d}",
+                replace(remainder_in, bus_no=original_in.bus_no),
+                serial("R"),
+            )
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        field="remainder.bus_no",
+    )
+
     red_bus = serial("R")
     resp = await lifecycle.Refund(
         refund_req(f"{refund // 100}.{refund % 100:02d}", remainder_in, red_bus)
