@@ -18,7 +18,18 @@ import grpc
 from actors.pipeline import Pipeline
 from ebill.batcher import MicroBatcher
 from ebill.convert import PAPER_FROM_PB, bill_to_pb
-from ebill.rpc import final, observed, prefixed
+from ebill.rpc import (
+    bill_key,
+    code8,
+    day,
+    digits,
+    final,
+    number_range,
+    observed,
+    operator_point,
+    prefixed,
+    stamp,
+)
 from engine.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -26,16 +37,22 @@ from engine.errors import (
     InvalidArgument,
     NotFound,
 )
-from engine.lifecycle import BillState, check_own, check_red_flush, check_refund, red_prepared
-from engine.model import IssuedBill
+from engine.lifecycle import (
+    BillKey,
+    BillState,
+    check_own,
+    check_red_flush,
+    check_refund,
+    red_prepared,
+)
+from engine.model import CST, IssuedBill
 from engine.money import parse_fen
 from engine.pipeline import Work
 from engine.prepare import Prepared
-from protos.ebill.v1 import bill_pb2, issuance_pb2, lifecycle_pb2, lifecycle_pb2_grpc
+from protos.ebill.v1 import bill_pb2, lifecycle_pb2, lifecycle_pb2_grpc
 from storage import bills as bill_store
 from storage import lifecycle as store
 from storage import paper
-from storage.paper import BillKey
 
 __all__ = ["LifecycleServicer"]
 
@@ -47,67 +64,6 @@ _RED = {
 }
 MAX_PAGE = 500
 MAX_PAPER_RANGE = 1_000_000
-
-
-def _operator(op: lifecycle_pb2.Operator) -> tuple[str, str, str]:
-    for name in ("unit_code", "place_code", "operator"):
-        if not getattr(op, name).strip():
-            raise InvalidArgument(f"operator.{name}: is required", field=f"operator.{name}")
-    return op.unit_code, op.place_code, op.operator.strip()
-
-
-def _key(req: issuance_pb2.GetBillRequest, unit_code: str, field: str) -> BillKey:
-    which = req.WhichOneof("key")
-    if which == "by_number":
-        k = req.by_number
-        if not k.bill_code or not k.bill_no:
-            raise InvalidArgument(
-                f"{field}.by_number: bill_code and bill_no are required", field=f"{field}.by_number"
-            )
-        return BillKey(bill_code=k.bill_code, bill_no=k.bill_no)
-    if which == "by_bus":
-        b = req.by_bus
-        if not b.bus_no:
-            raise InvalidArgument(f"{field}.by_bus.bus_no: is required", field=f"{field}.by_bus")
-        return BillKey(unit_code=b.unit_code or unit_code, bus_no=b.bus_no)
-    raise InvalidArgument(f"{field}: by_number or by_bus is required", field=field)
-
-
-def _digits(value: str, n: int, field: str) -> int:
-    if not (len(value) == n and value.isdigit()):
-        raise InvalidArgument(f"{field}: must be {n} digits, got {value!r}", field=field)
-    return int(value)
-
-
-def _range(
-    req: lifecycle_pb2.ReceivePaperRequest | lifecycle_pb2.VoidBlankPaperRequest,
-) -> tuple[int, int]:
-    _digits(req.paper_code, 8, "paper_code")
-    start = _digits(req.start_no, 10, "start_no")
-    end = _digits(req.end_no, 10, "end_no")
-    if end < start:
-        raise InvalidArgument("end_no: must not be below start_no", field="end_no")
-    return start, end
-
-
-def _stamp(text: str, field: str) -> datetime:
-    """yyyyMMddHHmmssSSS (local time, UTC+8) as an aware datetime."""
-    if not (len(text) == 17 and text.isdigit()):
-        raise InvalidArgument(f"{field}: must be yyyyMMddHHmmssSSS, got {text!r}", field=field)
-    try:
-        naive = datetime.strptime(text[:14], "%Y%m%d%H%M%S")
-    except ValueError:
-        raise InvalidArgument(f"{field}: not a valid time: {text!r}", field=field) from None
-    return naive.replace(microsecond=int(text[14:]) * 1000, tzinfo=store.CST)
-
-
-def _date(text: str, field: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, "%Y%m%d")
-    except ValueError:
-        raise InvalidArgument(f"{field}: must be yyyyMMdd, got {text!r}", field=field) from None
 
 
 class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
@@ -135,13 +91,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     # -- helpers ------------------------------------------------------------
 
     async def _bill(self, key: BillKey) -> IssuedBill:
-        bill = await bill_store.get_bill(
-            self._pool,
-            bill_code=key.bill_code,
-            bill_no=key.bill_no,
-            unit_code=key.unit_code,
-            bus_no=key.bus_no,
-        )
+        bill = await bill_store.get_bill(self._pool, key)
         if bill is None:
             raise NotFound(f"no {key.describe()}")
         return bill
@@ -149,13 +99,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def _original(
         self, key: BillKey, unit_code: str, place_code: str, field: str
     ) -> store.Original:
-        original = await store.load_original(
-            self._pool,
-            bill_code=key.bill_code,
-            bill_no=key.bill_no,
-            unit_code=key.unit_code,
-            bus_no=key.bus_no,
-        )
+        original = await store.load_original(self._pool, key)
         if original is None:
             raise NotFound(f"no {key.describe()}", field=field)
         check_own(original.state, unit_code, place_code)
@@ -187,7 +131,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
 
     async def _replay(self, unit_code: str, bus_no: str, state: BillState) -> IssuedBill | None:
         """The red bill of an earlier call with this bus_no, or None if the serial is new."""
-        existing = await bill_store.get_bill(self._pool, unit_code=unit_code, bus_no=bus_no)
+        existing = await bill_store.get_bill(self._pool, BillKey.serial(unit_code, bus_no))
         if existing is None:
             return None
         if existing.red_of != f"{state.bill_code}/{state.bill_no}":
@@ -215,8 +159,8 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def RedFlush(
         self, request: lifecycle_pb2.RedFlushRequest, context: grpc.aio.ServicerContext
     ) -> lifecycle_pb2.RedFlushResponse:
-        unit, place, operator = _operator(request.operator)
-        key = _key(request.original, unit, "original")
+        unit, place, operator = operator_point(request.operator)
+        key = bill_key(request.original, unit_code=unit, field="original")
         if not request.bus_no.strip():
             raise InvalidArgument("bus_no: is required (the red bill's serial)", field="bus_no")
         if not request.reason.strip():
@@ -233,7 +177,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                 original.request,
                 bill_code=await self._red_bill_code(original.state),
                 bus_no=request.bus_no,
-                bus_time=datetime.now(UTC).astimezone(store.CST),
+                bus_time=datetime.now(UTC).astimezone(CST),
                 place_code=place,
                 operator=operator,
                 reason=request.reason,
@@ -241,7 +185,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                 op="red_flush",
             )
             (work,) = await self._issue([prepared], atomic=False)
-            red = await self._bill(BillKey(bill_code=work.bill_code, bill_no=work.bill_no))
+            red = await self._bill(BillKey.number(work.bill_code, work.bill_no))
             red = replace(red, replayed=work.replayed)
         return lifecycle_pb2.RedFlushResponse(
             red_bill=bill_to_pb(red),
@@ -252,8 +196,8 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def Refund(
         self, request: lifecycle_pb2.RefundRequest, context: grpc.aio.ServicerContext
     ) -> lifecycle_pb2.RefundResponse:
-        unit, place, operator = _operator(request.operator)
-        key = _key(request.original, unit, "original")
+        unit, place, operator = operator_point(request.operator)
+        key = bill_key(request.original, unit_code=unit, field="original")
         if not request.red_bus_no.strip():
             raise InvalidArgument("red_bus_no: is required", field="red_bus_no")
         try:
@@ -287,7 +231,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                     f"remainder.bus_type: must be the original's {state.bus_type}",
                     field="remainder.bus_type",
                 )
-            taken = await bill_store.get_bill(self._pool, unit_code=unit, bus_no=checked.bus_no)
+            taken = await bill_store.get_bill(self._pool, BillKey.serial(unit, checked.bus_no))
             if taken is not None:
                 # The serial is the idempotency key: reusing one would answer with
                 # that other bill instead of issuing the remainder.
@@ -307,7 +251,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
             original.request,
             bill_code=await self._red_bill_code(state),
             bus_no=request.red_bus_no,
-            bus_time=datetime.now(UTC).astimezone(store.CST),
+            bus_time=datetime.now(UTC).astimezone(CST),
             place_code=place,
             operator=operator,
             reason=request.reason or f"refund {request.refund_amount}",
@@ -315,7 +259,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
             op="refund",
         )
         works = await self._issue([red_p] if rem is None else [red_p, rem], atomic=True)
-        bills = [await self._bill(BillKey(bill_code=w.bill_code, bill_no=w.bill_no)) for w in works]
+        bills = [await self._bill(BillKey.number(w.bill_code, w.bill_no)) for w in works]
         return lifecycle_pb2.RefundResponse(
             red_bill=bill_to_pb(bills[0]),
             remainder=bill_to_pb(bills[1]) if len(bills) > 1 else None,
@@ -334,14 +278,14 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def BackEntry(
         self, request: lifecycle_pb2.BackEntryRequest, context: grpc.aio.ServicerContext
     ) -> bill_pb2.IssuedBill:
-        unit, place, operator = _operator(request.operator)
+        unit, place, operator = operator_point(request.operator)
         if not request.HasField("bill"):
             raise InvalidArgument("bill: is required", field="bill")
-        _digits(request.bill_code, 8, "bill_code")
-        _digits(request.bill_no, 10, "bill_no")
+        code8(request.bill_code)
+        digits(request.bill_no, 10, "bill_no")
         if not 1 <= len(request.check_code) <= 20:
             raise InvalidArgument("check_code: 1 to 20 characters", field="check_code")
-        issued_at = _stamp(request.issued_at, "issued_at")
+        issued_at = stamp(request.issued_at, "issued_at")
         if request.bill.unit_code != unit or request.bill.place_code != place:
             raise InvalidArgument(
                 "bill.place_code: a back entry is recorded at the operator's issuing point "
@@ -367,7 +311,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def ListBills(
         self, request: lifecycle_pb2.ListBillsRequest, context: grpc.aio.ServicerContext
     ) -> lifecycle_pb2.ListBillsResponse:
-        unit, place, _ = _operator(request.operator)
+        unit, place, _ = operator_point(request.operator)
         size = request.page_size or 100
         if not 1 <= size <= MAX_PAGE:
             raise InvalidArgument(f"page_size: 1 to {MAX_PAGE}", field="page_size")
@@ -376,8 +320,8 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
             if not request.page_token.isdigit():
                 raise InvalidArgument("page_token: not a token from this API", field="page_token")
             after = int(request.page_token)
-        from_d = _date(request.from_date, "from_date")
-        to_d = _date(request.to_date, "to_date")
+        from_d = day(request.from_date, "from_date") if request.from_date else None
+        to_d = day(request.to_date, "to_date") if request.to_date else None
         bills, next_id = await store.list_bills(
             self._pool,
             store.BillFilter(
@@ -386,8 +330,8 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                 payer_id_card_no=request.payer_id_card_no,
                 payer_tel=request.payer_tel,
                 payer_card_no=request.payer_card_no,
-                from_date=from_d.date() if from_d else None,
-                to_date=to_d.date() if to_d else None,
+                from_date=from_d,
+                to_date=to_d,
                 bill_kind=request.bill_kind,
                 paper_status=PAPER_FROM_PB.get(request.paper_status, ""),
                 red=_RED.get(request.red, ""),
@@ -410,8 +354,9 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def ReceivePaper(
         self, request: lifecycle_pb2.ReceivePaperRequest, context: grpc.aio.ServicerContext
     ) -> lifecycle_pb2.PaperRange:
-        unit, place, operator = _operator(request.operator)
-        start, end = _range(request)
+        unit, place, operator = operator_point(request.operator)
+        code8(request.paper_code, "paper_code")
+        start, end = number_range(request.start_no, request.end_no)
         if end - start + 1 > MAX_PAPER_RANGE:
             raise InvalidArgument(
                 f"end_no: at most {MAX_PAPER_RANGE} paper numbers per range", field="end_no"
@@ -432,7 +377,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def GetPaperStock(
         self, request: lifecycle_pb2.GetPaperStockRequest, context: grpc.aio.ServicerContext
     ) -> lifecycle_pb2.PaperStock:
-        unit, place, _ = _operator(request.operator)
+        unit, place, _ = operator_point(request.operator)
         return await self._stock(unit, place)
 
     async def _stock(self, unit: str, place: str) -> lifecycle_pb2.PaperStock:
@@ -448,8 +393,8 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def _paper_op(
         self, request: lifecycle_pb2.PaperBillRequest, op: str
     ) -> lifecycle_pb2.PaperBillResponse:
-        unit, place, operator = _operator(request.operator)
-        key = _key(request.bill, unit, "bill")
+        unit, place, operator = operator_point(request.operator)
+        key = bill_key(request.bill, unit_code=unit, field="bill")
         if op in ("void", "reissue") and not request.reason.strip():
             raise InvalidArgument("reason: is required", field="reason")
         if op == "convert":
@@ -513,8 +458,9 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def VoidBlankPaper(
         self, request: lifecycle_pb2.VoidBlankPaperRequest, context: grpc.aio.ServicerContext
     ) -> lifecycle_pb2.PaperStock:
-        unit, place, operator = _operator(request.operator)
-        start, end = _range(request)
+        unit, place, operator = operator_point(request.operator)
+        code8(request.paper_code, "paper_code")
+        start, end = number_range(request.start_no, request.end_no)
         if not request.reason.strip():
             raise InvalidArgument("reason: is required", field="reason")
         await paper.void_blank(

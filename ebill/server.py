@@ -18,7 +18,7 @@ from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from ebill.batcher import MicroBatcher, Outcome
 from ebill.convert import bill_to_pb, status_to_pb, work_to_pb
 from ebill.lifecycle import LifecycleServicer
-from ebill.rpc import final, observed, prefixed
+from ebill.rpc import bill_key, code8, digits, final, observed, prefixed
 from ebill.settings import Settings
 from ebill.stock import StockServicer, stock_loop
 from engine.errors import DeadlineExceeded, EbillError, InvalidArgument, NotFound
@@ -76,10 +76,8 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
     ) -> issuance_pb2.RecordOfflineBillResponse:
         if not request.HasField("bill"):
             raise InvalidArgument("bill: is required", field="bill")
-        if not (len(request.paper_code) == 8 and request.paper_code.isdigit()):
-            raise InvalidArgument("paper_code: must be 8 digits", field="paper_code")
-        if not (len(request.paper_no) == 10 and request.paper_no.isdigit()):
-            raise InvalidArgument("paper_no: must be 10 digits", field="paper_no")
+        code8(request.paper_code, "paper_code")
+        digits(request.paper_no, 10, "paper_no")
         if not request.operator.strip():
             raise InvalidArgument("operator: is required", field="operator")
         raw = request.bill.SerializeToString()
@@ -154,25 +152,10 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
         return issuance_pb2.IssueBatchResponse(results=results)
 
     async def _lookup(self, request: issuance_pb2.GetBillRequest) -> IssuedBill:
-        key = request.WhichOneof("key")
-        if key == "by_number":
-            k = request.by_number
-            if not k.bill_code or not k.bill_no:
-                raise InvalidArgument(
-                    "by_number: bill_code and bill_no are required", field="by_number"
-                )
-            bill = await bill_store.get_bill(self._pool, bill_code=k.bill_code, bill_no=k.bill_no)
-            what = f"bill {k.bill_code}/{k.bill_no}"
-        elif key == "by_bus":
-            b = request.by_bus
-            if not b.unit_code or not b.bus_no:
-                raise InvalidArgument("by_bus: unit_code and bus_no are required", field="by_bus")
-            bill = await bill_store.get_bill(self._pool, unit_code=b.unit_code, bus_no=b.bus_no)
-            what = f"bill for bus_no {b.bus_no} of unit {b.unit_code}"
-        else:
-            raise InvalidArgument("key: by_number or by_bus is required", field="key")
+        key = bill_key(request)
+        bill = await bill_store.get_bill(self._pool, key)
         if bill is None:
-            raise NotFound(f"no {what}")
+            raise NotFound(f"no {key.describe()}")
         return bill
 
     @observed

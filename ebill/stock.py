@@ -11,18 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
-from datetime import date, datetime
+from datetime import date
 from email.message import EmailMessage
 from typing import Any
 
 import asyncpg
 import grpc
 
-from ebill.rpc import observed
+from ebill.rpc import (
+    code8,
+    day,
+    digits,
+    number_range,
+    observed,
+    operator_any,
+    operator_office,
+    operator_point,
+)
 from ebill.settings import Settings
 from engine.errors import FailedPrecondition, InvalidArgument, Unavailable
 from engine.money import format_fen
-from protos.ebill.v1 import lifecycle_pb2, stock_pb2, stock_pb2_grpc
+from protos.ebill.v1 import stock_pb2, stock_pb2_grpc
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from storage import alerts as alert_store
 from storage import stock as store
@@ -34,66 +43,14 @@ FISCAL_TIMEOUT_S = 10.0
 MAX_COUNT = 10_000_000
 
 
-def _who(op: lifecycle_pb2.Operator) -> tuple[str, str]:
-    for name in ("unit_code", "operator"):
-        if not getattr(op, name).strip():
-            raise InvalidArgument(f"operator.{name}: is required", field=f"operator.{name}")
-    return op.unit_code, op.operator.strip()
-
-
-def _office(op: lifecycle_pb2.Operator) -> tuple[str, str]:
-    """A bill-office call: an issuing point may not make it."""
-    unit, who = _who(op)
-    if op.place_code:
-        raise InvalidArgument(
-            "operator.place_code: this is done by the unit's bill office (leave it empty)",
-            field="operator.place_code",
-        )
-    return unit, who
-
-
-def _point(op: lifecycle_pb2.Operator) -> tuple[str, str, str]:
-    unit, who = _who(op)
-    if not op.place_code:
-        raise InvalidArgument(
-            "operator.place_code: an issuing point makes this call", field="operator.place_code"
-        )
-    return unit, op.place_code, who
-
-
-def _no(value: str, field: str, digits: int = 10) -> int:
-    if not (len(value) == digits and value.isdigit()):
-        raise InvalidArgument(f"{field}: must be {digits} digits, got {value!r}", field=field)
-    return int(value)
-
-
-def _code(value: str, field: str = "bill_code") -> str:
-    _no(value, field, 8)
-    return value
-
-
-def _range(start: str, end: str) -> tuple[int, int]:
-    lo, hi = _no(start, "start_no"), _no(end, "end_no")
-    if hi < lo:
-        raise InvalidArgument("end_no: must not be below start_no", field="end_no")
-    return lo, hi
-
-
 def _count(value: int, field: str = "count") -> int:
     if not 0 < value <= MAX_COUNT:
         raise InvalidArgument(f"{field}: must be 1..{MAX_COUNT}, got {value}", field=field)
     return value
 
 
-def _day(value: str, field: str) -> date:
-    try:
-        return datetime.strptime(value, "%Y%m%d").date()
-    except ValueError:
-        raise InvalidArgument(f"{field}: must be yyyyMMdd, got {value!r}", field=field) from None
-
-
 def _period(lo: str, hi: str) -> tuple[date, date]:
-    a, b = _day(lo, "period_from"), _day(hi, "period_to")
+    a, b = day(lo, "period_from"), day(hi, "period_to")
     if b < a:
         raise InvalidArgument("period_to: must not be before period_from", field="period_to")
     return a, b
@@ -182,11 +139,11 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def CreateGrantApplication(
         self, request: stock_pb2.GrantApplicationRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.GrantApplication:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         app_id = await store.create_application(
             self._pool,
             unit_code=unit,
-            bill_code=_code(request.bill_code),
+            bill_code=code8(request.bill_code),
             count=_count(request.count),
             reason=request.reason,
             operator=who,
@@ -197,12 +154,12 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def UpdateGrantApplication(
         self, request: stock_pb2.GrantApplicationRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.GrantApplication:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         await store.update_application(
             self._pool,
             unit_code=unit,
             app_id=request.id,
-            bill_code=_code(request.bill_code),
+            bill_code=code8(request.bill_code),
             count=_count(request.count),
             reason=request.reason,
         )
@@ -212,7 +169,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def DeleteGrantApplication(
         self, request: stock_pb2.ByIdRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Empty:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         await store.delete_application(self._pool, unit_code=unit, app_id=request.id)
         return stock_pb2.Empty()
 
@@ -220,7 +177,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def SubmitGrantApplication(
         self, request: stock_pb2.ByIdRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.GrantApplication:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         app = await store.application(self._pool, unit, request.id)
         if app["status"] != "draft":
             raise FailedPrecondition(
@@ -250,7 +207,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def SyncGrantApplications(
         self, request: stock_pb2.OperatorOnly, context: grpc.aio.ServicerContext
     ) -> stock_pb2.GrantApplications:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         await self._call("the application status", sync_grants(self._pool, self._fiscal(), unit))
         return await self._applications(unit)
 
@@ -263,7 +220,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def EnableGrant(
         self, request: stock_pb2.ByIdRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.GrantApplication:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         await store.enable_grant(self._pool, unit_code=unit, app_id=request.id, operator=who)
         return _app_pb(await store.application(self._pool, unit, request.id))
 
@@ -271,7 +228,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def ListGrantApplications(
         self, request: stock_pb2.OperatorOnly, context: grpc.aio.ServicerContext
     ) -> stock_pb2.GrantApplications:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         return await self._applications(unit)
 
     # -- opening stock, requisitions, distribution --------------------------------
@@ -280,16 +237,16 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def EnterOpeningStock(
         self, request: stock_pb2.OpeningStockRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.IdResponse:
-        unit, who = _office(request.operator)
-        start, end = _range(request.start_no, request.end_no)
+        unit, who = operator_office(request.operator)
+        start, end = number_range(request.start_no, request.end_no)
         entry = await store.enter_opening(
             self._pool,
             unit_code=unit,
             place_code=request.place_code or None,
-            bill_code=_code(request.bill_code),
+            bill_code=code8(request.bill_code),
             start_no=start,
             end_no=end,
-            next_no=_no(request.next_no, "next_no"),
+            next_no=digits(request.next_no, 10, "next_no"),
             operator=who,
         )
         return stock_pb2.IdResponse(id=entry)
@@ -298,7 +255,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def ConfirmOpeningStock(
         self, request: stock_pb2.ByIdRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.IdResponse:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         seg = await store.confirm_opening(
             self._pool, unit_code=unit, entry_id=request.id, operator=who
         )
@@ -308,12 +265,12 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def RequestRequisition(
         self, request: stock_pb2.RequisitionRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.IdResponse:
-        unit, place, who = _point(request.operator)
+        unit, place, who = operator_point(request.operator)
         req_id = await store.request_requisition(
             self._pool,
             unit_code=unit,
             place_code=place,
-            bill_code=_code(request.bill_code),
+            bill_code=code8(request.bill_code),
             count=_count(request.count),
             operator=who,
             reason=request.reason,
@@ -324,7 +281,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def DecideRequisition(
         self, request: stock_pb2.DecisionRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Ranges:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         row = await self._pool.fetchrow(
             "SELECT bill_code FROM requisitions WHERE id = $1 AND unit_code = $2",
             request.id,
@@ -345,14 +302,14 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def Distribute(
         self, request: stock_pb2.DistributeRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Ranges:
-        unit, who = _office(request.operator)
-        code = _code(request.bill_code)
+        unit, who = operator_office(request.operator)
+        code = code8(request.bill_code)
         if not request.to_place_code:
             raise InvalidArgument("to_place_code: is required", field="to_place_code")
         if request.start_no or request.end_no:
             if request.count:
                 raise InvalidArgument("count: give a range or a count, not both", field="count")
-            start, end = _range(request.start_no, request.end_no)
+            start, end = number_range(request.start_no, request.end_no)
             await store.distribute_range(
                 self._pool,
                 unit_code=unit,
@@ -377,14 +334,14 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def SetAutoDistribution(
         self, request: stock_pb2.AutoDistributionRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Empty:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         if request.below < 0 or request.batch < 0:
             raise InvalidArgument("below: and batch must not be negative", field="below")
         await store.set_auto_distribution(
             self._pool,
             unit_code=unit,
             place_code=request.place_code,
-            bill_code=_code(request.bill_code),
+            bill_code=code8(request.bill_code),
             below=request.below,
             batch=request.batch,
         )
@@ -396,7 +353,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def QueryStock(
         self, request: stock_pb2.StockQuery, context: grpc.aio.ServicerContext
     ) -> stock_pb2.StockResponse:
-        unit, _ = _who(request.operator)
+        unit, _ = operator_any(request.operator)
         segs = await store.segments(
             self._pool,
             unit,
@@ -424,7 +381,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def SetSegmentEnabled(
         self, request: stock_pb2.SegmentEnabledRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Empty:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         await store.set_segment_status(
             self._pool,
             unit_code=unit,
@@ -438,15 +395,15 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def VoidStock(
         self, request: stock_pb2.RangeRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Empty:
-        unit, who = _who(request.operator)
-        start, end = _range(request.start_no, request.end_no)
+        unit, who = operator_any(request.operator)
+        start, end = number_range(request.start_no, request.end_no)
         if not request.reason.strip():
             raise InvalidArgument("reason: is required", field="reason")
         await store.void_stock(
             self._pool,
             unit_code=unit,
             place_code=request.operator.place_code or None,
-            bill_code=_code(request.bill_code),
+            bill_code=code8(request.bill_code),
             start_no=start,
             end_no=end,
             operator=who,
@@ -458,13 +415,13 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def RequestReturn(
         self, request: stock_pb2.RangeRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.IdResponse:
-        unit, who = _who(request.operator)
-        start, end = _range(request.start_no, request.end_no)
+        unit, who = operator_any(request.operator)
+        start, end = number_range(request.start_no, request.end_no)
         ret = await store.request_return(
             self._pool,
             unit_code=unit,
             place_code=request.operator.place_code or None,
-            bill_code=_code(request.bill_code),
+            bill_code=code8(request.bill_code),
             start_no=start,
             end_no=end,
             operator=who,
@@ -476,7 +433,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def DecideReturn(
         self, request: stock_pb2.DecisionRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Empty:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         ret = await store.stock_return(self._pool, unit, request.id)
         if request.approve and ret["place_code"] is None and ret["status"] == "pending":
             # The bill office's return goes to the platform, which confirms it.
@@ -502,7 +459,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def GetStockIdentity(
         self, request: stock_pb2.OperatorOnly, context: grpc.aio.ServicerContext
     ) -> stock_pb2.StockIdentity:
-        unit, _ = _who(request.operator)
+        unit, _ = operator_any(request.operator)
         return stock_pb2.StockIdentity(
             lines=[
                 stock_pb2.IdentityLine(
@@ -526,7 +483,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def SetAlertRule(
         self, request: stock_pb2.AlertRuleRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Empty:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         if request.threshold <= 0:
             raise InvalidArgument("threshold: must be positive", field="threshold")
         if request.email and "@" not in request.email:
@@ -535,7 +492,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             self._pool,
             unit_code=unit,
             place_code=request.place_code,
-            bill_code=_code(request.bill_code),
+            bill_code=code8(request.bill_code),
             threshold=request.threshold,
             email=request.email,
         )
@@ -545,7 +502,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def ListAlerts(
         self, request: stock_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Alerts:
-        unit, _ = _who(request.operator)
+        unit, _ = operator_any(request.operator)
         rows = await alert_store.list_alerts(
             self._pool, unit, request.operator.place_code, mark_read=request.mark_read
         )
@@ -572,7 +529,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def CreateWriteOff(
         self, request: stock_pb2.CreateWriteOffRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.WriteOff:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         if request.medium not in ("ebill", "paper"):
             raise InvalidArgument("medium: must be 'ebill' or 'paper'", field="medium")
         lo, hi = _period(request.period_from, request.period_to)
@@ -580,7 +537,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             self._pool,
             unit_code=unit,
             medium=request.medium,
-            code=_code(request.code, "code"),
+            code=code8(request.code, "code"),
             period_from=lo,
             period_to=hi,
             operator=who,
@@ -597,11 +554,11 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def UpdateWriteOff(
         self, request: stock_pb2.UpdateWriteOffRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.WriteOff:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         lost = []
         for i, r in enumerate(request.lost):
             try:
-                lost.append(_range(r.start_no, r.end_no))
+                lost.append(number_range(r.start_no, r.end_no))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"lost[{i}].{exc.message}", field=f"lost[{i}]") from None
         await store.update_write_off(
@@ -618,7 +575,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def SubmitWriteOff(
         self, request: stock_pb2.ByIdRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.WriteOff:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         row = await store.write_off(self._pool, unit, request.id)
         if row["status"] != "draft":
             raise FailedPrecondition(
@@ -675,7 +632,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def ListWriteOffs(
         self, request: stock_pb2.OperatorOnly, context: grpc.aio.ServicerContext
     ) -> stock_pb2.WriteOffs:
-        unit, _ = _office(request.operator)
+        unit, _ = operator_office(request.operator)
         return stock_pb2.WriteOffs(
             write_offs=[
                 _write_off_pb(r, subs)
@@ -687,7 +644,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def SubmitAuditReport(
         self, request: stock_pb2.AuditReportRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.AuditReport:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         lo, hi = _period(request.period_from, request.period_to)
         lines = await store.audit_figures(self._pool, unit, lo, hi)
         resp = await self._call(
@@ -738,14 +695,14 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def RequestDestruction(
         self, request: stock_pb2.DestructionRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.IdResponse:
-        unit, who = _office(request.operator)
-        start, end = _range(request.start_no, request.end_no)
+        unit, who = operator_office(request.operator)
+        start, end = number_range(request.start_no, request.end_no)
         if end - start + 1 > 100_000:
             raise InvalidArgument("end_no: at most 100000 papers per request", field="end_no")
         req_id = await store.request_destruction(
             self._pool,
             unit_code=unit,
-            paper_code=_code(request.paper_code, "paper_code"),
+            paper_code=code8(request.paper_code, "paper_code"),
             start_no=start,
             end_no=end,
             retention_days=self._settings.paper_retention_days,
@@ -758,7 +715,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     async def DecideDestruction(
         self, request: stock_pb2.DecisionRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Empty:
-        unit, who = _office(request.operator)
+        unit, who = operator_office(request.operator)
         await store.decide_destruction(
             self._pool, unit_code=unit, req_id=request.id, approve=request.approve, operator=who
         )

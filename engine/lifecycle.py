@@ -24,6 +24,7 @@ from engine.money import format_fen
 from engine.prepare import Prepared
 
 __all__ = [
+    "BillKey",
     "BillState",
     "PaperStatus",
     "check_convert",
@@ -35,6 +36,29 @@ __all__ = [
     "red_document",
     "red_prepared",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class BillKey:
+    """A bill by number (bill_code + bill_no) or by serial (unit_code + bus_no)."""
+
+    bill_code: str = ""
+    bill_no: str = ""
+    unit_code: str = ""
+    bus_no: str = ""
+
+    @classmethod
+    def number(cls, bill_code: str, bill_no: str) -> BillKey:
+        return cls(bill_code=bill_code, bill_no=bill_no)
+
+    @classmethod
+    def serial(cls, unit_code: str, bus_no: str) -> BillKey:
+        return cls(unit_code=unit_code, bus_no=bus_no)
+
+    def describe(self) -> str:
+        if self.bill_code:
+            return f"bill {self.bill_code}/{self.bill_no}"
+        return f"bill for bus_no {self.bus_no} of unit {self.unit_code}"
 
 
 class PaperStatus:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
 
 __all__ = [
     "BUS_TYPES",
+    "CST",
     "BillInput",
     "BillStatus",
     "Catalog",
@@ -34,6 +35,10 @@ __all__ = [
     "ValidBill",
     "compact_pickle",
 ]
+
+# The hospitals' local time, China Standard Time: bus_time, dates on bills and
+# the days of periods are in it.
+CST = timezone(timedelta(hours=8))
 
 # Business types (业务类型) and the bill kind each is issued on.
 BUS_TYPES: Mapping[str, str] = {

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_PAY_CHANNELS",
     "NON_MEDICAL_KINDS",
     "check",
+    "parse_stamp",
     "validate",
 ]
 
@@ -97,6 +98,12 @@ def validate(bill: BillInput, catalog: Catalog) -> ValidBill:
     return errors
 
 
+def parse_stamp(text: str) -> datetime:
+    """A yyyyMMddHHmmssSSS local time (17 digits, checked by the caller) as a naive
+    datetime; ValueError when it is not a real date and time."""
+    return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(microsecond=int(text[14:]) * 1000)
+
+
 # Bill kinds that are not medical charges.
 NON_MEDICAL_KINDS = frozenset({"current_account", "donation", "non_tax"})
 
@@ -140,9 +147,7 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
         errs.add("bus_time", "must be yyyyMMddHHmmssSSS (17 digits)")
     else:
         try:
-            bus_time = datetime.strptime(bill.bus_time[:14], "%Y%m%d%H%M%S").replace(
-                microsecond=int(bill.bus_time[14:]) * 1000
-            )
+            bus_time = parse_stamp(bill.bus_time)
         except ValueError:
             errs.add("bus_time", f"is not a real date and time: {bill.bus_time}")
 

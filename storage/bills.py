@@ -19,7 +19,7 @@ import asyncpg
 from engine.canonical import CANONICAL_VERSION
 from engine.checkcode import new_check_code
 from engine.errors import EbillError, FailedPrecondition, NotFound, ResourceExhausted
-from engine.lifecycle import BillState, check_red_flush
+from engine.lifecycle import BillKey, BillState, check_red_flush
 from engine.model import BillStatus, IssuedBill, Reservation
 from engine.pipeline import Duplicate, Item, Work
 from engine.prepare import Prepared
@@ -36,6 +36,7 @@ __all__ = [
     "backlog",
     "claim_due",
     "get_bill",
+    "key_where",
     "lock_state_by_key",
     "lock_states",
     "reserve",
@@ -450,22 +451,16 @@ async def backlog(pool: asyncpg.Pool) -> dict[str, float]:
     }
 
 
-async def get_bill(
-    pool: asyncpg.Pool,
-    *,
-    bill_code: str = "",
-    bill_no: str = "",
-    unit_code: str = "",
-    bus_no: str = "",
-) -> IssuedBill | None:
-    if bill_code:
-        row = await pool.fetchrow(
-            BILL_SELECT + " WHERE b.bill_code = $1 AND b.bill_no = $2", bill_code, bill_no
-        )
-    else:
-        row = await pool.fetchrow(
-            BILL_SELECT + " WHERE b.unit_code = $1 AND b.bus_no = $2", unit_code, bus_no
-        )
+def key_where(key: BillKey) -> tuple[str, list[Any]]:
+    """The WHERE clause (on alias ``b``) and arguments that find a bill by ``key``."""
+    if key.bill_code:
+        return " WHERE b.bill_code = $1 AND b.bill_no = $2", [key.bill_code, key.bill_no]
+    return " WHERE b.unit_code = $1 AND b.bus_no = $2", [key.unit_code, key.bus_no]
+
+
+async def get_bill(pool: asyncpg.Pool, key: BillKey) -> IssuedBill | None:
+    where, args = key_where(key)
+    row = await pool.fetchrow(BILL_SELECT + where, *args)
     return None if row is None else row_to_bill(row)
 
 
@@ -514,25 +509,8 @@ async def lock_states(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int,
     return {r["id"]: row_to_state(r) for r in rows}
 
 
-async def lock_state_by_key(
-    conn: asyncpg.Connection,
-    *,
-    bill_code: str = "",
-    bill_no: str = "",
-    unit_code: str = "",
-    bus_no: str = "",
-) -> BillState | None:
+async def lock_state_by_key(conn: asyncpg.Connection, key: BillKey) -> BillState | None:
     """A bill's lifecycle state by number or by serial, its row locked."""
-    if bill_code:
-        row = await conn.fetchrow(
-            _STATE_SQL + " WHERE b.bill_code = $1 AND b.bill_no = $2 FOR UPDATE OF b",
-            bill_code,
-            bill_no,
-        )
-    else:
-        row = await conn.fetchrow(
-            _STATE_SQL + " WHERE b.unit_code = $1 AND b.bus_no = $2 FOR UPDATE OF b",
-            unit_code,
-            bus_no,
-        )
+    where, args = key_where(key)
+    row = await conn.fetchrow(_STATE_SQL + where + " FOR UPDATE OF b", *args)
     return None if row is None else row_to_state(row)

@@ -8,17 +8,24 @@ entry (原票补录) and the filtered listing of an issuing point's bills.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from engine.canonical import CANONICAL_VERSION
 from engine.errors import AlreadyExists, InvalidArgument
-from engine.lifecycle import BillState
-from engine.model import IssuedBill, Reservation
+from engine.lifecycle import BillKey, BillState
+from engine.model import CST, IssuedBill, Reservation
 from engine.prepare import Prepared
-from storage.bills import BILL_SELECT, STATE_COLUMNS, STATE_FROM, row_to_bill, row_to_state
+from storage.bills import (
+    BILL_SELECT,
+    STATE_COLUMNS,
+    STATE_FROM,
+    key_where,
+    row_to_bill,
+    row_to_state,
+)
 
 __all__ = [
     "BillFilter",
@@ -30,9 +37,6 @@ __all__ = [
     "load_original",
 ]
 
-# Dates on bills are the hospital's local dates (China Standard Time).
-CST = timezone(timedelta(hours=8))
-
 
 @dataclass(frozen=True, slots=True)
 class Original:
@@ -43,24 +47,12 @@ class Original:
     request: dict[str, Any]
 
 
-async def load_original(
-    pool: asyncpg.Pool,
-    *,
-    bill_code: str = "",
-    bill_no: str = "",
-    unit_code: str = "",
-    bus_no: str = "",
-) -> Original | None:
+async def load_original(pool: asyncpg.Pool, key: BillKey) -> Original | None:
     """Read without a lock: the reserve transaction checks the state again under one."""
-    sql = "SELECT " + STATE_COLUMNS + ", b.canonical, b.request" + STATE_FROM
-    if bill_code:
-        row = await pool.fetchrow(
-            sql + " WHERE b.bill_code = $1 AND b.bill_no = $2", bill_code, bill_no
-        )
-    else:
-        row = await pool.fetchrow(
-            sql + " WHERE b.unit_code = $1 AND b.bus_no = $2", unit_code, bus_no
-        )
+    where, args = key_where(key)
+    row = await pool.fetchrow(
+        "SELECT " + STATE_COLUMNS + ", b.canonical, b.request" + STATE_FROM + where, *args
+    )
     if row is None:
         return None
     return Original(row_to_state(row), bytes(row["canonical"]), dict(row["request"]))

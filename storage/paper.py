@@ -20,11 +20,10 @@ from engine.errors import (
     NotFound,
     ResourceExhausted,
 )
-from engine.lifecycle import BillState, check_convert, check_own, check_printed
+from engine.lifecycle import BillKey, BillState, check_convert, check_own, check_printed
 from storage.bills import lock_state_by_key
 
 __all__ = [
-    "BillKey",
     "PaperOutcome",
     "PaperRange",
     "convert_to_paper",
@@ -39,21 +38,6 @@ __all__ = [
 # How many blanks one call may void: a typo in a range must not void a year's paper.
 MAX_BLANK_VOID = 10_000
 _WINDOW = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class BillKey:
-    """A bill by number (bill_code + bill_no) or by serial (unit_code + bus_no)."""
-
-    bill_code: str = ""
-    bill_no: str = ""
-    unit_code: str = ""
-    bus_no: str = ""
-
-    def describe(self) -> str:
-        if self.bill_code:
-            return f"bill {self.bill_code}/{self.bill_no}"
-        return f"bill for bus_no {self.bus_no} of unit {self.unit_code}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +62,7 @@ class PaperOutcome:
 async def _owned(
     conn: asyncpg.Connection, key: BillKey, unit_code: str, place_code: str
 ) -> BillState:
-    state = await lock_state_by_key(
-        conn,
-        bill_code=key.bill_code,
-        bill_no=key.bill_no,
-        unit_code=key.unit_code,
-        bus_no=key.bus_no,
-    )
+    state = await lock_state_by_key(conn, key)
     if state is None:
         raise NotFound(f"no {key.describe()}", field="bill")
     check_own(state, unit_code, place_code)

@@ -27,10 +27,10 @@ from engine.errors import (
     NotFound,
     ResourceExhausted,
 )
+from engine.model import CST
 from engine.stock import compress_ranges
 from storage.alerts import evaluate_alerts
 from storage.bills import UNIT_LOCK_SQL
-from storage.lifecycle import CST
 
 __all__ = [
     "HELD",

@@ -21,13 +21,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from engine.canonical import countersign_message
+from engine.model import CST
 from engine.sm2 import SigningKey, VerifyingKey
 from ops.sandboxes.common import new_server, serve_forever
 from ops.sandboxes.signer import KeyStore
@@ -63,8 +64,6 @@ _ADDED_COLUMNS = (("countersigned", "issued_at", "TEXT"), ("countersigned", "red
 
 # The largest grant one application may ask for; above it the platform refuses.
 MAX_APPLICATION = 100_000
-# The hospital's dates are China Standard Time.
-CST = timezone(timedelta(hours=8))
 
 
 class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
