@@ -185,12 +185,13 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                 op="red_flush",
             )
             (work,) = await self._issue([prepared], atomic=False)
-            red = await self._bill(BillKey.number(work.bill_code, work.bill_no))
+            red, now = await bill_store.bills_by_id(
+                self._pool, [work.bill_id, original.state.bill_id]
+            )
             red = replace(red, replayed=work.replayed)
-        return lifecycle_pb2.RedFlushResponse(
-            red_bill=bill_to_pb(red),
-            original=bill_to_pb(await self._bill(key)),
-        )
+        else:
+            (now,) = await bill_store.bills_by_id(self._pool, [original.state.bill_id])
+        return lifecycle_pb2.RedFlushResponse(red_bill=bill_to_pb(red), original=bill_to_pb(now))
 
     @observed
     async def Refund(
@@ -208,11 +209,12 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
         state = original.state
         red = await self._replay(unit, request.red_bus_no, state)
         if red is not None:
-            remainder = await self._remainder_of(state)
+            remainder = await bill_store.remainder_of(self._pool, state.bill_id)
+            (now,) = await bill_store.bills_by_id(self._pool, [state.bill_id])
             return lifecycle_pb2.RefundResponse(
                 red_bill=bill_to_pb(red),
                 remainder=bill_to_pb(remainder) if remainder else None,
-                original=bill_to_pb(await self._bill(key)),
+                original=bill_to_pb(now),
             )
         rem: Prepared | None = None
         if request.HasField("remainder"):
@@ -259,18 +261,14 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
             op="refund",
         )
         works = await self._issue([red_p] if rem is None else [red_p, rem], atomic=True)
-        bills = [await self._bill(BillKey.number(w.bill_code, w.bill_no)) for w in works]
+        *made, now = await bill_store.bills_by_id(
+            self._pool, [w.bill_id for w in works] + [state.bill_id]
+        )
         return lifecycle_pb2.RefundResponse(
-            red_bill=bill_to_pb(bills[0]),
-            remainder=bill_to_pb(bills[1]) if len(bills) > 1 else None,
-            original=bill_to_pb(await self._bill(key)),
+            red_bill=bill_to_pb(made[0]),
+            remainder=bill_to_pb(made[1]) if len(made) > 1 else None,
+            original=bill_to_pb(now),
         )
-
-    async def _remainder_of(self, state: BillState) -> IssuedBill | None:
-        row = await self._pool.fetchrow(
-            bill_store.BILL_SELECT + " WHERE b.replaces = $1", state.bill_id
-        )
-        return None if row is None else bill_store.row_to_bill(row)
 
     # -- back entry and listing -----------------------------------------------
 

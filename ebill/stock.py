@@ -282,12 +282,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         self, request: stock_pb2.DecisionRequest, context: grpc.aio.ServicerContext
     ) -> stock_pb2.Ranges:
         unit, who = operator_office(request.operator)
-        row = await self._pool.fetchrow(
-            "SELECT bill_code FROM requisitions WHERE id = $1 AND unit_code = $2",
-            request.id,
-            unit,
-        )
-        moved = await store.decide_requisition(
+        code, moved = await store.decide_requisition(
             self._pool,
             unit_code=unit,
             req_id=request.id,
@@ -295,7 +290,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             operator=who,
             reason=request.reason,
         )
-        code = row["bill_code"] if row else ""
         return stock_pb2.Ranges(ranges=[_pb_range(code, r) for r in moved])
 
     @observed
@@ -545,10 +539,8 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         return await self._write_off(unit, wo_id)
 
     async def _write_off(self, unit: str, wo_id: int) -> stock_pb2.WriteOff:
-        for row, subs in await store.write_off_history(self._pool, unit):
-            if row["id"] == wo_id:
-                return _write_off_pb(row, subs)
-        raise AssertionError("write-off vanished")
+        ((row, subs),) = await store.write_off_history(self._pool, unit, wo_id)
+        return _write_off_pb(row, subs)
 
     @observed
     async def UpdateWriteOff(

@@ -272,7 +272,7 @@ def red_prepared(
         reason=reason,
     )
     red_request = _negated(
-        {k: v for k, v in request.items()}
+        request
         | {
             "bus_no": bus_no,
             "bus_time": stamp,

@@ -21,9 +21,20 @@ __all__ = [
     "list_alerts",
     "mark_alert_emailed",
     "unread_alerts",
+    "usable_at",
 ]
 
 AlertKey = tuple[str, str, str]  # unit_code, place_code, bill_code
+
+
+def usable_at(alias: str) -> str:
+    """SQL for the usable (enabled, unused) numbers at the issuing point and bill code
+    of the row ``alias``: what warnings and automatic distribution watch."""
+    return (
+        "coalesce((SELECT sum(s.end_no - s.next_no + 1) FROM segments s"
+        f" WHERE s.unit_code = {alias}.unit_code AND s.place_code = {alias}.place_code"
+        f" AND s.bill_code = {alias}.bill_code AND s.status = 'enabled'), 0)"
+    )
 
 
 async def evaluate_alerts(conn: asyncpg.Connection, keys: Iterable[AlertKey]) -> int:
@@ -34,9 +45,7 @@ async def evaluate_alerts(conn: asyncpg.Connection, keys: Iterable[AlertKey]) ->
     if not keys:
         return 0
     rules = await conn.fetch(
-        "SELECT r.*, coalesce((SELECT sum(s.end_no - s.next_no + 1) FROM segments s"
-        "   WHERE s.unit_code = r.unit_code AND s.place_code = r.place_code"
-        "   AND s.bill_code = r.bill_code AND s.status = 'enabled'), 0) AS available"
+        "SELECT r.*, " + usable_at("r") + " AS available"
         " FROM stock_alert_rules r"
         " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(u, p, c)"
         "   ON r.unit_code = k.u AND r.place_code = k.p AND r.bill_code = k.c"

@@ -34,11 +34,13 @@ __all__ = [
     "UNIT_LOCK_SQL",
     "archive",
     "backlog",
+    "bills_by_id",
     "claim_due",
     "get_bill",
     "key_where",
     "lock_state_by_key",
     "lock_states",
+    "remainder_of",
     "reserve",
     "row_to_bill",
     "row_to_state",
@@ -461,6 +463,18 @@ def key_where(key: BillKey) -> tuple[str, list[Any]]:
 async def get_bill(pool: asyncpg.Pool, key: BillKey) -> IssuedBill | None:
     where, args = key_where(key)
     row = await pool.fetchrow(BILL_SELECT + where, *args)
+    return None if row is None else row_to_bill(row)
+
+
+async def bills_by_id(pool: asyncpg.Pool, ids: Sequence[int]) -> list[IssuedBill]:
+    """Bills by id in one query, in the order asked (every id must exist)."""
+    rows = {r["id"]: r for r in await pool.fetch(BILL_SELECT + " WHERE b.id = ANY($1)", ids)}
+    return [row_to_bill(rows[i]) for i in ids]
+
+
+async def remainder_of(pool: asyncpg.Pool, bill_id: int) -> IssuedBill | None:
+    """The bill a refund issued for what was kept of bill ``bill_id``, if any."""
+    row = await pool.fetchrow(BILL_SELECT + " WHERE b.replaces = $1", bill_id)
     return None if row is None else row_to_bill(row)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "back_entry",
     "bill_code_for",
     "bill_events",
+    "day_bounds",
     "list_bills",
     "load_original",
 ]
@@ -161,6 +162,12 @@ async def back_entry(
     return row_to_bill(row)
 
 
+def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    """The instants of local (CST) days ``first`` .. ``last``: [start, end)."""
+    start = datetime.combine(first, datetime.min.time(), CST)
+    return start, datetime.combine(last + timedelta(days=1), datetime.min.time(), CST)
+
+
 @dataclass(frozen=True, slots=True)
 class BillFilter:
     """What an issuing point asks for; empty members do not filter."""
@@ -195,12 +202,9 @@ async def list_bills(pool: asyncpg.Pool, f: BillFilter) -> tuple[list[IssuedBill
     if f.payer_card_no:
         add("b.payer_card_no = ?", f.payer_card_no)
     if f.from_date:
-        add("b.issued_at >= ?", datetime.combine(f.from_date, datetime.min.time(), CST))
+        add("b.issued_at >= ?", day_bounds(f.from_date, f.from_date)[0])
     if f.to_date:
-        add(
-            "b.issued_at < ?",
-            datetime.combine(f.to_date + timedelta(days=1), datetime.min.time(), CST),
-        )
+        add("b.issued_at < ?", day_bounds(f.to_date, f.to_date)[1])
     if f.bill_kind:
         add("b.bill_kind = ?", f.bill_kind)
     if f.paper_status:

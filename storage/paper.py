@@ -219,42 +219,39 @@ async def receive_paper(
         return stock_id
 
 
-async def paper_stock(
-    pool: asyncpg.Pool | asyncpg.Connection, unit_code: str, place_code: str
-) -> list[PaperRange]:
+async def paper_stock(pool: asyncpg.Pool, unit_code: str, place_code: str) -> list[PaperRange]:
     """The paper ranges of an issuing point with their next blank and blanks left."""
-    rows = await pool.fetch(
-        "SELECT s.id, s.paper_code, s.start_no, s.end_no, s.next_no, s.received_at,"
-        " (s.end_no - s.next_no + 1) - (SELECT count(*) FROM paper_bills p"
-        "   WHERE p.paper_code = s.paper_code"
-        "   AND p.paper_no BETWEEN lpad(s.next_no::text, 10, '0')"
-        "   AND lpad(s.end_no::text, 10, '0')) AS remaining"
-        " FROM paper_stock s WHERE s.unit_code = $1 AND s.place_code = $2"
-        " ORDER BY s.received_at, s.id",
-        unit_code,
-        place_code,
-    )
-    out = []
-    for r in rows:
-        remaining = max(0, int(r["remaining"]))
-        nxt = None
-        if remaining:
-            if isinstance(pool, asyncpg.Connection):
-                nxt = await _first_blank(pool, r["paper_code"], r["next_no"], r["end_no"])
-            else:
-                async with pool.acquire() as conn:
-                    nxt = await _first_blank(conn, r["paper_code"], r["next_no"], r["end_no"])
-        out.append(
-            PaperRange(
-                id=r["id"],
-                paper_code=r["paper_code"],
-                start_no=r["start_no"],
-                end_no=r["end_no"],
-                next_no=nxt,
-                remaining=remaining,
-                received_at=r["received_at"],
-            )
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT s.id, s.paper_code, s.start_no, s.end_no, s.next_no, s.received_at,"
+            " (s.end_no - s.next_no + 1) - (SELECT count(*) FROM paper_bills p"
+            "   WHERE p.paper_code = s.paper_code"
+            "   AND p.paper_no BETWEEN lpad(s.next_no::text, 10, '0')"
+            "   AND lpad(s.end_no::text, 10, '0')) AS remaining"
+            " FROM paper_stock s WHERE s.unit_code = $1 AND s.place_code = $2"
+            " ORDER BY s.received_at, s.id",
+            unit_code,
+            place_code,
         )
+        out = []
+        for r in rows:
+            remaining = max(0, int(r["remaining"]))
+            nxt = (
+                await _first_blank(conn, r["paper_code"], r["next_no"], r["end_no"])
+                if remaining
+                else None
+            )
+            out.append(
+                PaperRange(
+                    id=r["id"],
+                    paper_code=r["paper_code"],
+                    start_no=r["start_no"],
+                    end_no=r["end_no"],
+                    next_no=nxt,
+                    remaining=remaining,
+                    received_at=r["received_at"],
+                )
+            )
     return out
 
 

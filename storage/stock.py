@@ -29,8 +29,9 @@ from engine.errors import (
 )
 from engine.model import CST
 from engine.stock import compress_ranges
-from storage.alerts import evaluate_alerts
+from storage.alerts import evaluate_alerts, usable_at
 from storage.bills import UNIT_LOCK_SQL
+from storage.lifecycle import day_bounds
 
 __all__ = [
     "HELD",
@@ -389,12 +390,7 @@ async def delete_application(pool: asyncpg.Pool, *, unit_code: str, app_id: int)
 
 
 async def application(pool: asyncpg.Pool, unit_code: str, app_id: int) -> asyncpg.Record:
-    async with pool.acquire() as conn:
-        return await _application_ro(conn, unit_code, app_id)
-
-
-async def _application_ro(conn: asyncpg.Connection, unit_code: str, app_id: int) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    row = await pool.fetchrow(
         "SELECT * FROM grant_applications WHERE id = $1 AND unit_code = $2", app_id, unit_code
     )
     if row is None:
@@ -686,8 +682,9 @@ async def decide_requisition(
     approve: bool,
     operator: str,
     reason: str,
-) -> list[tuple[int, int]]:
-    """Approve (the numbers are distributed at once) or reject a requisition."""
+) -> tuple[str, list[tuple[int, int]]]:
+    """Approve (the numbers are distributed at once) or reject a requisition;
+    returns its bill code and the ranges moved."""
     async with pool.acquire() as conn, conn.transaction():
         await _lock_unit(conn, unit_code)
         row = await conn.fetchrow(
@@ -712,7 +709,7 @@ async def decide_requisition(
             operator,
             reason or row["reason"],
         )
-        return moved
+        return row["bill_code"], moved
 
 
 async def set_auto_distribution(
@@ -746,10 +743,7 @@ async def auto_distribute(pool: asyncpg.Pool) -> list[tuple[str, str, str, int]]
     from the bill office; returns (unit, place, bill_code, numbers moved)."""
     done = []
     rules = await pool.fetch(
-        "SELECT a.*, coalesce((SELECT sum(end_no - next_no + 1) FROM segments s"
-        "  WHERE s.unit_code = a.unit_code AND s.place_code = a.place_code"
-        "  AND s.bill_code = a.bill_code AND s.status = 'enabled'), 0) AS available"
-        " FROM auto_distribution a"
+        "SELECT a.*, " + usable_at("a") + " AS available FROM auto_distribution a"
     )
     for r in rules:
         if r["available"] >= r["below"]:
@@ -1043,8 +1037,8 @@ async def _available(
 ) -> int:
     return int(
         await conn.fetchval(
-            "SELECT coalesce(sum(end_no - next_no + 1), 0) FROM segments WHERE unit_code = $1"
-            " AND place_code = $2 AND bill_code = $3 AND status = 'enabled'",
+            "SELECT " + usable_at("k") + " FROM (VALUES ($1::text, $2::text, $3::char(8)))"
+            " AS k(unit_code, place_code, bill_code)",
             unit_code,
             place_code,
             bill_code,
@@ -1151,12 +1145,6 @@ async def decide_destruction(
 # -- write-off declarations (核销) and audit reports ------------------------------
 
 
-def _bounds(period_from: date, period_to: date) -> tuple[datetime, datetime]:
-    lo = datetime.combine(period_from, datetime.min.time(), CST)
-    hi = datetime.combine(period_to, datetime.min.time(), CST)
-    return lo, hi.replace(hour=23, minute=59, second=59, microsecond=999999)
-
-
 async def ebill_figures(
     conn: asyncpg.Connection | asyncpg.Pool,
     unit_code: str,
@@ -1164,7 +1152,7 @@ async def ebill_figures(
     period_from: date,
     period_to: date,
 ) -> dict[str, Any]:
-    lo, hi = _bounds(period_from, period_to)
+    lo, hi = day_bounds(period_from, period_to)
     row = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE red_of IS NULL) AS issued_count,"
         " coalesce(sum(total_fen) FILTER (WHERE red_of IS NULL), 0) AS issued_fen,"
@@ -1172,7 +1160,7 @@ async def ebill_figures(
         " coalesce(sum(total_fen) FILTER (WHERE red_of IS NOT NULL), 0) AS red_fen,"
         " count(*) FILTER (WHERE status NOT IN ('issued', 'red_flushed')) AS unfinished"
         " FROM bills WHERE unit_code = $1 AND bill_code = $2 AND origin = 'engine'"
-        " AND issued_at BETWEEN $3 AND $4",
+        " AND issued_at >= $3 AND issued_at < $4",
         unit_code,
         bill_code,
         lo,
@@ -1181,7 +1169,7 @@ async def ebill_figures(
     assert row is not None
     flushed = await conn.fetchval(
         "SELECT count(*) FROM bills o JOIN bills r ON r.red_of = o.id"
-        " WHERE r.unit_code = $1 AND r.bill_code = $2 AND r.issued_at BETWEEN $3 AND $4",
+        " WHERE r.unit_code = $1 AND r.bill_code = $2 AND r.issued_at >= $3 AND r.issued_at < $4",
         unit_code,
         bill_code,
         lo,
@@ -1191,7 +1179,7 @@ async def ebill_figures(
         int(r[0])
         for r in await conn.fetch(
             "SELECT bill_no FROM bills WHERE unit_code = $1 AND bill_code = $2"
-            " AND origin = 'engine' AND issued_at BETWEEN $3 AND $4 ORDER BY bill_no",
+            " AND origin = 'engine' AND issued_at >= $3 AND issued_at < $4 ORDER BY bill_no",
             unit_code,
             bill_code,
             lo,
@@ -1202,7 +1190,7 @@ async def ebill_figures(
         (int(r["start_no"]), int(r["end_no"]))
         for r in await conn.fetch(
             "SELECT start_no, end_no FROM stock_events WHERE unit_code = $1 AND bill_code = $2"
-            " AND op = 'void' AND at BETWEEN $3 AND $4 ORDER BY start_no",
+            " AND op = 'void' AND at >= $3 AND at < $4 ORDER BY start_no",
             unit_code,
             bill_code,
             lo,
@@ -1230,11 +1218,11 @@ async def paper_figures(
     period_from: date,
     period_to: date,
 ) -> dict[str, Any]:
-    lo, hi = _bounds(period_from, period_to)
+    lo, hi = day_bounds(period_from, period_to)
     printed = await conn.fetch(
         "SELECT p.paper_no, b.total_fen FROM paper_bills p LEFT JOIN bills b ON b.id = p.bill_id"
         " WHERE p.unit_code = $1 AND p.paper_code = $2 AND p.status = 'printed'"
-        " AND p.printed_at BETWEEN $3 AND $4 ORDER BY p.paper_no",
+        " AND p.printed_at >= $3 AND p.printed_at < $4 ORDER BY p.paper_no",
         unit_code,
         paper_code,
         lo,
@@ -1242,7 +1230,7 @@ async def paper_figures(
     )
     voided = await conn.fetch(
         "SELECT paper_no FROM paper_bills WHERE unit_code = $1 AND paper_code = $2"
-        " AND status = 'voided' AND voided_at BETWEEN $3 AND $4 ORDER BY paper_no",
+        " AND status = 'voided' AND voided_at >= $3 AND voided_at < $4 ORDER BY paper_no",
         unit_code,
         paper_code,
         lo,
@@ -1413,17 +1401,22 @@ async def record_submission(
 
 
 async def write_off_history(
-    pool: asyncpg.Pool, unit_code: str
+    pool: asyncpg.Pool, unit_code: str, wo_id: int | None = None
 ) -> list[tuple[asyncpg.Record, list[asyncpg.Record]]]:
-    out = []
-    for row in await pool.fetch(
-        "SELECT * FROM write_offs WHERE unit_code = $1 ORDER BY id", unit_code
+    """Declarations of the unit (or the one ``wo_id``), each with its submissions."""
+    rows = await pool.fetch(
+        "SELECT * FROM write_offs WHERE unit_code = $1 AND ($2::bigint IS NULL OR id = $2)"
+        " ORDER BY id",
+        unit_code,
+        wo_id,
+    )
+    subs: dict[int, list[asyncpg.Record]] = {r["id"]: [] for r in rows}
+    for sub in await pool.fetch(
+        "SELECT * FROM write_off_submissions WHERE write_off_id = ANY($1::bigint[]) ORDER BY id",
+        list(subs),
     ):
-        subs = await pool.fetch(
-            "SELECT * FROM write_off_submissions WHERE write_off_id = $1 ORDER BY id", row["id"]
-        )
-        out.append((row, list(subs)))
-    return out
+        subs[sub["write_off_id"]].append(sub)
+    return [(r, subs[r["id"]]) for r in rows]
 
 
 async def audit_figures(
@@ -1431,12 +1424,12 @@ async def audit_figures(
 ) -> list[dict[str, Any]]:
     """Per bill code: bills issued here in the period, their total, and how many are
     not yet archived (the issued-vs-archived difference)."""
-    lo, hi = _bounds(period_from, period_to)
+    lo, hi = day_bounds(period_from, period_to)
     rows = await pool.fetch(
         "SELECT bill_code, count(*) AS n, coalesce(sum(total_fen), 0) AS fen,"
         " count(*) FILTER (WHERE archived_at IS NULL) AS unarchived"
         " FROM bills WHERE unit_code = $1 AND origin = 'engine'"
-        " AND issued_at BETWEEN $2 AND $3 GROUP BY 1 ORDER BY 1",
+        " AND issued_at >= $2 AND issued_at < $3 GROUP BY 1 ORDER BY 1",
         unit_code,
         lo,
         hi,
