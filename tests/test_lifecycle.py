@@ -28,6 +28,7 @@ from protos.ebill.v1 import lifecycle_pb2_grpc as lc_grpc
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from tests.factories import non_medical
 from tests.gm_reference import gm_verify
+from tests.refusal import refused
 from tests.resilience import public_keys
 
 pytestmark = pytest.mark.slow
@@ -69,34 +70,6 @@ async def issue(
     ).bill
     assert bill.status == ISSUED
     return bill
-
-
-async def snapshot(pool: asyncpg.Pool) -> tuple[Any, ...]:
-    """Everything a refused operation must leave as it was."""
-    return (
-        await pool.fetchval("SELECT count(*) FROM bills"),
-        await pool.fetchval("SELECT sum(next_no) FROM segments"),
-        await pool.fetchval("SELECT count(*) FROM outbox"),
-        tuple(await pool.fetch("SELECT * FROM paper_bills ORDER BY paper_code, paper_no")),
-        await pool.fetchval("SELECT sum(next_no) FROM paper_stock"),
-        await pool.fetchval("SELECT count(*) FROM bill_events"),
-        tuple(await pool.fetch("SELECT id, status, paper_code, paper_no FROM bills ORDER BY id")),
-    )
-
-
-async def refused(
-    pool: asyncpg.Pool, call: Any, code: grpc.StatusCode, field: str = ""
-) -> grpc.aio.AioRpcError:
-    before = await snapshot(pool)
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    err = info.value
-    assert err.code() == code, err.details()
-    if field:
-        md = dict(err.trailing_metadata() or ())
-        assert md.get("ebill-field") == field, (md, err.details())
-    assert await snapshot(pool) == before, "a refused operation changed state"
-    return err
 
 
 async def receive_paper(

@@ -31,6 +31,7 @@ from protos.ebill.v1 import (
 )
 from tests.conftest import STOCK_POINTS, Mailbox
 from tests.factories import non_medical
+from tests.refusal import refused
 
 pytestmark = pytest.mark.slow
 
@@ -59,28 +60,6 @@ async def balanced(stock: stock_pb2_grpc.StockServiceStub) -> dict[str, Any]:
         assert line.granted == line.issued + line.available + line.voided + line.returned, line
         assert line.balanced
     return lines
-
-
-async def snapshot(pool: asyncpg.Pool) -> tuple[Any, ...]:
-    return (
-        tuple(await pool.fetch("SELECT * FROM segments ORDER BY id")),
-        tuple(await pool.fetch("SELECT id, status FROM grant_applications ORDER BY id")),
-        tuple(await pool.fetch("SELECT id, status FROM requisitions ORDER BY id")),
-        tuple(await pool.fetch("SELECT id, status FROM stock_returns ORDER BY id")),
-        await pool.fetchval("SELECT count(*) FROM stock_events"),
-    )
-
-
-async def refused(pool: asyncpg.Pool, call: Any, code: grpc.StatusCode, field: str = "") -> str:
-    before = await snapshot(pool)
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    assert info.value.code() == code, info.value.details()
-    if field:
-        md = dict(info.value.trailing_metadata() or ())
-        assert md.get("ebill-field") == field, (md, info.value.details())
-    assert await snapshot(pool) == before, "a refused call changed stock"
-    return info.value.details() or ""
 
 
 async def office_stock(stock: stock_pb2_grpc.StockServiceStub, count: int) -> stock_pb2.Range:
