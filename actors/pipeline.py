@@ -118,18 +118,18 @@ class Pipeline:
     async def issue(self, bills: Sequence[bytes]) -> list[Work | EbillError]:
         """Run one batch of serialised BillRequests through every stage; one
         outcome per bill, in order."""
-        ref: Any = list(bills)
-        for name in STAGES:
-            ref = next(self._next[name]).run.remote(ref)
-        items = await ref
-        return resolve_duplicates(items)
+        validated = next(self._next["validate"]).run.remote(list(bills))
+        return await self._from_reserve(validated, atomic=False)
 
     async def issue_prepared(
         self, prepared: Sequence[Prepared], *, atomic: bool = False
     ) -> list[Work | EbillError]:
         """Issue bills the edge prepared itself (red bills, a refund's remainder):
         every stage from reserve on. ``atomic``: all are reserved or none."""
-        ref: Any = next(self._next["reserve"]).run.remote(list(prepared), atomic)
+        return await self._from_reserve(list(prepared), atomic=atomic)
+
+    async def _from_reserve(self, ref: Any, *, atomic: bool) -> list[Work | EbillError]:
+        ref = next(self._next["reserve"]).run.remote(ref, atomic)
         for name in STAGES[2:]:
             ref = next(self._next[name]).run.remote(ref)
         items = await ref
