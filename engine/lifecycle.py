@@ -22,6 +22,7 @@ from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Permi
 from engine.model import BillStatus, compact_pickle
 from engine.money import format_fen
 from engine.prepare import Prepared
+from engine.statuses import PaperStatus
 
 __all__ = [
     "BillKey",
@@ -61,14 +62,6 @@ class BillKey:
         return f"bill for bus_no {self.bus_no} of unit {self.unit_code}"
 
 
-class PaperStatus:
-    """Where a bill stands with paper: never printed, printed, or its paper voided."""
-
-    NONE = "none"
-    PRINTED = "printed"
-    VOIDED = "voided"
-
-
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class BillState:
@@ -86,7 +79,7 @@ class BillState:
     origin: str  # "engine" or "back_entry"
     is_red: bool
     red_by: str  # "code/no" of the red bill that cancelled it, if any
-    paper: str  # PaperStatus
+    paper: str  # a PaperStatus value
     paper_code: str
     paper_no: str
     converted: bool

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Lease", "SegmentCursor", "compress_ranges", "format_bill_no", "plan_lease"]
+from engine.numbers import BillNo
 
-BILL_NO_DIGITS = 10
+__all__ = ["Lease", "SegmentCursor", "compress_ranges", "format_bill_no", "plan_lease"]
 
 
 def format_bill_no(no: int) -> str:
-    if not 0 <= no < 10**BILL_NO_DIGITS:
-        raise ValueError(f"bill number out of range: {no}")
-    return f"{no:0{BILL_NO_DIGITS}d}"
+    """Ten digits (engine.numbers.BillNo); kept for the callers not yet on BillNo."""
+    return str(BillNo(no))
 
 
 @dataclass(frozen=True, slots=True)
