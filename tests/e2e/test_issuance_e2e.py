@@ -23,7 +23,7 @@ from engine.model import BillInput
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
-from tests.conftest import SCARCE_POINT, SCARCE_STOCK
+from tests.e2e.conftest import SCARCE_POINT, SCARCE_STOCK
 from tests.gm_reference import gm_verify
 from tests.resilience import public_keys
 

@@ -29,7 +29,7 @@ from protos.ebill.v1 import (
     stock_pb2,
     stock_pb2_grpc,
 )
-from tests.conftest import STOCK_POINTS, Mailbox
+from tests.e2e.conftest import STOCK_POINTS, Mailbox
 from tests.factories import non_medical
 from tests.refusal import refused
 

@@ -15,8 +15,8 @@ from ebill.convert import input_to_pb
 from ops.raycluster import LocalRayCluster
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage.db import connect_pool
+from tests.e2e.test_ops import scrape
 from tests.resilience import check_invariants, own_stack, public_keys, wait_until_settled
-from tests.test_ops import scrape
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from engine.model import Reservation
 from engine.validation import validate
 from tests.factories import bill, catalog
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 RES = Reservation("44060119", "0010535766", "3f2a1b", datetime(2026, 11, 23, 8, 30, 1, 250000, UTC))
 
 

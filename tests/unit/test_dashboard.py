@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ops import metrics
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "ops" / "grafana" / "ebill-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "ebill-dashboard.json"
 
 
 def test_every_metric_on_the_dashboard_exists() -> None:
