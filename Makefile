@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/*/v1/*.proto)
 .DEFAULT_GOAL := help
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,21 @@ venv: $(STAMP) ## Create the local virtualenv with every dependency
 run: $(STAMP) ## Start the whole stack on embedded defaults and issue demo bills
 	$(VENV)/bin/ebill run --demo $${DEMO:-500}
 
-test: $(STAMP) ## Run the test suite (real PostgreSQL, real sandboxes, Ray)
+test: $(STAMP) ## Run every test: unit, storage and end-to-end (CI)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## Unit and storage tests only (no Ray, no sandboxes; under a minute)
+	$(PY) -m pytest -q tests/unit tests/storage
+
+test-e2e: $(STAMP) ## End-to-end tests on the whole stack (PostgreSQL, Ray, sandboxes)
+	$(PY) -m pytest -q tests/e2e
 
 protos: $(STAMP) ## Regenerate Python code (+ .pyi stubs) from protos/
 	$(PY) -m ops.protogen
+
+fmt: $(STAMP) ## Format and fix what ruff can fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
@@ -41,4 +51,4 @@ bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock che
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv run test protos lint bench bench-lifecycle clean
+.PHONY: help venv run test test-fast test-e2e protos fmt lint bench bench-lifecycle clean

@@ -1,0 +1,19 @@
+"""Marks every test with its layer (its directory) and starts nothing: the stack
+fixture lives in tests/e2e/conftest.py, the database in tests/storage/conftest.py,
+so `make test-fast` never starts Ray or a sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+LAYERS = ("unit", "storage", "e2e")
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        if _HERE in path.parents and path.relative_to(_HERE).parts[0] in LAYERS:
+            item.add_marker(path.relative_to(_HERE).parts[0])
