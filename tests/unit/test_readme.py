@@ -21,7 +21,17 @@ def test_make_help_lists_every_documented_target() -> None:
         ["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     out = re.sub(r"\x1b\[[0-9;]*m", "", out)  # colours
-    for target in ("run", "test", "protos", "lint", "bench", "clean"):
+    for target in (
+        "run",
+        "test",
+        "test-fast",
+        "test-e2e",
+        "protos",
+        "fmt",
+        "lint",
+        "bench",
+        "clean",
+    ):
         assert re.search(rf"^\s*{target}\s+\S", out, re.M), target
 
 
