@@ -114,9 +114,10 @@ async def countersign(fiscal: fiscal_pb2_grpc.FiscalPlatformStub, *items: Any) -
 async def register(
     fiscal: fiscal_pb2_grpc.FiscalPlatformStub, unit: str, key: SigningKey
 ) -> fiscal_pb2.RegisterUnitResponse:
-    return await fiscal.RegisterUnit(
+    resp: fiscal_pb2.RegisterUnitResponse = await fiscal.RegisterUnit(
         fiscal_pb2.RegisterUnitRequest(unit_code=unit, unit_name=unit, public_key=key.public.point)
     )
+    return resp
 
 
 async def numbers(

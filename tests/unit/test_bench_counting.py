@@ -22,7 +22,7 @@ class FakeStub:
     def __init__(self) -> None:
         self.n = 0
 
-    def _status(self) -> int:
+    def _status(self) -> bill_pb2.BillStatus.ValueType:
         self.n += 1
         return ISSUED if self.n % 2 else PENDING
 
