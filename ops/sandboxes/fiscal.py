@@ -89,6 +89,12 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
             have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        # Each red bill asks whether its original already has one.
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS countersigned_red_of ON countersigned (red_of)"
+            " WHERE red_of IS NOT NULL"
+        )
+        self._db.commit()
         self._lock = threading.Lock()
         self._latency = latency_ms / 1000
         self._failure_rate = failure_rate
