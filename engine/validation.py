@@ -210,7 +210,9 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
     errs.text("payer.card_no", payer.card_no, max_len=50)
     if payer.tel and not _TEL.match(payer.tel):
         errs.add("payer.tel", "must be 5-20 digits")
-    if payer.email and (len(payer.email) > 254 or not _EMAIL.match(payer.email)):
+    if payer.email and len(payer.email) <= 254 and not errs.clean("payer.email", payer.email):
+        pass
+    elif payer.email and (len(payer.email) > 254 or not _EMAIL.match(payer.email)):
         errs.add("payer.email", "must be an email address of at most 254 characters")
 
     bus_time = datetime(1970, 1, 1)

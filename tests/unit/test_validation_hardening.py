@@ -112,6 +112,7 @@ _TEXT_FIELDS = {
     "payer.name": lambda b, v: replace(b, payer=replace(b.payer, name=v)),
     "payer.card_type": lambda b, v: replace(b, payer=replace(b.payer, card_type=v)),
     "payer.card_no": lambda b, v: replace(b, payer=replace(b.payer, card_no=v)),
+    "payer.email": lambda b, v: replace(b, payer=replace(b.payer, email=f"{v}@example.cn")),
     "cashier": lambda b, v: replace(b, cashier=v),
     "author": lambda b, v: replace(b, author=v),
     "checker": lambda b, v: replace(b, checker=v),
