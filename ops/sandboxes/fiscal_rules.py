@@ -100,11 +100,13 @@ def amounts_of(doc: dict[str, Any]) -> Amounts:
 
 
 def negated(a: Amounts) -> Amounts:
+    """Every amount negated, in the order amounts_of gives (sorted again: lines with
+    the same codes sort by amount, and negation reverses that order)."""
     return Amounts(
         -a.total,
-        tuple((c, -amt, -own) for c, amt, own in a.charges),
-        tuple((li, c, -amt, -own) for li, c, amt, own in a.lists),
-        tuple((c, -amt) for c, amt in a.pays),
+        tuple(sorted((c, -amt, -own) for c, amt, own in a.charges)),
+        tuple(sorted((li, c, -amt, -own) for li, c, amt, own in a.lists)),
+        tuple(sorted((c, -amt) for c, amt in a.pays)),
         tuple(-x for x in a.insurance),
     )
 
