@@ -10,6 +10,16 @@ on this machine, seeds stock, then runs, one after another:
 5. the naive per-request baseline (bench/baseline.py) against the same database
    and fiscal sandbox, and the ratio of the engine to it.
 
+Before the stack starts it measures native SM2 (Tongsuo) sign and verify rates on
+this machine and derives the crypto ceiling: the bills/s this machine could reach
+if it did nothing but the SM2 operations every bill needs (SM2_SIGNS_PER_BILL,
+SM2_VERIFIES_PER_BILL, the fiscal sandbox on the same machine). Every run is
+printed as a share of that ceiling beside its ratio to the baseline.
+
+A bill counts as issued only when its answer says ISSUED (countersigned by the
+platform); answers still pending countersignature are counted apart, and a run
+with any says so.
+
 Durable commits (fsync on) throughout. Prints one line per run and a summary.
 `python -m bench.issuance --help` for the knobs.
 """
@@ -19,12 +29,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
@@ -32,15 +45,107 @@ import grpc
 from bench.baseline import run_baseline, setup_baseline
 from ebill import demo
 from ebill.convert import input_to_pb
+from engine.sm2 import SigningKey
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage.db import connect_pool
 
-__all__ = ["Result", "main"]
+__all__ = [
+    "SM2_SIGNS_PER_BILL",
+    "SM2_VERIFIES_PER_BILL",
+    "CryptoCeiling",
+    "Result",
+    "main",
+    "measure_sm2",
+]
+
+# The SM2 operations one issued bill costs on this machine, read from the pipeline:
+# signs: the unit signature (signer sandbox, UnitSignStage) and the fiscal
+# countersignature (fiscal sandbox, CountersignBatch); verifies: the platform checks
+# the unit signature (fiscal sandbox) and the archive checks the countersignature
+# (ArchiveStage). Change these when the pipeline gains or loses an SM2 operation.
+SM2_SIGNS_PER_BILL = 2
+SM2_VERIFIES_PER_BILL = 2
+
+
+@dataclass(frozen=True)
+class CryptoCeiling:
+    """Native SM2 rates measured here, and the bills/s they allow."""
+
+    threads: int
+    sign_per_s_one: float  # one thread
+    verify_per_s_one: float
+    sign_per_s: float  # ``threads`` threads together (Tongsuo releases the GIL)
+    verify_per_s: float
+
+    @property
+    def bills_per_s(self) -> float:
+        """Bills/s if every core did nothing but each bill's SM2 operations."""
+        seconds = SM2_SIGNS_PER_BILL / self.sign_per_s + SM2_VERIFIES_PER_BILL / self.verify_per_s
+        return 1 / seconds
+
+    def line(self) -> str:
+        return (
+            f"SM2 (Tongsuo) one thread: {self.sign_per_s_one:,.0f} sign/s, "
+            f"{self.verify_per_s_one:,.0f} verify/s; {self.threads} threads: "
+            f"{self.sign_per_s:,.0f} sign/s, {self.verify_per_s:,.0f} verify/s\n"
+            f"crypto ceiling: {SM2_SIGNS_PER_BILL} signs + {SM2_VERIFIES_PER_BILL} verifies "
+            f"per bill -> {self.bills_per_s:,.0f} bills/s on this machine"
+        )
+
+
+def _rate(op: Callable[[], object], seconds: float, threads: int) -> float:
+    """Operations per second of ``op`` run back to back on ``threads`` threads."""
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+
+    def worker(i: int) -> None:
+        n = 0
+        while time.perf_counter() < stop:
+            for _ in range(20):
+                op()
+            n += 20
+        counts[i] = n
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def measure_sm2(seconds: float = 1.0, threads: int | None = None) -> CryptoCeiling:
+    """Native SM2 sign and verify rates over a bill-sized message."""
+    threads = threads or len(os.sched_getaffinity(0))
+    key = SigningKey.generate()
+    message = json.dumps(asdict(demo.demo_bill(1)), ensure_ascii=False).encode()
+    signature = key.sign(message)
+    public = key.public
+    assert public.verify(message, signature)
+
+    def verify() -> None:
+        public.verify(message, signature)
+
+    def sign() -> None:
+        key.sign(message)
+
+    return CryptoCeiling(
+        threads=threads,
+        sign_per_s_one=_rate(sign, seconds, 1),
+        verify_per_s_one=_rate(verify, seconds, 1),
+        sign_per_s=_rate(sign, seconds, threads),
+        verify_per_s=_rate(verify, seconds, threads),
+    )
 
 
 @dataclass
 class Result:
+    """One run. ``bills`` counts only bills answered ISSUED (countersigned);
+    ``pending`` the answers still waiting for the platform; ``errors`` the rest.
+    ``pending`` is None when the client cannot tell (Locust counts answers)."""
+
     name: str
     bills: int
     errors: int
@@ -48,6 +153,8 @@ class Result:
     latencies_ms: list[float]
 
     pcts: dict[int, float] | None = None
+    pending: int | None = 0
+    ceiling: float = field(default=0.0, repr=False)
 
     @property
     def rate(self) -> float:
@@ -61,12 +168,20 @@ class Result:
         xs = sorted(self.latencies_ms)
         return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
+    def share(self) -> str:
+        """The rate as a share of the crypto ceiling."""
+        return f"{self.rate / self.ceiling:6.1%} of ceiling" if self.ceiling else ""
+
     def line(self) -> str:
+        pending = "     ?" if self.pending is None else f"{self.pending:>6}"
         return (
-            f"{self.name:<28} {self.bills:>7} bills {self.errors:>5} errors {self.seconds:7.2f}s "
-            f"{self.rate:8.0f} bills/s  p50 {self.pct(50):6.1f} ms  p95 {self.pct(95):6.1f} ms  "
-            f"p99 {self.pct(99):6.1f} ms"
+            f"{self.name:<28} {self.bills:>7} issued {pending} pending {self.errors:>5} errors "
+            f"{self.seconds:7.2f}s {self.rate:8.0f} bills/s {self.share()}  "
+            f"p50 {self.pct(50):6.1f} ms  p95 {self.pct(95):6.1f} ms  p99 {self.pct(99):6.1f} ms"
         )
+
+
+_ISSUED = bill_pb2.BILL_STATUS_ISSUED
 
 
 def requests(n: int, prefix: str) -> list[bill_pb2.BillRequest]:
@@ -80,54 +195,74 @@ async def run_batch(
     chunks = [reqs[i : i + 200] for i in range(0, n, 200)]
     sem = asyncio.Semaphore(inflight)
     lat: list[float] = []
-    errors = 0
+    errors = pending = 0
 
     async def one(chunk: list[bill_pb2.BillRequest]) -> None:
-        nonlocal errors
+        nonlocal errors, pending
         async with sem:
             t = time.perf_counter()
             resp = await stub.IssueBatch(issuance_pb2.IssueBatchRequest(bills=chunk), timeout=300)
             lat.append((time.perf_counter() - t) * 1000)
         errors += sum(1 for r in resp.results if r.HasField("error"))
+        pending += sum(1 for r in resp.results if r.HasField("bill") and r.bill.status != _ISSUED)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(c) for c in chunks))
     return Result(
-        f"batch x200, {inflight} in flight", n - errors, errors, time.perf_counter() - started, lat
+        f"batch x200, {inflight} in flight",
+        n - errors - pending,
+        errors,
+        time.perf_counter() - started,
+        lat,
+        pending=pending,
     )
 
 
+class Tally:
+    """Answers of single-bill calls: issued (countersigned), pending, errors."""
+
+    def __init__(self) -> None:
+        self.issued = self.pending = self.errors = 0
+        self.latencies_ms: list[float] = []
+
+    def result(self, name: str, seconds: float) -> Result:
+        return Result(
+            name, self.issued, self.errors, seconds, self.latencies_ms, pending=self.pending
+        )
+
+
 async def timed_issue(
-    stub: issuance_pb2_grpc.IssuanceServiceStub, r: bill_pb2.BillRequest, lat: list[float]
-) -> bool:
-    """One IssueBill; its latency goes to ``lat`` on success. False on an RPC error."""
+    stub: issuance_pb2_grpc.IssuanceServiceStub, r: bill_pb2.BillRequest, tally: Tally
+) -> None:
+    """One IssueBill, counted in ``tally``; the latency of every answer is kept
+    (a pending answer kept its caller waiting too)."""
     t = time.perf_counter()
     try:
-        await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=r), timeout=60)
+        resp = await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=r), timeout=60)
     except grpc.aio.AioRpcError:
-        return False
-    lat.append((time.perf_counter() - t) * 1000)
-    return True
+        tally.errors += 1
+        return
+    tally.latencies_ms.append((time.perf_counter() - t) * 1000)
+    if resp.bill.status == _ISSUED:
+        tally.issued += 1
+    else:
+        tally.pending += 1
 
 
 async def run_single_closed(
     stub: issuance_pb2_grpc.IssuanceServiceStub, n: int, clients: int, prefix: str
 ) -> Result:
     reqs = requests(n, prefix)
-    lat: list[float] = []
-    errors = 0
+    tally = Tally()
     it = iter(reqs)
 
     async def client() -> None:
-        nonlocal errors
         for r in it:
-            errors += not await timed_issue(stub, r, lat)
+            await timed_issue(stub, r, tally)
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return Result(
-        f"single, {clients} clients", n - errors, errors, time.perf_counter() - started, lat
-    )
+    return tally.result(f"single, {clients} clients", time.perf_counter() - started)
 
 
 async def run_single_open(
@@ -135,13 +270,7 @@ async def run_single_open(
 ) -> Result:
     n = int(rate * seconds)
     reqs = requests(n, prefix)
-    lat: list[float] = []
-    errors = 0
-
-    async def one(r: bill_pb2.BillRequest) -> None:
-        nonlocal errors
-        errors += not await timed_issue(stub, r, lat)
-
+    tally = Tally()
     tasks = []
     started = time.perf_counter()
     for i, r in enumerate(reqs):
@@ -149,11 +278,9 @@ async def run_single_open(
         delay = started + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(r)))
+        tasks.append(asyncio.create_task(timed_issue(stub, r, tally)))
     await asyncio.gather(*tasks)
-    return Result(
-        f"single, open loop {rate:.0f}/s", n - errors, errors, time.perf_counter() - started, lat
-    )
+    return tally.result(f"single, open loop {rate:.0f}/s", time.perf_counter() - started)
 
 
 def run_locust(addr: str, users: int, seconds: int, out_dir: Path) -> list[Result]:
@@ -174,16 +301,22 @@ def run_locust(addr: str, users: int, seconds: int, out_dir: Path) -> list[Resul
             per_call = int(name.split("x")[-1]) if name.startswith("IssueBatch") else 1
             calls, failures = int(row["Request Count"]), int(row["Failure Count"])
             secs = calls / float(row["Requests/s"]) if float(row["Requests/s"]) else 0.0
+            # Locust counts answers, not countersigned bills: pending unknown.
             r = Result(
-                f"locust {name}", (calls - failures) * per_call, failures * per_call, secs, []
+                f"locust {name}",
+                (calls - failures) * per_call,
+                failures * per_call,
+                secs,
+                [],
+                pending=None,
             )
             r.pcts = {p: float(row[f"{p}%"]) for p in (50, 95, 99)}
             results.append(r)
     return results
 
 
-async def bench(args: argparse.Namespace, stack: Stack) -> list[Result]:
-    results: list[Result] = []
+async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> list[Result]:
+    results = _Results(ceiling)
     tag = f"B{int(time.time()):x}".upper()
     async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
         stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
@@ -191,13 +324,10 @@ async def bench(args: argparse.Namespace, stack: Stack) -> list[Result]:
         await run_batch(stub, 400, 2, f"{tag}W")
         if args.batch:
             results.append(await run_batch(stub, args.batch, args.inflight, f"{tag}A"))
-            print(results[-1].line(), flush=True)
         if args.single:
             results.append(await run_single_closed(stub, args.single, args.clients, f"{tag}S"))
-            print(results[-1].line(), flush=True)
         if args.rate:
             results.append(await run_single_open(stub, args.rate, args.seconds, f"{tag}O"))
-            print(results[-1].line(), flush=True)
     if args.locust_seconds:
         for r in await asyncio.to_thread(
             run_locust,
@@ -207,7 +337,6 @@ async def bench(args: argparse.Namespace, stack: Stack) -> list[Result]:
             stack.config.data_dir,
         ):
             results.append(r)
-            print(r.line(), flush=True)
     if args.baseline:
         pool = await connect_pool(stack.database_url, migrate=False)
         try:
@@ -229,10 +358,46 @@ async def bench(args: argparse.Namespace, stack: Stack) -> list[Result]:
                 args.baseline - issued,
                 secs,
                 lat,
+                # bench/baseline.py counts a bill only when the platform countersigned
+                # it; the rest are its errors, so nothing is pending there.
+                pending=0,
             )
         )
-        print(results[-1].line(), flush=True)
     return results
+
+
+class _Results(list[Result]):
+    """Results that print themselves as they come, with the ceiling share."""
+
+    def __init__(self, ceiling: float) -> None:
+        super().__init__()
+        self.ceiling = ceiling
+
+    def append(self, r: Result) -> None:
+        r.ceiling = self.ceiling
+        super().append(r)
+        print(r.line(), flush=True)
+
+
+def summary(results: list[Result], ceiling: CryptoCeiling) -> list[str]:
+    """The closing lines: every run's rate as a share of the crypto ceiling beside its
+    ratio to the baseline, and a warning when any answer was still pending."""
+    out = ["", "summary", f"  crypto ceiling {ceiling.bills_per_s:,.0f} bills/s"]
+    base = next((r for r in results if r.name.startswith("baseline")), None)
+    for r in results:
+        ratio = f"{r.rate / base.rate:6.1f}x the baseline" if base and base.rate else ""
+        out.append(f"  {r.line()}  {ratio}")
+    pending = sum(r.pending or 0 for r in results)
+    if pending:
+        runs = ", ".join(r.name for r in results if r.pending)
+        out.append(
+            f"  PENDING: {pending} answers were not countersigned ({runs}); they are not "
+            "counted as issued"
+        )
+    unknown = [r.name for r in results if r.pending is None]
+    if unknown:
+        out.append(f"  pending not told apart (every answer counted) in: {', '.join(unknown)}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -254,7 +419,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--baseline-clients", type=int, default=8, help="baseline concurrency")
     parser.add_argument("--data-dir", default="", help="default: a fresh temporary directory")
+    parser.add_argument(
+        "--sm2-seconds", type=float, default=1.0, help="seconds per SM2 rate measurement"
+    )
     args = parser.parse_args(argv)
+    # First, on a quiet machine: what SM2 alone allows here.
+    ceiling = measure_sm2(args.sm2_seconds)
+    print(ceiling.line(), flush=True)
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="ebill-bench-"))
     config = StackConfig(
         data_dir=data_dir,
@@ -276,15 +447,8 @@ def main(argv: list[str] | None = None) -> None:
 
         asyncio.run(durability())
         stack.start_engine()
-        results = asyncio.run(bench(args, stack))
-    print("\nsummary")
-    for r in results:
-        print(" ", r.line())
-    base = next((r for r in results if r.name.startswith("baseline")), None)
-    if base is not None and base.rate:
-        for r in results:
-            if r is not base:
-                print(f"  {r.name:<28} {r.rate / base.rate:6.1f}x the baseline")
+        results = asyncio.run(bench(args, stack, ceiling.bills_per_s))
+    print("\n".join(summary(results, ceiling)), flush=True)
 
 
 if __name__ == "__main__":

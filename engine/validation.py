@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -31,8 +31,10 @@ __all__ = [
     "MAX_LIST_ITEMS",
     "MAX_PAY_CHANNELS",
     "NON_MEDICAL_KINDS",
+    "SEXES",
     "check",
     "parse_stamp",
+    "quote",
     "validate",
 ]
 
@@ -46,8 +48,43 @@ _TEL = re.compile(r"^\+?[0-9\-]{5,20}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,100}\.[^@\s]+$")
 _ID_CARD = re.compile(r"^[0-9]{17}[0-9Xx]$|^[0-9]{15}$")
 _CODE = re.compile(r"^[A-Za-z0-9]{1,20}$")
+# Identifiers a HIS or an insurer assigns (patient, case, list item, insurance
+# settlement numbers): letters, digits and the separators seen in practice.
+_IDENT = re.compile(r"^[A-Za-z0-9_\-./]{1,50}$")
+# C0 (NUL, BEL, ESC, TAB, LF ... ), DEL and C1: never part of a bill's text. They are
+# refused at validation so that a bad request fails alone, with its field path,
+# instead of in PostgreSQL for a whole micro-batch, or inside a signed document.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Sex as hospitals send it: GB/T 2261.1 codes (0 unknown, 1 male, 2 female,
+# 9 unspecified) or the Chinese words the demo and most HIS use.
+SEXES = frozenset({"0", "1", "2", "9", "男", "女"})
+# Age as hospitals send it: years ("35", "35岁", "0.5"), or months, weeks, days or
+# hours for infants ("3月", "3个月", "2周", "15天", "6小时"), or years and months ("1岁3月").
+_AGE = re.compile(
+    r"^(?P<years>[0-9]{1,3})(?:\.[0-9]{1,2})?(?:岁|[Yy])?$"
+    r"|^(?P<y2>[0-9]{1,3})岁[0-9]{1,2}(?:个月|月)$"
+    r"|^[0-9]{1,2}(?:个月|月|[Mm])$|^[0-9]{1,3}(?:周|[Ww])$"
+    r"|^[0-9]{1,3}(?:天|日|[Dd])$|^[0-9]{1,2}(?:小时|[Hh])$"
+)
+MAX_AGE_YEARS = 150
+# Consultation date: yyyyMMdd or yyyy-MM-dd (both occur in HIS interfaces).
+_DATE = re.compile(r"^([0-9]{4})-?([0-9]{2})-?([0-9]{2})$")
+# Amounts and quantities are at most 14 + 1 + 4 characters; anything longer is
+# refused before parsing so that the message never quotes a long value.
+_MAX_NUMBER_LEN = 24
+# How much of an offending value a message quotes: enough to recognise it, never so
+# much that a message outgrows gRPC trailing metadata (issue #11 item 5).
+QUOTE_LIMIT = 32
 
 T = TypeVar("T")
+
+
+def quote(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """``value`` quoted for an error message: whole when short, else its first
+    ``limit`` characters and its length, e.g. ``'AAAA…'(10000 chars)``."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}…({len(value)} chars)"
 
 
 class _Errors:
@@ -58,17 +95,53 @@ class _Errors:
         self.items.append(FieldError(path, message))
 
     def parse(self, path: str, parser: Callable[[str], T], text: str, default: T) -> T:
+        if len(text) > _MAX_NUMBER_LEN:
+            self.add(
+                path, f"must be a number of at most {_MAX_NUMBER_LEN} characters, got {quote(text)}"
+            )
+            return default
+        if not self.clean(path, text):
+            return default
         try:
             return parser(text)
         except ValueError as exc:
             self.add(path, str(exc))
             return default
 
-    def text(self, path: str, value: str, *, max_len: int, required: bool = False) -> None:
-        if required and not value.strip():
-            self.add(path, "is required")
-        elif len(value) > max_len:
+    def clean(self, path: str, value: str) -> bool:
+        """False (and an error) when ``value`` holds a control character."""
+        m = _CONTROL.search(value)
+        if m is None:
+            return True
+        self.add(
+            path,
+            f"must not contain control characters, found U+{ord(m.group()):04X} "
+            f"at position {m.start()}",
+        )
+        return False
+
+    def text(
+        self,
+        path: str,
+        value: str,
+        *,
+        max_len: int,
+        required: bool = False,
+        pattern: re.Pattern[str] | None = None,
+        form: str = "",
+    ) -> bool:
+        """Bound, clean and (optionally) shaped text; True when it passed."""
+        if len(value) > max_len:
             self.add(path, f"must be at most {max_len} characters, got {len(value)}")
+        elif not self.clean(path, value):
+            pass
+        elif required and not value.strip():
+            self.add(path, "is required")
+        elif pattern is not None and value and not pattern.match(value):
+            self.add(path, f"must be {form}, got {quote(value)}")
+        else:
+            return True
+        return False
 
 
 def _amount(errs: _Errors, path: str, text: str, *, required: bool = True) -> int:
@@ -113,17 +186,15 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
     errs = _Errors()
 
     unit = catalog.units.get(bill.unit_code)
-    if not bill.unit_code:
-        errs.add("unit_code", "is required")
-    elif unit is None:
-        errs.add("unit_code", f"unknown issuing unit {bill.unit_code!r}")
+    if errs.text("unit_code", bill.unit_code, max_len=50, required=True) and unit is None:
+        errs.add("unit_code", f"unknown issuing unit {quote(bill.unit_code)}")
 
     if not _BUS_NO.match(bill.bus_no):
         errs.add("bus_no", "must be 1-50 characters of letters, digits, '_' or '-'")
 
     bill_code = ""
     if bill.bus_type not in BUS_TYPES:
-        errs.add("bus_type", f"unknown business type {bill.bus_type!r}")
+        errs.add("bus_type", f"unknown business type {quote(bill.bus_type)}")
     elif unit is not None:
         bill_code = unit.bill_codes.get(bill.bus_type, "")
         if not bill_code:
@@ -139,8 +210,10 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
     errs.text("payer.card_no", payer.card_no, max_len=50)
     if payer.tel and not _TEL.match(payer.tel):
         errs.add("payer.tel", "must be 5-20 digits")
-    if payer.email and not _EMAIL.match(payer.email):
-        errs.add("payer.email", "must be an email address")
+    if payer.email and len(payer.email) <= 254 and not errs.clean("payer.email", payer.email):
+        pass
+    elif payer.email and (len(payer.email) > 254 or not _EMAIL.match(payer.email)):
+        errs.add("payer.email", "must be an email address of at most 254 characters")
 
     bus_time = datetime(1970, 1, 1)
     if not _BUS_TIME.match(bill.bus_time):
@@ -151,19 +224,18 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
         except ValueError:
             errs.add("bus_time", f"is not a real date and time: {bill.bus_time}")
 
-    if not bill.place_code:
-        errs.add("place_code", "is required")
-    elif unit is not None:
+    if errs.text("place_code", bill.place_code, max_len=20, required=True) and unit is not None:
         enabled = unit.issuing_points.get(bill.place_code)
         if enabled is None:
-            errs.add("place_code", f"unknown issuing point {bill.place_code!r}")
+            errs.add("place_code", f"unknown issuing point {quote(bill.place_code)}")
         elif not enabled:
-            errs.add("place_code", f"issuing point {bill.place_code!r} is disabled")
+            errs.add("place_code", f"issuing point {quote(bill.place_code)} is disabled")
 
     errs.text("cashier", bill.cashier, max_len=50, required=True)
     errs.text("author", bill.author, max_len=50, required=True)
     errs.text("checker", bill.checker, max_len=50)
     errs.text("remark", bill.remark, max_len=200)
+    _medical(errs, bill)
 
     before = len(errs.items)
     total = _amount(errs, "total_amount", bill.total_amount)
@@ -223,11 +295,13 @@ def _charge_items(
     for i, c in enumerate(bill.charge_items[:MAX_CHARGE_ITEMS]):
         p = f"charge_items[{i}]"
         if not _CODE.match(c.charge_code):
-            errs.add(f"{p}.charge_code", "must be 1-20 letters or digits")
+            errs.add(
+                f"{p}.charge_code", f"must be 1-20 letters or digits, got {quote(c.charge_code)}"
+            )
         elif known is not None and c.charge_code not in known:
-            errs.add(f"{p}.charge_code", f"unknown charge item code {c.charge_code!r}")
+            errs.add(f"{p}.charge_code", f"unknown charge item code {quote(c.charge_code)}")
         elif c.charge_code in seen:
-            errs.add(f"{p}.charge_code", f"charge item {c.charge_code!r} appears twice")
+            errs.add(f"{p}.charge_code", f"charge item {quote(c.charge_code)} appears twice")
         seen.add(c.charge_code)
         errs.text(f"{p}.charge_name", c.charge_name, max_len=100, required=True)
         errs.text(f"{p}.unit", c.unit, max_len=20)
@@ -265,13 +339,21 @@ def _list_items(
     sums: dict[str, int] = {}
     for i, li in enumerate(bill.list_items):
         p = f"list_items[{i}]"
-        errs.text(f"{p}.list_code", li.list_code, max_len=50, required=True)
+        errs.text(
+            f"{p}.list_code",
+            li.list_code,
+            max_len=50,
+            required=True,
+            pattern=_IDENT,
+            form="letters, digits, '_', '-', '.' or '/'",
+        )
         errs.text(f"{p}.list_name", li.list_name, max_len=100, required=True)
         errs.text(f"{p}.spec", li.spec, max_len=50)
         errs.text(f"{p}.unit", li.unit, max_len=20)
         if li.charge_code not in by_code:
             errs.add(
-                f"{p}.charge_code", f"refers to no charge item on this bill: {li.charge_code!r}"
+                f"{p}.charge_code",
+                f"refers to no charge item on this bill: {quote(li.charge_code)}",
             )
         std = _quantity(errs, f"{p}.std", li.std)
         number = _quantity(errs, f"{p}.number", li.number)
@@ -315,10 +397,13 @@ def _pay_channels(
     seen: set[str] = set()
     for i, pc in enumerate(bill.pay_channels[:MAX_PAY_CHANNELS]):
         p = f"pay_channels[{i}]"
-        if known is not None and pc.pay_channel_code not in known:
-            errs.add(f"{p}.pay_channel_code", f"unknown pay channel {pc.pay_channel_code!r}")
-        elif pc.pay_channel_code in seen:
-            errs.add(f"{p}.pay_channel_code", f"pay channel {pc.pay_channel_code!r} appears twice")
+        code = pc.pay_channel_code
+        if not errs.text(f"{p}.pay_channel_code", code, max_len=20, required=True):
+            pass
+        elif known is not None and code not in known:
+            errs.add(f"{p}.pay_channel_code", f"unknown pay channel {quote(code)}")
+        elif code in seen:
+            errs.add(f"{p}.pay_channel_code", f"pay channel {quote(code)} appears twice")
         seen.add(pc.pay_channel_code)
         out.append(PayChannel(pc.pay_channel_code, _amount(errs, f"{p}.amount", pc.amount)))
     return tuple(out)
@@ -340,7 +425,13 @@ def _insurance(errs: _Errors, bill: BillInput, total: int) -> InsuranceSplit | N
         medical_insurance_id=ins.medical_insurance_id,
         med_care_institution=ins.med_care_institution,
     )
-    errs.text("insurance.medical_insurance_id", ins.medical_insurance_id, max_len=50)
+    errs.text(
+        "insurance.medical_insurance_id",
+        ins.medical_insurance_id,
+        max_len=50,
+        pattern=_IDENT,
+        form="letters, digits, '_', '-', '.' or '/'",
+    )
     errs.text("insurance.med_care_institution", ins.med_care_institution, max_len=100)
     if errs.items:
         return split
@@ -356,3 +447,43 @@ def _insurance(errs: _Errors, bill: BillInput, total: int) -> InsuranceSplit | N
     if split.self_pay_fen > split.own_pay_fen:
         errs.add("insurance.self_pay", "must not exceed own_pay")
     return split
+
+
+def _medical(errs: _Errors, bill: BillInput) -> None:
+    """The medical details: optional each, bounded and shaped when present."""
+    med = bill.medical
+    ident = "at most 50 letters, digits, '_', '-', '.' or '/'"
+    errs.text("medical.patient_no", med.patient_no, max_len=50, pattern=_IDENT, form=ident)
+    errs.text("medical.case_number", med.case_number, max_len=50, pattern=_IDENT, form=ident)
+    if errs.text("medical.sex", med.sex, max_len=2) and med.sex and med.sex not in SEXES:
+        errs.add(
+            "medical.sex",
+            f"must be one of 0, 1, 2, 9 (GB/T 2261.1) or 男, 女, got {quote(med.sex)}",
+        )
+    form = "an age such as 35, 35岁, 1岁3月, 3个月, 2周, 15天 or 6小时"
+    if errs.text("medical.age", med.age, max_len=10, pattern=_AGE, form=form) and med.age:
+        m = _AGE.match(med.age)
+        years = m and (m.group("years") or m.group("y2"))
+        if years and int(years) > MAX_AGE_YEARS:
+            errs.add("medical.age", f"must be at most {MAX_AGE_YEARS} years, got {quote(med.age)}")
+    if (
+        errs.text(
+            "medical.consultation_date",
+            med.consultation_date,
+            max_len=10,
+            pattern=_DATE,
+            form="a date yyyyMMdd or yyyy-MM-dd",
+        )
+        and med.consultation_date
+    ):
+        m = _DATE.match(med.consultation_date)
+        assert m is not None  # the pattern passed
+        try:
+            date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            errs.add(
+                "medical.consultation_date",
+                f"is not a real date: {quote(med.consultation_date)}",
+            )
+    errs.text("medical.department", med.department, max_len=50)
+    errs.text("medical.medical_institution", med.medical_institution, max_len=100)

@@ -2,17 +2,18 @@
 
 A separate process speaking fiscal.v1.FiscalPlatform over gRPC, with its own SM2
 key and its own SQLite store. It grants number segments, verifies each unit
-signature against the key the unit registered (rejecting bad ones), countersigns
-(监制) what passes, keeps what it countersigned, and answers verification (查验)
-by bill code, number and check code. Latency and failure rate are settable, to
-rehearse a slow or failing platform.
+signature against the key the unit registered (rejecting bad ones), checks what a
+platform checks before it puts its seal on a bill (the amounts add up, the bill
+code is one for the bill's kind, a red bill cancels a countersigned original of
+the same unit exactly and once), countersigns (监制) what passes, keeps what it
+countersigned, and answers verification (查验) by bill code, number and check
+code. Latency and failure rate are settable, to rehearse a slow or failing platform.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -21,20 +22,28 @@ import sqlite3
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from decimal import InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from engine.canonical import countersign_message
-from engine.model import CST
 from engine.sm2 import SigningKey, VerifyingKey
 from ops.sandboxes.common import new_server, serve_forever
+from ops.sandboxes.fiscal_rules import (
+    Amounts,
+    amounts_of,
+    check_amounts,
+    check_kind,
+    negated,
+    red_of_key,
+)
+from ops.sandboxes.fiscal_stock import MAX_APPLICATION, StockDesk, now
 from ops.sandboxes.signer import KeyStore
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 
-__all__ = ["FiscalService", "main"]
+__all__ = ["MAX_APPLICATION", "FiscalService", "main"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS units (unit_code TEXT PRIMARY KEY, unit_name TEXT, public_key BLOB);
@@ -60,13 +69,17 @@ CREATE TABLE IF NOT EXISTS audit_reports (
     submitted_at TEXT);
 """
 # Columns added after the first release of the sandbox: (table, column, type).
-_ADDED_COLUMNS = (("countersigned", "issued_at", "TEXT"), ("countersigned", "red", "INTEGER"))
+_ADDED_COLUMNS = (
+    ("countersigned", "issued_at", "TEXT"),
+    ("countersigned", "red", "INTEGER"),
+    # The bill a red bill cancels ("bill_code/bill_no"), and every amount of a bill
+    # (JSON of _amounts), to check that a red bill cancels a real bill exactly, once.
+    ("countersigned", "red_of", "TEXT"),
+    ("countersigned", "amounts", "TEXT"),
+)
 
-# The largest grant one application may ask for; above it the platform refuses.
-MAX_APPLICATION = 100_000
 
-
-class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
+class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
     def __init__(self, data_dir: Path, *, latency_ms: int = 0, failure_rate: float = 0.0) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._key: SigningKey = KeyStore(data_dir).get("fiscal")
@@ -76,6 +89,12 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
             have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        # Each red bill asks whether its original already has one.
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS countersigned_red_of ON countersigned (red_of)"
+            " WHERE red_of IS NOT NULL"
+        )
+        self._db.commit()
         self._lock = threading.Lock()
         self._latency = latency_ms / 1000
         self._failure_rate = failure_rate
@@ -100,10 +119,23 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
             key = VerifyingKey(request.public_key)
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"public_key: {exc}")
+        if not request.unit_code:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unit_code: is required")
         with self._lock, self._db:
+            known = self._unit_keys.get(request.unit_code)
+            if known is not None and known.point != key.point:
+                # Whoever could call RegisterUnit could otherwise take over a unit's
+                # bills by swapping its key; a key change goes through the platform's
+                # own key-change procedure, not this call.
+                context.abort(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"unit {request.unit_code} is already registered with another public key;"
+                    " its key cannot be replaced by RegisterUnit",
+                )
+            # The same key again is idempotent (a restarted engine registers again).
             self._db.execute(
                 "INSERT INTO units VALUES (?, ?, ?) ON CONFLICT (unit_code) DO UPDATE"
-                " SET unit_name = excluded.unit_name, public_key = excluded.public_key",
+                " SET unit_name = excluded.unit_name",
                 (request.unit_code, request.unit_name, key.point),
             )
             self._unit_keys[request.unit_code] = key
@@ -143,7 +175,7 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
         grant_id = uuid.uuid4().hex
         self._db.execute(
             "INSERT INTO grants VALUES (?, ?, ?, ?, ?, ?)",
-            (grant_id, unit_code, bill_code, start, end, _now()),
+            (grant_id, unit_code, bill_code, start, end, now()),
         )
         self._grants.pop((unit_code, bill_code), None)
         return grant_id, start, end
@@ -159,7 +191,74 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
         no = int(bill_no)
         return any(start <= no <= end for start, end in ranges)
 
-    def _check(self, item: fiscal_pb2.CountersignItem) -> tuple[str, str, dict[str, Any]]:
+    def _check(
+        self, item: fiscal_pb2.CountersignItem
+    ) -> tuple[str, str, dict[str, Any], Amounts | None]:
+        """('', '', document, amounts) when the item may be countersigned, else
+        (error_code, message, {}, None)."""
+        code, message, doc = self._check_identity(item)
+        if code:
+            return code, message, {}, None
+        try:
+            amounts = amounts_of(doc)
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            return "BAD_DOCUMENT", f"amounts of the document cannot be read: {exc}", {}, None
+        code, message = check_amounts(item, amounts)
+        if not code:
+            code, message = check_kind(item.bill_code, doc)
+        if not code and "red_of" in doc:
+            code, message = self._check_red(item, doc, amounts)
+        if code:
+            return code, message, {}, None
+        return "", "", doc, amounts
+
+    def _check_red(
+        self, item: fiscal_pb2.CountersignItem, doc: dict[str, Any], amounts: Amounts
+    ) -> tuple[str, str]:
+        """A red bill cancels a countersigned original of the same unit, exactly, once."""
+        red_of = doc["red_of"]
+        if not isinstance(red_of, dict):
+            return "BAD_RED_OF", "red_of must name the original's bill_code and bill_no"
+        code, no = str(red_of.get("bill_code", "")), str(red_of.get("bill_no", ""))
+        earlier = self._db.execute(
+            "SELECT bill_code, bill_no FROM countersigned WHERE red_of = ? LIMIT 1",
+            (f"{code}/{no}",),
+        ).fetchone()
+        if earlier is not None:
+            return (
+                "ALREADY_RED_FLUSHED",
+                f"bill {code}/{no} already has a red bill, {earlier[0]}/{earlier[1]}",
+            )
+        original = self._db.execute(
+            "SELECT unit_code, check_code, red, amounts, total_fen FROM countersigned"
+            " WHERE bill_code = ? AND bill_no = ?",
+            (code, no),
+        ).fetchone()
+        if original is None:
+            issued_here = self._db.execute(
+                "SELECT 1 FROM grants WHERE bill_code = ? LIMIT 1", (code,)
+            ).fetchone()
+            if issued_here is None:
+                # A bill code this platform never granted: a bill issued elsewhere and
+                # entered back at the unit (BackEntry). The platform cannot see its
+                # amounts; it only makes sure it is red-flushed once.
+                return "", ""
+            return "UNKNOWN_ORIGINAL", f"red_of names {code}/{no}, which was never countersigned"
+        unit_code, check_code, red, stored, total_fen = original
+        if unit_code != item.unit_code:
+            return "FOREIGN_ORIGINAL", f"bill {code}/{no} belongs to another unit"
+        if red:
+            return "RED_OF_RED", f"bill {code}/{no} is itself a red bill"
+        if red_of.get("check_code", check_code) != check_code:
+            return "MISMATCH", f"red_of check code differs from bill {code}/{no}'s"
+        expected = (
+            negated(Amounts.from_json(stored)) if stored else None
+        )  # bills sealed before amounts were kept: their total is all we know
+        if (expected is not None and amounts != expected) or amounts.total != -int(total_fen):
+            return "NOT_NEGATED", f"amounts are not exactly those of {code}/{no} negated"
+        return "", ""
+
+    def _check_identity(self, item: fiscal_pb2.CountersignItem) -> tuple[str, str, dict[str, Any]]:
         """('', '', document) when the item may be countersigned, else (error_code, message, {})."""
         key = self._unit_keys.get(item.unit_code)
         if key is None:
@@ -169,6 +268,8 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
         try:
             doc = json.loads(item.canonical)
         except ValueError:
+            return "BAD_DOCUMENT", "canonical bytes are not a bill document", {}
+        if not isinstance(doc, dict):
             return "BAD_DOCUMENT", "canonical bytes are not a bill document", {}
         claimed = (item.unit_code, item.bill_code, item.bill_no, item.check_code)
         signed = tuple(doc.get(k) for k in ("unit_code", "bill_code", "bill_no", "check_code"))
@@ -207,8 +308,8 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
                         res.error_message = "this number was countersigned for another bill"
                     results.append(res)
                     continue
-                code, message, doc = self._check(item)
-                if code:
+                code, message, doc, amounts = self._check(item)
+                if code or amounts is None:
                     res.error_code, res.error_message = code, message
                 else:
                     res.ok = True
@@ -216,13 +317,13 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
                     res.fiscal_signature = self._key.sign(
                         countersign_message(item.canonical, item.unit_signature)
                     )
-                    res.countersigned_at = _now()
+                    res.countersigned_at = now()
                     # Inserted at once, so a repeat later in the same request sees it.
                     self._db.execute(
                         "INSERT INTO countersigned (bill_code, bill_no, unit_code, check_code,"
                         " total_fen, canonical_sm3, unit_signature, fiscal_signature,"
-                        " countersigned_at, issued_at, red)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " countersigned_at, issued_at, red, red_of, amounts)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             item.bill_code,
                             item.bill_no,
@@ -235,6 +336,8 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
                             res.countersigned_at,
                             doc.get("issued_at", ""),
                             1 if "red_of" in doc else 0,
+                            red_of_key(doc),
+                            amounts.to_json(),
                         ),
                     )
                 results.append(res)
@@ -262,246 +365,6 @@ class FiscalService(fiscal_pb2_grpc.FiscalPlatformServicer):
         self, request: fiscal_pb2.GetPublicKeyRequest, context: grpc.ServicerContext
     ) -> fiscal_pb2.GetPublicKeyResponse:
         return fiscal_pb2.GetPublicKeyResponse(public_key=self._key.public.point)
-
-    # -- stock ----------------------------------------------------------------
-
-    def SubmitGrantApplication(
-        self, request: fiscal_pb2.SubmitGrantApplicationRequest, context: grpc.ServicerContext
-    ) -> fiscal_pb2.SubmitGrantApplicationResponse:
-        self._weather(context)
-        if request.unit_code not in self._unit_keys:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown unit {request.unit_code}")
-        if not (len(request.bill_code) == 8 and request.bill_code.isdigit()):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bill_code must be 8 digits")
-        if request.count <= 0:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "count must be positive")
-        with self._lock, self._db:
-            row = self._db.execute(
-                "SELECT fiscal_ref FROM applications WHERE unit_code = ? AND ref = ?",
-                (request.unit_code, request.ref),
-            ).fetchone()
-            if row is not None:  # the same application sent again
-                return fiscal_pb2.SubmitGrantApplicationResponse(fiscal_ref=row[0])
-            fiscal_ref = "APP" + uuid.uuid4().hex[:16]
-            self._db.execute(
-                "INSERT INTO applications VALUES (?, ?, ?, ?, ?, ?, 'pending', '', '', ?)",
-                (fiscal_ref, request.unit_code, request.ref, request.bill_code, request.count,
-                 request.reason, _now()),
-            )  # fmt: skip
-        return fiscal_pb2.SubmitGrantApplicationResponse(fiscal_ref=fiscal_ref)
-
-    def GetGrantApplications(
-        self, request: fiscal_pb2.GetGrantApplicationsRequest, context: grpc.ServicerContext
-    ) -> fiscal_pb2.GetGrantApplicationsResponse:
-        """Decide pending applications (the sandbox's reviewer is instant) and report."""
-        self._weather(context)
-        out = []
-        with self._lock, self._db:
-            for ref in request.fiscal_refs:
-                row = self._db.execute(
-                    "SELECT bill_code, count, status, grant_id, reject_reason FROM applications"
-                    " WHERE fiscal_ref = ? AND unit_code = ?",
-                    (ref, request.unit_code),
-                ).fetchone()
-                if row is None:
-                    out.append(
-                        fiscal_pb2.GrantDecision(
-                            fiscal_ref=ref, status="rejected", reason="unknown application"
-                        )
-                    )
-                    continue
-                bill_code, count, status, grant_id, reason = row
-                if status == "pending":
-                    allocated = None
-                    if count > MAX_APPLICATION:
-                        reason = (
-                            f"count {count} exceeds the platform's limit of {MAX_APPLICATION} "
-                            "numbers per application"
-                        )
-                    else:
-                        allocated = self._allocate(request.unit_code, bill_code, count)
-                        reason = "" if allocated else "bill code exhausted"
-                    status = "granted" if allocated else "rejected"
-                    grant_id = allocated[0] if allocated else ""
-                    self._db.execute(
-                        "UPDATE applications SET status = ?, grant_id = ?, reject_reason = ?"
-                        " WHERE fiscal_ref = ?",
-                        (status, grant_id, reason, ref),
-                    )
-                decision = fiscal_pb2.GrantDecision(
-                    fiscal_ref=ref, status=status, bill_code=bill_code, reason=reason
-                )
-                if status == "granted":
-                    start, end = self._db.execute(
-                        "SELECT start_no, end_no FROM grants WHERE grant_id = ?", (grant_id,)
-                    ).fetchone()
-                    decision.grant_id = grant_id
-                    decision.start_no, decision.end_no = f"{start:010d}", f"{end:010d}"
-                out.append(decision)
-        return fiscal_pb2.GetGrantApplicationsResponse(decisions=out)
-
-    def ReturnSegment(
-        self, request: fiscal_pb2.ReturnSegmentRequest, context: grpc.ServicerContext
-    ) -> fiscal_pb2.ReturnSegmentResponse:
-        self._weather(context)
-        start, end = int(request.start_no), int(request.end_no)
-        with self._lock, self._db:
-            for no in (start, end):
-                if not self._granted(request.unit_code, request.bill_code, f"{no:010d}"):
-                    context.abort(
-                        grpc.StatusCode.FAILED_PRECONDITION,
-                        f"number {request.bill_code}/{no:010d} was not granted to the unit",
-                    )
-            used = self._db.execute(
-                "SELECT bill_no FROM countersigned WHERE bill_code = ? AND bill_no BETWEEN ? AND ?"
-                " LIMIT 1",
-                (request.bill_code, request.start_no, request.end_no),
-            ).fetchone()
-            if used:
-                context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"number {request.bill_code}/{used[0]} is on a countersigned bill",
-                )
-            self._db.execute(
-                "INSERT INTO returns VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (request.ref, request.unit_code, request.bill_code, start, end, _now()),
-            )
-        return fiscal_pb2.ReturnSegmentResponse()
-
-    def _countersigned_in(
-        self, unit_code: str, bill_code: str, period_from: str, period_to: str
-    ) -> list[tuple[str, int, int]]:
-        """(bill_no, total_fen, red) of bills countersigned for the unit issued in the period."""
-        lo = datetime.strptime(period_from, "%Y%m%d").date()
-        hi = datetime.strptime(period_to, "%Y%m%d").date()
-        out = []
-        for bill_no, total, issued_at, red in self._db.execute(
-            "SELECT bill_no, total_fen, issued_at, red FROM countersigned"
-            " WHERE unit_code = ? AND bill_code = ?",
-            (unit_code, bill_code),
-        ):
-            if not issued_at:
-                continue
-            day = datetime.fromisoformat(issued_at.replace("Z", "+00:00")).astimezone(CST).date()
-            if lo <= day <= hi:
-                out.append((bill_no, int(total), int(red or 0)))
-        return out
-
-    def SubmitWriteOff(
-        self, request: fiscal_pb2.SubmitWriteOffRequest, context: grpc.ServicerContext
-    ) -> fiscal_pb2.SubmitWriteOffResponse:
-        self._weather(context)
-        f = request.figures
-        fiscal_ref = "WO" + uuid.uuid4().hex[:16]
-        with self._lock, self._db:
-            try:
-                reason = (
-                    self._check_ebill_write_off(request)
-                    if request.medium == "ebill"
-                    else _check_paper_write_off(f)
-                )
-            except ValueError as exc:
-                reason = f"malformed declaration: {exc}"
-            self._db.execute(
-                "INSERT INTO write_offs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (fiscal_ref, request.unit_code, request.medium, request.code, request.period_from,
-                 request.period_to, 0 if reason else 1, reason, str(f), _now()),
-            )  # fmt: skip
-        return fiscal_pb2.SubmitWriteOffResponse(
-            accepted=not reason, reason=reason, fiscal_ref=fiscal_ref
-        )
-
-    def _check_ebill_write_off(self, request: fiscal_pb2.SubmitWriteOffRequest) -> str:
-        """'' when the declaration matches what the platform countersigned, else why not."""
-        f = request.figures
-        rows = self._countersigned_in(
-            request.unit_code, request.code, request.period_from, request.period_to
-        )
-        normal = [(n, t) for n, t, red in rows if not red]
-        red = [(n, t) for n, t, r in rows if r]
-        mine = (len(normal), sum(t for _, t in normal), len(red), sum(t for _, t in red))
-        declared = (f.issued_count, f.issued_fen, f.red_count, f.red_fen)
-        if mine != declared:
-            return (
-                f"figures differ from the platform's: declared issued {declared[0]} bills "
-                f"({declared[1]} fen), red {declared[2]} ({declared[3]} fen); the platform "
-                f"countersigned issued {mine[0]} ({mine[1]} fen), red {mine[2]} ({mine[3]} fen)"
-            )
-        for label, ranges in (("lost", f.lost), ("voided", f.voided)):
-            for r in ranges:
-                used = self._db.execute(
-                    "SELECT bill_no FROM countersigned WHERE bill_code = ?"
-                    " AND bill_no BETWEEN ? AND ? LIMIT 1",
-                    (request.code, r.start_no, r.end_no),
-                ).fetchone()
-                if used:
-                    return (
-                        f"number {request.code}/{used[0]} is declared {label} but is on a "
-                        "countersigned bill"
-                    )
-                for no in (r.start_no, r.end_no):
-                    if not self._granted(request.unit_code, request.code, no):
-                        return f"number {request.code}/{no} declared {label} was not granted"
-        if sum(_size(r) for r in f.lost) != f.lost_count:
-            return "lost_count differs from the lost ranges"
-        if sum(_size(r) for r in f.voided) != f.voided_count:
-            return "voided_count differs from the voided ranges"
-        return ""
-
-    def SubmitAuditReport(
-        self, request: fiscal_pb2.SubmitAuditReportRequest, context: grpc.ServicerContext
-    ) -> fiscal_pb2.SubmitAuditReportResponse:
-        self._weather(context)
-        platform = []
-        with self._lock:
-            for code in sorted({line.bill_code for line in request.lines}):
-                rows = self._countersigned_in(
-                    request.unit_code, code, request.period_from, request.period_to
-                )
-                platform.append(
-                    fiscal_pb2.AuditLine(
-                        bill_code=code, count=len(rows), total_fen=sum(t for _, t, _ in rows)
-                    )
-                )
-            fiscal_ref = "AR" + uuid.uuid4().hex[:16]
-            with self._db:
-                self._db.execute(
-                    "INSERT INTO audit_reports VALUES (?, ?, ?, ?, ?, ?)",
-                    (fiscal_ref, request.unit_code, request.period_from, request.period_to,
-                     str(list(request.lines)), _now()),
-                )  # fmt: skip
-        return fiscal_pb2.SubmitAuditReportResponse(fiscal_ref=fiscal_ref, platform=platform)
-
-
-def _size(r: fiscal_pb2.NumberRange) -> int:
-    start, end = int(r.start_no), int(r.end_no)
-    if end < start:
-        raise ValueError(f"range {r.start_no}-{r.end_no} runs backwards")
-    return end - start + 1
-
-
-def _check_paper_write_off(f: fiscal_pb2.WriteOffFigures) -> str:
-    """Paper: every paper number is declared once, and the counts match the ranges."""
-    seen: list[tuple[int, int, str]] = []
-    for label, ranges in (("used", f.used), ("voided", f.voided), ("lost", f.lost)):
-        for r in ranges:
-            _size(r)
-            seen.append((int(r.start_no), int(r.end_no), label))
-    seen.sort()
-    for (_, e1, l1), (s2, _, l2) in itertools.pairwise(seen):
-        if s2 <= e1:
-            return f"paper number {s2:010d} is declared both {l1} and {l2}"
-    if sum(_size(r) for r in f.used) != f.printed_count:
-        return "printed_count differs from the used ranges"
-    if sum(_size(r) for r in f.voided) != f.voided_count:
-        return "voided_count differs from the voided ranges"
-    if sum(_size(r) for r in f.lost) != f.lost_count:
-        return "lost_count differs from the lost ranges"
-    return ""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def main(argv: list[str] | None = None) -> None:

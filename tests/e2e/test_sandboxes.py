@@ -61,7 +61,7 @@ async def test_fiscal_countersigns_only_good_unit_signatures_on_granted_numbers(
             )
         )
         seg = await fiscal.GrantSegment(
-            fiscal_pb2.GrantSegmentRequest(unit_code=UNIT, bill_code="44990119", count=5)
+            fiscal_pb2.GrantSegmentRequest(unit_code=UNIT, bill_code="44060119", count=5)
         )
         assert int(seg.end_no) - int(seg.start_no) == 4 and len(seg.start_no) == 10
         fiscal_pub = (await fiscal.GetPublicKey(fiscal_pb2.GetPublicKeyRequest())).public_key
@@ -69,13 +69,24 @@ async def test_fiscal_countersigns_only_good_unit_signatures_on_granted_numbers(
         def item(
             no: str, *, sign_with: SigningKey = unit_key, check: str = "abc123"
         ) -> fiscal_pb2.CountersignItem:
+            # The members the platform reads: identity, kind and amounts that add up.
             doc = json.dumps(
-                {"unit_code": UNIT, "bill_code": "44990119", "bill_no": no, "check_code": check},
+                {
+                    "unit_code": UNIT,
+                    "bill_code": "44060119",
+                    "bill_no": no,
+                    "check_code": check,
+                    "bus_type": "02",
+                    "bill_kind": "outpatient",
+                    "total_amount": "1.00",
+                    "charge_items": [{"charge_code": "A01", "amt": "1.00", "self_amt": "0.00"}],
+                    "pay_channels": [{"pay_channel_code": "02", "amount": "1.00"}],
+                },
                 sort_keys=True,
             ).encode()
             return fiscal_pb2.CountersignItem(
                 unit_code=UNIT,
-                bill_code="44990119",
+                bill_code="44060119",
                 bill_no=no,
                 check_code=check,
                 total_fen=100,
@@ -115,7 +126,7 @@ async def test_fiscal_countersigns_only_good_unit_signatures_on_granted_numbers(
 
         found = await fiscal.VerifyBill(
             fiscal_pb2.VerifyBillRequest(
-                bill_code="44990119", bill_no=seg.start_no, check_code="abc123"
+                bill_code="44060119", bill_no=seg.start_no, check_code="abc123"
             )
         )
         assert found.found and found.unit_code == UNIT and found.total_fen == 100
