@@ -21,6 +21,7 @@ import asyncpg
 import grpc
 from google.protobuf.message import DecodeError
 
+from config.tuning import CATALOG_TTL_S, DB_ATTEMPTS, DB_RETRY_FACTOR, DB_RETRY_FIRST_DELAY_S
 from ebill.convert import bill_from_pb
 from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
@@ -50,14 +51,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CATALOG_TTL_S = 5.0
-DB_ATTEMPTS = 4
-
 
 async def _with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a whole-transaction step again when the database failed in a way that
     left nothing written (connection loss, serialization failure)."""
-    delay = 0.05
+    delay = DB_RETRY_FIRST_DELAY_S
     for attempt in range(DB_ATTEMPTS):
         try:
             return await fn()
@@ -67,7 +65,7 @@ async def _with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
                 raise translate(exc) from exc
             log.warning("database step failed (%s), retrying", type(exc).__name__)
             await asyncio.sleep(delay)
-            delay *= 4
+            delay *= DB_RETRY_FACTOR
     raise AssertionError("unreachable")
 
 

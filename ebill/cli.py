@@ -1,6 +1,6 @@
 """`ebill`: run the engine, its sandboxes, the whole stack, or issue demo bills.
 
-Every flag defaults from its EBILL_* variable (ebill/settings.py).
+Every flag defaults from its EBILL_* variable (config/settings.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections import Counter
 
 import grpc
 
+from config.settings import Settings, load
 from ebill import demo
 from ebill.convert import input_to_pb
-from ebill.settings import Settings, load
 from engine.canonical import countersign_message
 from engine.sm2 import VerifyingKey
 from protos.ebill.v1 import (
