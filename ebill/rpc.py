@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from actors.stages import outcome_error
 from ebill.batcher import Outcome
 from engine.errors import EbillError, InvalidArgument
 from engine.lifecycle import BillKey
 from engine.model import CST
+from engine.outcome import outcome_error
 from engine.validation import parse_stamp
 from ops import metrics
 from protos.ebill.v1 import issuance_pb2, lifecycle_pb2
