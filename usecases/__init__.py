@@ -1,0 +1,1 @@
+"""Use cases: domain values in, domain values out; no grpc, no protos."""
