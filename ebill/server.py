@@ -15,12 +15,12 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
+from config.settings import Settings
 from ebill.batcher import MicroBatcher, Outcome
 from ebill.convert import bill_to_pb, status_to_pb, work_to_pb
 from ebill.grpc.stock import StockServicer
 from ebill.lifecycle import LifecycleServicer
 from ebill.rpc import bill_key, code8, digits, final, observed, prefixed
-from ebill.settings import Settings
 from engine.errors import DeadlineExceeded, EbillError, InvalidArgument, NotFound
 from engine.model import BillStatus, IssuedBill
 from engine.pipeline import Work

@@ -17,7 +17,6 @@ import asyncpg
 import grpc
 import pytest
 
-from ebill import demo
 from ebill.convert import input_to_pb
 from engine.model import BillInput
 from ops.stack import Stack
@@ -26,6 +25,7 @@ from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from tests.conftest import SCARCE_POINT, SCARCE_STOCK
 from tests.gm_reference import gm_verify
 from tests.resilience import public_keys
+from usecases import demo
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,6 @@ import asyncpg
 import grpc
 import pytest
 
-from ebill import demo
 from ebill.convert import input_to_pb
 from engine.model import BillInput, ChargeItemInput, PayChannelInput, PayerInput
 from ops.stack import Stack
@@ -30,6 +29,7 @@ from tests.factories import non_medical
 from tests.gm_reference import gm_verify
 from tests.refusal import refused
 from tests.resilience import public_keys
+from usecases import demo
 
 pytestmark = pytest.mark.slow
 

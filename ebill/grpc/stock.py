@@ -24,7 +24,7 @@ from ebill.rpc import (
     operator_office,
     operator_point,
 )
-from ebill.settings import Settings
+from config.settings import Settings
 from engine.errors import InvalidArgument
 from engine.numbers import NumberRange
 from engine.statuses import Medium
