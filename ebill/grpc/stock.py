@@ -13,6 +13,8 @@ from typing import TypeAlias
 import asyncpg
 import grpc
 
+from clients.fiscal import FiscalClient
+from config.settings import Settings
 from ebill.grpc import stock_mappers as pb
 from ebill.rpc import (
     code8,
@@ -24,13 +26,11 @@ from ebill.rpc import (
     operator_office,
     operator_point,
 )
-from config.settings import Settings
 from engine.errors import InvalidArgument
 from engine.numbers import NumberRange
 from engine.statuses import Medium
 from protos.ebill.v1 import stock_pb2, stock_pb2_grpc
 from usecases.stock import alerts, destruction, grants, movements, writeoff
-from usecases.stock._fiscal import StockFiscal
 
 __all__ = ["StockServicer"]
 
@@ -62,7 +62,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self._pool = pool
         self._settings = settings
-        self._fiscal = StockFiscal(settings.fiscal_addr)
+        self._fiscal = FiscalClient(settings.fiscal_addr)
 
     # -- grant applications -----------------------------------------------------
 

@@ -137,7 +137,7 @@ async def record_decisions(
             end: int | None = None
             if d.status == ApplicationStatus.GRANTED:
                 # A grant without numbers is stored as 0-0, as it always was.
-                start, end = (int(d.granted.start), int(d.granted.end)) if d.granted else (0, 0)
+                start, end = (int(d.numbers.start), int(d.numbers.end)) if d.numbers else (0, 0)
             await conn.execute(
                 "UPDATE grant_applications SET status = $3, grant_id = nullif($4, ''),"
                 " start_no = $5, end_no = $6, reject_reason = $7, updated_at = now()"

@@ -26,7 +26,6 @@ from engine.statuses import (
 
 __all__ = [
     "Alert",
-    "AlertEmail",
     "AuditFigure",
     "AutoDistributed",
     "GrantApplication",
@@ -133,7 +132,7 @@ class GrantDecision:
     fiscal_ref: str
     status: str  # "granted", "rejected", or still pending (ignored)
     grant_id: str
-    granted: NumberRange | None
+    numbers: NumberRange | None
     reason: str
 
 
@@ -205,9 +204,6 @@ class Alert:
             read=r["read_at"] is not None,
             emailed=r["emailed_at"] is not None,
         )
-
-
-AlertEmail = Alert  # a warning still to be emailed: the same record
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,13 @@ emailing the ones not yet emailed."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
 
+from clients.mail import Mailer, MailError
 from storage.stock import alerts as store
 from storage.stock.records import Alert
-from usecases.stock._mail import MailError, SmtpMailer
 
 __all__ = ["list_alerts", "mail_alerts", "set_alert_rule"]
 
@@ -26,7 +25,7 @@ async def list_alerts(
     return await store.list_alerts(pool, unit_code, place_code, mark_read=mark_read)
 
 
-async def mail_alerts(pool: asyncpg.Pool, mailer: SmtpMailer) -> int:
+async def mail_alerts(pool: asyncpg.Pool, mailer: Mailer) -> int:
     """Email the warnings not yet emailed; returns how many were sent."""
     if not mailer.enabled:
         return 0
@@ -34,7 +33,7 @@ async def mail_alerts(pool: asyncpg.Pool, mailer: SmtpMailer) -> int:
     for a in await store.due_alert_emails(pool):
         subject = f"库存预警 low stock: {a.bill_code} at issuing point {a.place_code}"
         try:
-            await asyncio.to_thread(mailer.send, a.email, subject, a.message)
+            await mailer.send(a.email, subject, a.message)
         except MailError as exc:
             log.warning("cannot email stock warning %s: %s", a.id, exc)
             await store.mark_alert_emailed(pool, a.id, error=str(exc) or "error")

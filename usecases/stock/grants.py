@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncpg
 
+from clients.fiscal import FiscalClient
 from engine.errors import FailedPrecondition
 from engine.numbers import NumberRange
 from engine.statuses import ApplicationStatus
 from storage.stock import grants as store
-from storage.stock.records import GrantApplication
-from usecases.stock._ports import Fiscal
+from storage.stock.records import GrantApplication, GrantDecision
+from usecases.stock._platform import platform
 
 __all__ = [
     "confirm_opening",
@@ -52,7 +53,7 @@ async def update_application(
 
 
 async def submit_application(
-    pool: asyncpg.Pool, fiscal: Fiscal, *, unit_code: str, app_id: int
+    pool: asyncpg.Pool, fiscal: FiscalClient, *, unit_code: str, app_id: int
 ) -> GrantApplication:
     app = await store.application(pool, unit_code, app_id)
     if app.status != ApplicationStatus.DRAFT:
@@ -61,21 +62,31 @@ async def submit_application(
         )
     # The application id is the idempotency key at the platform: a retry after
     # a lost answer is the same application.
-    ref = await fiscal.submit_grant_application(
-        unit_code, app.bill_code, app.count, f"app-{app.id}", app.reason
+    ref = await platform(
+        "the grant application",
+        fiscal.submit_grant_application(
+            unit_code, app.bill_code, app.count, f"app-{app.id}", app.reason
+        ),
     )
     await store.mark_submitted(pool, unit_code=unit_code, app_id=app_id, ref=ref)
     return await store.application(pool, unit_code, app_id)
 
 
-async def sync_grants(pool: asyncpg.Pool, fiscal: Fiscal, unit_code: str) -> int:
+async def sync_grants(pool: asyncpg.Pool, fiscal: FiscalClient, unit_code: str) -> int:
     """Fetch the platform's decisions on the unit's submitted applications; how many
     were asked about."""
     pending = await store.submitted_applications(pool, unit_code)
     if not pending:
         return 0
-    decisions = await fiscal.grant_decisions(unit_code, [r.fiscal_ref for r in pending])
-    await store.record_decisions(pool, unit_code, decisions)
+    decisions = await platform(
+        "the application status",
+        fiscal.grant_decisions(unit_code, [r.fiscal_ref for r in pending]),
+    )
+    await store.record_decisions(
+        pool,
+        unit_code,
+        [GrantDecision(d.fiscal_ref, d.status, d.grant_id, d.numbers, d.reason) for d in decisions],
+    )
     return len(pending)
 
 

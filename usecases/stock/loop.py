@@ -7,9 +7,9 @@ import logging
 
 import asyncpg
 
+from clients.mail import Mailer
+from config.settings import Settings
 from storage.stock import movements
-from usecases.stock._mail import SmtpMailer
-from usecases.stock._ports import StockSettings
 from usecases.stock.alerts import mail_alerts
 
 __all__ = ["stock_loop"]
@@ -17,9 +17,9 @@ __all__ = ["stock_loop"]
 log = logging.getLogger(__name__)
 
 
-async def stock_loop(pool: asyncpg.Pool, settings: StockSettings) -> None:
+async def stock_loop(pool: asyncpg.Pool, settings: Settings) -> None:
     """Automatic distribution and warning emails, beside issuance."""
-    mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_from)
+    mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_from)
     while True:
         try:
             for d in await movements.auto_distribute(pool):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncpg
 
+from clients.fiscal import FiscalClient
 from engine.numbers import NumberRange
 from engine.statuses import ReturnStatus
 from storage.stock import movements as store
 from storage.stock import segments as segment_store
 from storage.stock.records import Identity, Moved, SegmentView
-from usecases.stock._ports import Fiscal
+from usecases.stock._platform import platform
 
 __all__ = [
     "decide_requisition",
@@ -88,7 +89,7 @@ async def distribute(
 
 async def decide_return(
     pool: asyncpg.Pool,
-    fiscal: Fiscal,
+    fiscal: FiscalClient,
     *,
     unit_code: str,
     ret_id: int,
@@ -98,7 +99,10 @@ async def decide_return(
     ret = await store.stock_return(pool, unit_code, ret_id)
     if confirm and ret.place_code is None and ret.status == ReturnStatus.PENDING:
         # The bill office's return goes to the platform, which confirms it.
-        await fiscal.return_segment(unit_code, ret.bill_code, ret.numbers, f"return-{ret.id}")
+        await platform(
+            "the return",
+            fiscal.return_segment(unit_code, ret.bill_code, ret.numbers, f"return-{ret.id}"),
+        )
     await store.decide_return(
         pool, unit_code=unit_code, ret_id=ret_id, confirm=confirm, operator=operator
     )

@@ -9,12 +9,14 @@ from datetime import date
 
 import asyncpg
 
+from clients import fiscal as fp
+from clients.fiscal import FiscalClient
 from engine.errors import FailedPrecondition
 from engine.numbers import NumberRange
 from engine.statuses import Medium, WriteOffStatus
 from storage.stock import writeoff as store
 from storage.stock.records import AuditFigure, WriteOff
-from usecases.stock._ports import Fiscal
+from usecases.stock._platform import platform
 
 __all__ = [
     "AuditLine",
@@ -94,7 +96,7 @@ async def update_write_off(
 
 
 async def submit_write_off(
-    pool: asyncpg.Pool, fiscal: Fiscal, *, unit_code: str, wo_id: int, operator: str
+    pool: asyncpg.Pool, fiscal: FiscalClient, *, unit_code: str, wo_id: int, operator: str
 ) -> WriteOff:
     wo = await store.write_off(pool, unit_code, wo_id)
     if wo.status != WriteOffStatus.DRAFT:
@@ -108,7 +110,28 @@ async def submit_write_off(
             f"{wo.figures.unfinished} bills of the period are not yet countersigned; submit "
             "once they are, with the figures recomputed"
         )
-    receipt = await fiscal.submit_write_off(wo, f"wo-{wo.id}")
+    f = wo.figures
+    declaration = fp.WriteOffDeclaration(
+        unit_code=unit_code,
+        medium=wo.medium,
+        code=wo.code,
+        period_from=wo.period_from,
+        period_to=wo.period_to,
+        figures=fp.WriteOffFigures(
+            issued_count=f.issued_count,
+            issued_fen=f.issued_fen,
+            red_count=f.red_count,
+            red_fen=f.red_fen,
+            red_flushed_count=f.red_flushed_count,
+            voided_count=f.voided_count,
+            printed_count=f.printed_count,
+            used=f.used,
+            voided=f.voided,
+            lost=wo.lost,
+        ),
+        ref=f"wo-{wo.id}",
+    )
+    receipt = await platform("the write-off declaration", fiscal.submit_write_off(declaration))
     await store.record_submission(
         pool,
         unit_code=unit_code,
@@ -127,7 +150,7 @@ async def list_write_offs(pool: asyncpg.Pool, unit_code: str) -> list[WriteOff]:
 
 async def submit_audit_report(
     pool: asyncpg.Pool,
-    fiscal: Fiscal,
+    fiscal: FiscalClient,
     *,
     unit_code: str,
     period_from: date,
@@ -136,10 +159,19 @@ async def submit_audit_report(
 ) -> AuditReport:
     """Report the period's figures; each line says whether the platform agrees."""
     figures = await store.audit_figures(pool, unit_code, period_from, period_to)
-    receipt = await fiscal.submit_audit_report(unit_code, period_from, period_to, figures)
+    receipt = await platform(
+        "the audit report",
+        fiscal.submit_audit_report(
+            unit_code,
+            period_from,
+            period_to,
+            [fp.AuditLine(x.bill_code, x.count, x.total_fen) for x in figures],
+        ),
+    )
+    theirs = {p.bill_code: (p.count, p.total_fen) for p in receipt.platform}
     lines = []
     for x in figures:
-        pc, pf = receipt.platform.get(x.bill_code, (0, 0))
+        pc, pf = theirs.get(x.bill_code, (0, 0))
         lines.append(AuditLine(x, pc, pf))
     report_id = await store.record_audit_report(
         pool,
