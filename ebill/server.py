@@ -18,9 +18,9 @@ from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from config.settings import Settings
 from ebill.batcher import MicroBatcher, Outcome
 from ebill.convert import bill_to_pb, status_to_pb, work_to_pb
+from ebill.grpc.stock import StockServicer
 from ebill.lifecycle import LifecycleServicer
 from ebill.rpc import bill_key, code8, digits, final, observed, prefixed
-from ebill.stock import StockServicer, stock_loop
 from engine.errors import DeadlineExceeded, EbillError, InvalidArgument, NotFound
 from engine.model import BillStatus, IssuedBill
 from engine.pipeline import Work
@@ -39,6 +39,7 @@ from storage.alerts import unread_alerts
 from storage.catalog import stock_available
 from storage.db import EmbeddedPostgres, connect_pool
 from storage.offline import link_back_issued, record_offline, waiting_offline
+from usecases.stock.loop import stock_loop
 
 __all__ = ["MAX_BATCH", "IssuanceServicer", "serve"]
 

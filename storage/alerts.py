@@ -5,21 +5,20 @@ so a warning marks the moment usable stock crosses under the threshold, once, an
 the rule is re-armed when stock is topped up to the threshold or above. The
 warning is kept in the system (read by the bill office) and, when the rule has an
 address, emailed by the engine's mail loop.
+
+Firing lives here, below storage.bills (whose reserve transaction fires warnings);
+the rules, listing and mail bookkeeping are in storage.stock.alerts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import asyncpg
 
 __all__ = [
     "AlertKey",
-    "due_alert_emails",
     "evaluate_alerts",
-    "list_alerts",
-    "mark_alert_emailed",
     "unread_alerts",
     "usable_at",
 ]
@@ -83,49 +82,6 @@ async def evaluate_alerts(conn: asyncpg.Connection, keys: Iterable[AlertKey]) ->
                 r["email"],
             )
     return fired
-
-
-async def list_alerts(
-    pool: asyncpg.Pool, unit_code: str, place_code: str = "", *, mark_read: bool = False
-) -> list[asyncpg.Record]:
-    """In-system warnings, newest first; ``mark_read`` marks the ones returned read."""
-    sql = "SELECT * FROM stock_alerts WHERE unit_code = $1"
-    args: list[Any] = [unit_code]
-    if place_code:
-        sql += " AND place_code = $2"
-        args.append(place_code)
-    rows = list(await pool.fetch(sql + " ORDER BY id DESC LIMIT 500", *args))
-    if mark_read and rows:
-        await pool.execute(
-            "UPDATE stock_alerts SET read_at = now() WHERE id = ANY($1::bigint[])"
-            " AND read_at IS NULL",
-            [r["id"] for r in rows],
-        )
-    return rows
-
-
-async def due_alert_emails(pool: asyncpg.Pool, limit: int = 50) -> list[asyncpg.Record]:
-    return list(
-        await pool.fetch(
-            "SELECT * FROM stock_alerts WHERE emailed_at IS NULL AND email <> ''"
-            " AND attempts < 10 ORDER BY id LIMIT $1",
-            limit,
-        )
-    )
-
-
-async def mark_alert_emailed(pool: asyncpg.Pool, alert_id: int, error: str = "") -> None:
-    if error:
-        await pool.execute(
-            "UPDATE stock_alerts SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-            alert_id,
-            error[:500],
-        )
-    else:
-        await pool.execute(
-            "UPDATE stock_alerts SET emailed_at = now(), attempts = attempts + 1 WHERE id = $1",
-            alert_id,
-        )
 
 
 async def unread_alerts(pool: asyncpg.Pool) -> list[tuple[str, str, str, int]]:
