@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from storage.catalog import PAY_CHANNELS, add_segment, ensure_unit, load_catalog, stock_summary
-from storage.stock import identity
+from storage.stock.segments import identity
 
 UNIT = "T00000001"
 BILL_CODE = "99000001"

@@ -16,7 +16,7 @@ from engine.prepare import Prepared, prepare
 from engine.validation import validate
 from storage.bills import reserve
 from storage.catalog import add_segment, ensure_unit
-from storage.stock import identity
+from storage.stock.segments import identity
 from tests.factories import bill, catalog
 
 # A unit and numbers of its own, so that the tests also run on a database other
