@@ -8,6 +8,8 @@ type differ from the field are spelled out here.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +18,7 @@ import asyncpg
 from engine.lifecycle import BillKey, BillState
 from engine.model import RECORD_FIELDS, BillStatus, IssuedBill
 from engine.pipeline import Work
+from engine.prepare import Prepared
 from engine.serde import input_from_dict
 from engine.statuses import PaperStatus
 
@@ -23,6 +26,7 @@ __all__ = [
     "BILL_SELECT",
     "STATE_COLUMNS",
     "STATE_FROM",
+    "content_digest",
     "key_where",
     "lock_state_by_key",
     "lock_states",
@@ -30,6 +34,7 @@ __all__ = [
     "row_to_bill",
     "row_to_state",
     "row_to_work",
+    "stored_digest",
 ]
 
 # A bill with what its lifecycle links to: the bill a red bill cancels, the red
@@ -157,3 +162,25 @@ async def lock_state_by_key(conn: asyncpg.Connection, key: BillKey) -> BillState
     where, args = key_where(key)
     row = await conn.fetchrow(_STATE_SQL + where + " FOR UPDATE OF b", *args)
     return None if row is None else row_to_state(row)
+
+
+def _digest(request: dict[str, Any], red_of: int, replaces: int) -> bytes:
+    if red_of or replaces:
+        # A lifecycle bill's bus_time is the moment of the call: a retry of the same
+        # red-flush or refund differs in it and nothing else.
+        request = {k: v for k, v in request.items() if k != "bus_time"}
+    text = json.dumps(
+        [request, red_of, replaces], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def content_digest(p: Prepared) -> bytes:
+    """What a bill asks for, as a digest: two requests under one bus_no are the
+    same bill exactly when their digests are equal (a retry), else a serial reused."""
+    return _digest(p.request, p.red_of, p.replaces)
+
+
+def stored_digest(row: asyncpg.Record) -> bytes:
+    """:func:`content_digest` of the request a ``bills`` row was stored for."""
+    return _digest(dict(row["request"]), row["red_of"] or 0, row["replaces"] or 0)

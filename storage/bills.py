@@ -9,6 +9,7 @@ writes the signatures of a whole batch with one UPDATE.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,14 @@ import asyncpg
 
 from engine.canonical import CANONICAL_VERSION
 from engine.checkcode import new_check_code
-from engine.errors import EbillError, FailedPrecondition, NotFound, ResourceExhausted
+from engine.errors import (
+    AlreadyExists,
+    EbillError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from engine.lifecycle import BillKey, check_red_flush
 from engine.model import BillStatus, IssuedBill, Reservation
 from engine.numbers import BillNo
@@ -27,7 +35,15 @@ from engine.prepare import Prepared
 from engine.statuses import PaperStatus
 from engine.stock import SegmentCursor, plan_lease
 from storage.alerts import evaluate_alerts
-from storage.bill_rows import BILL_SELECT, key_where, lock_states, row_to_bill, row_to_work
+from storage.bill_rows import (
+    BILL_SELECT,
+    content_digest,
+    key_where,
+    lock_states,
+    row_to_bill,
+    row_to_work,
+    stored_digest,
+)
 
 __all__ = [
     "UNIT_LOCK_SQL",
@@ -39,6 +55,8 @@ __all__ = [
     "remainder_of",
     "reserve",
 ]
+
+log = logging.getLogger(__name__)
 
 # A bill in flight is finished by its own batch within a second or two; only
 # after this long does the recovery loop consider it abandoned.
@@ -87,14 +105,20 @@ async def reserve(
     """Lease numbers for a batch of validated bills and store them, in one transaction.
 
     Returns, by caller index: a Work for a new bill or for a bill stored earlier
-    under the same (unit_code, bus_no) (``replayed``), a Duplicate for a repeat
-    within the batch, or ResourceExhausted where the issuing point has no stock.
+    under the same (unit_code, bus_no) with the same content (``replayed``), a
+    Duplicate for a repeat within the batch, AlreadyExists for a serial reused
+    with other content, ResourceExhausted where the issuing point has no stock,
+    or InvalidArgument for a bill whose data the database refuses.
 
     A red bill (``red_of``) is checked against its original under a row lock and
     the original becomes red_flushed in the same transaction (with its paper
     voided when asked), so a bill is cancelled once. With ``atomic`` any failed
     item fails the whole batch and nothing is written (a refund's red bill and
     remainder go together).
+
+    One bill never fails another: the rows are written in a savepoint, and when
+    the database refuses the data of some bill (SQLSTATE class 22 or 23) the
+    batch is written again in halves, down to the offending bill alone.
     """
     out: dict[int, Item] = {}
     async with pool.acquire() as conn, conn.transaction():
@@ -111,132 +135,203 @@ async def reserve(
                 [vb.bus_no for _, vb in bills],
             )
         }
-        first: dict[tuple[str, str], int] = {}
+        # The first item of the batch under each serial, and the content it names:
+        # the stored bill's where there is one, else the first request's.
+        first: dict[tuple[str, str], tuple[int, bytes]] = {}
         fresh: list[tuple[int, Prepared]] = []
         for idx, vb in bills:
             key = (vb.unit_code, vb.bus_no)
+            digest = content_digest(vb)
+            row = existing.get(key)
             if key in first:
-                # One bill travels once per batch, however often it is asked for.
-                out[idx] = Duplicate(first[key])
-                continue
-            first[key] = idx
-            if key in existing:
-                out[idx] = row_to_work(existing[key], replayed=True)
-            else:
+                # One bill travels once per batch, however often it is asked for;
+                # the same serial with other content is someone else's bill.
+                j, named = first[key]
+                out[idx] = Duplicate(j) if digest == named else _reused(vb)
+            elif row is None:
+                first[key] = (idx, digest)
                 fresh.append((idx, vb))
+            elif stored_digest(row) == digest:
+                first[key] = (idx, digest)
+                out[idx] = row_to_work(row, replayed=True)
+            else:
+                out[idx] = _reused(vb)
         if any(p.red_of for _, p in fresh):
             refused = await _check_red_flushes(conn, fresh)
             out.update(refused)
             fresh = [(idx, p) for idx, p in fresh if idx not in refused]
-        groups: dict[tuple[str, str, str], list[tuple[int, Prepared]]] = defaultdict(list)
-        for idx, vb in fresh:
-            groups[(vb.unit_code, vb.place_code, vb.bill_code)].append((idx, vb))
-
-        numbered: list[tuple[int, Prepared, int, int]] = []  # idx, bill, segment, number
-        for (unit, place, bill_code), members in groups.items():
-            cursors = [
-                SegmentCursor(r["id"], r["next_no"], r["end_no"])
-                for r in await conn.fetch(
-                    "SELECT id, next_no, end_no FROM segments"
-                    " WHERE unit_code = $1 AND place_code = $2 AND bill_code = $3"
-                    " AND status = 'enabled' AND next_no <= end_no"
-                    " ORDER BY start_no FOR UPDATE",
-                    unit,
-                    place,
-                    bill_code,
-                )
-            ]
-            leases = plan_lease(cursors, len(members))
-            pos = 0
-            for lease in leases:
-                for k in range(lease.count):
-                    idx, vb = members[pos]
-                    numbered.append((idx, vb, lease.segment_id, lease.first_no + k))
-                    pos += 1
-            for idx, _ in members[pos:]:
-                out[idx] = ResourceExhausted(
-                    f"no bill numbers left for bill code {bill_code} at issuing point {place}",
-                    field="place_code",
-                )
-            if leases:
-                await conn.executemany(
-                    "UPDATE segments SET next_no = $2 WHERE id = $1",
-                    [(lease.segment_id, lease.new_next_no) for lease in leases],
-                )
-        if groups:
-            # Low-stock warnings fire in the transaction that crossed the threshold.
-            await evaluate_alerts(conn, groups.keys())
         if atomic:
             failed = [v for v in out.values() if isinstance(v, EbillError)]
             if failed:
                 raise failed[0]  # rolls the transaction back
-        if not numbered:
-            return out
+        out.update(await _write_isolating(conn, fresh, grace, atomic))
+    return out
 
-        ids = [
-            r[0]
+
+def _reused(p: Prepared) -> AlreadyExists:
+    return AlreadyExists(
+        f"bus_no: {p.bus_no[:64]} is already on another bill of unit {p.unit_code} with "
+        "different content; a serial names one bill (send the same request again to get it)",
+        field="bus_no",
+    )
+
+
+# What the database refuses for one bill's data: class 22 (data exception: a NUL
+# in text, a value out of range) and 23 (integrity constraint violation).
+_DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+def _refused(p: Prepared, exc: asyncpg.PostgresError) -> InvalidArgument:
+    detail = str(exc)[:120]
+    return InvalidArgument(
+        f"bus_no {p.bus_no[:64]}: the database refused this bill's data "
+        f"(SQLSTATE {exc.sqlstate}: {detail})",
+        field="bus_no",
+    )
+
+
+async def _write_isolating(
+    conn: asyncpg.Connection,
+    fresh: list[tuple[int, Prepared]],
+    grace: timedelta,
+    atomic: bool,
+) -> dict[int, Item]:
+    """:func:`_write` in a savepoint; on a data error, each half again, so that
+    only the bill whose data is refused fails (log2(n) extra rounds for one bad
+    bill; the normal case costs one SAVEPOINT and RELEASE)."""
+    if not fresh:
+        return {}
+    try:
+        async with conn.transaction():
+            return await _write(conn, fresh, grace, atomic)
+    except _DATA_ERRORS as exc:
+        if atomic or len(fresh) == 1:
+            err = _refused(fresh[0][1], exc)
+            if atomic:
+                raise err from exc
+            log.warning("bill %s refused by the database: %s", fresh[0][1].bus_no[:64], exc)
+            return {fresh[0][0]: err}
+    mid = len(fresh) // 2
+    out = await _write_isolating(conn, fresh[:mid], grace, atomic)
+    out.update(await _write_isolating(conn, fresh[mid:], grace, atomic))
+    return out
+
+
+async def _write(
+    conn: asyncpg.Connection,
+    fresh: list[tuple[int, Prepared]],
+    grace: timedelta,
+    atomic: bool,
+) -> dict[int, Item]:
+    """Lease numbers for ``fresh`` and write their rows (COPY); by caller index."""
+    out: dict[int, Item] = {}
+    groups: dict[tuple[str, str, str], list[tuple[int, Prepared]]] = defaultdict(list)
+    for idx, vb in fresh:
+        groups[(vb.unit_code, vb.place_code, vb.bill_code)].append((idx, vb))
+
+    numbered: list[tuple[int, Prepared, int, int]] = []  # idx, bill, segment, number
+    for (unit, place, bill_code), members in groups.items():
+        cursors = [
+            SegmentCursor(r["id"], r["next_no"], r["end_no"])
             for r in await conn.fetch(
-                "SELECT nextval('bills_id_seq') FROM generate_series(1, $1)", len(numbered)
+                "SELECT id, next_no, end_no FROM segments"
+                " WHERE unit_code = $1 AND place_code = $2 AND bill_code = $3"
+                " AND status = 'enabled' AND next_no <= end_no"
+                " ORDER BY start_no FOR UPDATE",
+                unit,
+                place,
+                bill_code,
             )
         ]
-        now = datetime.now(UTC)
-        bill_rows: list[tuple[Any, ...]] = []
-        charge_rows: list[tuple[Any, ...]] = []
-        channel_rows: list[tuple[Any, ...]] = []
-        for bill_id, (idx, p, segment_id, no) in zip(ids, numbered, strict=True):
-            res = Reservation(p.bill_code, str(BillNo(no)), new_check_code(), now)
-            canon = p.canonical(res)
-            bill_rows.append(
-                (
-                    bill_id, p.unit_code, p.bus_no, p.bus_type, p.bill_kind, p.place_code,
-                    res.bill_code, res.bill_no, res.check_code, segment_id,
-                    BillStatus.RESERVED.value, p.total_fen, p.payer_name, p.payer_id_card_no,
-                    p.payer_card_no, p.payer_tel, p.cashier, p.bus_time, now, p.request, canon,
-                    CANONICAL_VERSION, p.red_of or None, p.replaces or None,
-                    p.operator or p.cashier,
-                )
-            )  # fmt: skip
-            charge_rows.extend((bill_id, *row) for row in p.charge_rows)
-            channel_rows.extend((bill_id, *row) for row in p.channel_rows)
-            out[idx] = Work(
-                bill_id=bill_id,
-                unit_code=p.unit_code,
-                bus_no=p.bus_no,
-                bus_type=p.bus_type,
-                place_code=p.place_code,
-                bill_code=res.bill_code,
-                bill_no=res.bill_no,
-                check_code=res.check_code,
-                total_fen=p.total_fen,
-                issued_at=now,
-                canonical=canon,
-                canonical_version=CANONICAL_VERSION,
-                status=BillStatus.RESERVED,
-                bill_kind=p.bill_kind,
+        leases = plan_lease(cursors, len(members))
+        pos = 0
+        for lease in leases:
+            for k in range(lease.count):
+                idx, vb = members[pos]
+                numbered.append((idx, vb, lease.segment_id, lease.first_no + k))
+                pos += 1
+        for idx, _ in members[pos:]:
+            out[idx] = ResourceExhausted(
+                f"no bill numbers left for bill code {bill_code} at issuing point {place}",
+                field="place_code",
             )
-        await conn.copy_records_to_table("bills", records=bill_rows, columns=_BILL_COLUMNS)
-        await conn.copy_records_to_table(
-            "bill_charge_items",
-            records=charge_rows,
-            columns=("bill_id", "sort_no", "charge_code", "charge_name", "amt_fen", "self_amt_fen"),
+        if leases:
+            await conn.executemany(
+                "UPDATE segments SET next_no = $2 WHERE id = $1",
+                [(lease.segment_id, lease.new_next_no) for lease in leases],
+            )
+    if groups:
+        # Low-stock warnings fire in the transaction that crossed the threshold.
+        await evaluate_alerts(conn, groups.keys())
+    if atomic:
+        failed = [v for v in out.values() if isinstance(v, EbillError)]
+        if failed:
+            raise failed[0]  # rolls the transaction back
+    if not numbered:
+        return out
+
+    ids = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT nextval('bills_id_seq') FROM generate_series(1, $1)", len(numbered)
         )
-        await conn.copy_records_to_table(
-            "bill_pay_channels",
-            records=channel_rows,
-            columns=("bill_id", "pay_channel_code", "amount_fen"),
+    ]
+    now = datetime.now(UTC)
+    bill_rows: list[tuple[Any, ...]] = []
+    charge_rows: list[tuple[Any, ...]] = []
+    channel_rows: list[tuple[Any, ...]] = []
+    for bill_id, (idx, p, segment_id, no) in zip(ids, numbered, strict=True):
+        res = Reservation(p.bill_code, str(BillNo(no)), new_check_code(), now)
+        canon = p.canonical(res)
+        bill_rows.append(
+            (
+                bill_id, p.unit_code, p.bus_no, p.bus_type, p.bill_kind, p.place_code,
+                res.bill_code, res.bill_no, res.check_code, segment_id,
+                BillStatus.RESERVED.value, p.total_fen, p.payer_name, p.payer_id_card_no,
+                p.payer_card_no, p.payer_tel, p.cashier, p.bus_time, now, p.request, canon,
+                CANONICAL_VERSION, p.red_of or None, p.replaces or None,
+                p.operator or p.cashier,
+            )
+        )  # fmt: skip
+        charge_rows.extend((bill_id, *row) for row in p.charge_rows)
+        channel_rows.extend((bill_id, *row) for row in p.channel_rows)
+        out[idx] = Work(
+            bill_id=bill_id,
+            unit_code=p.unit_code,
+            bus_no=p.bus_no,
+            bus_type=p.bus_type,
+            place_code=p.place_code,
+            bill_code=res.bill_code,
+            bill_no=res.bill_no,
+            check_code=res.check_code,
+            total_fen=p.total_fen,
+            issued_at=now,
+            canonical=canon,
+            canonical_version=CANONICAL_VERSION,
+            status=BillStatus.RESERVED,
+            bill_kind=p.bill_kind,
         )
-        await conn.copy_records_to_table(
-            "outbox",
-            records=[(bill_id, now + grace) for bill_id in ids],
-            columns=("bill_id", "next_attempt_at"),
-        )
-        lifecycle = [
-            (bill_id, p)
-            for bill_id, (_, p, _, _) in zip(ids, numbered, strict=True)
-            if p.op != "issue"
-        ]
-        if lifecycle:
-            await _apply_lifecycle(conn, lifecycle)
+    await conn.copy_records_to_table("bills", records=bill_rows, columns=_BILL_COLUMNS)
+    await conn.copy_records_to_table(
+        "bill_charge_items",
+        records=charge_rows,
+        columns=("bill_id", "sort_no", "charge_code", "charge_name", "amt_fen", "self_amt_fen"),
+    )
+    await conn.copy_records_to_table(
+        "bill_pay_channels",
+        records=channel_rows,
+        columns=("bill_id", "pay_channel_code", "amount_fen"),
+    )
+    await conn.copy_records_to_table(
+        "outbox",
+        records=[(bill_id, now + grace) for bill_id in ids],
+        columns=("bill_id", "next_attempt_at"),
+    )
+    lifecycle = [
+        (bill_id, p) for bill_id, (_, p, _, _) in zip(ids, numbered, strict=True) if p.op != "issue"
+    ]
+    if lifecycle:
+        await _apply_lifecycle(conn, lifecycle)
     return out
 
 

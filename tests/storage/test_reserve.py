@@ -9,7 +9,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
-from engine.errors import ResourceExhausted
+from engine.errors import AlreadyExists, InvalidArgument, ResourceExhausted
 from engine.model import Catalog
 from engine.pipeline import Duplicate, Work
 from engine.prepare import Prepared, prepare
@@ -88,3 +88,50 @@ async def test_a_dry_point_refuses_the_rest_and_atomic_writes_nothing(db: asyncp
     assert await db.fetchval("SELECT count(*) FROM bills WHERE bus_no = 'ATOMIC-1'") == 0
     [ident] = await identity(db, unit)
     assert (ident.issued, ident.available) == (2, 0)
+
+
+def other_content(seq: int, like: int) -> Prepared:
+    """The bill of ``seq`` sent under the serial (bus_no) of bill ``like``."""
+    src = replace(bill(seq), unit_code=UNIT, bus_no=bill(like).bus_no)
+    return prepare(validate(src, unit_catalog()))
+
+
+async def test_a_bill_the_database_refuses_fails_alone(db: asyncpg.Pool) -> None:
+    # Issue #11 item 3: a NUL in text (SQLSTATE 22021) or in the stored request
+    # (22P05) failed every bill of the batch; validation refuses it now, but the
+    # reserve step must still keep one bill's bad data from failing the others.
+    unit, _ = await setup(db, numbers=30)
+    items = [(i, prepared(i + 1)) for i in range(20)]
+    items[7] = (7, replace(items[7][1], payer_name="Zhang\x00San"))
+    items[13] = (13, replace(items[13][1], request={**items[13][1].request, "remark": "a\x00"}))
+    out = await reserve(db, items)
+    for bad in (7, 13):
+        err = out[bad]
+        assert isinstance(err, InvalidArgument), err
+        assert err.field == "bus_no" and "SQLSTATE 22" in err.message
+    good = [work(out[i]) for i in range(20) if i not in (7, 13)]
+    # The others got the numbers in order, with no gap where the refused bills were.
+    assert [w.bill_no for w in good] == [str(FIRST + k) for k in range(18)]
+    [ident] = await identity(db, unit)
+    assert (ident.issued, ident.bills) == (18, 18) and ident.balanced
+    # Atomic (a refund): the refusal fails the request, and nothing is written.
+    with pytest.raises(InvalidArgument):
+        await reserve(db, [(0, prepared(30)), (1, items[7][1])], atomic=True)
+    assert await db.fetchval("SELECT count(*) FROM bills WHERE unit_code = $1", UNIT) == 18
+
+
+async def test_a_serial_reused_with_other_content_is_a_conflict(db: asyncpg.Pool) -> None:
+    # Issue #11 item 4: the same bus_no with other content used to replay the first
+    # bill silently; a retry with the same content still replays.
+    await setup(db, numbers=10)
+    first = work((await reserve(db, [(0, prepared(1))]))[0])
+    out = await reserve(db, [(0, other_content(2, like=1)), (1, prepared(1))])
+    assert isinstance(out[0], AlreadyExists) and out[0].field == "bus_no"
+    assert prepared(1).bus_no in out[0].message
+    assert work(out[1]).replayed and work(out[1]).bill_id == first.bill_id
+    # Within one batch: the first request takes the serial, a different one is refused,
+    # the same one again is a Duplicate.
+    out = await reserve(db, [(0, prepared(3)), (1, other_content(4, like=3)), (2, prepared(3))])
+    assert not work(out[0]).replayed
+    assert isinstance(out[1], AlreadyExists) and out[1].field == "bus_no"
+    assert out[2] == Duplicate(0)
