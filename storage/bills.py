@@ -184,9 +184,8 @@ _DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 def _refused(p: Prepared, exc: asyncpg.PostgresError) -> InvalidArgument:
     detail = str(exc)[:120]
     return InvalidArgument(
-        f"bus_no {p.bus_no[:64]}: the database refused this bill's data "
-        f"(SQLSTATE {exc.sqlstate}: {detail})",
-        field="bus_no",
+        f"the database refused the data of the bill with bus_no {p.bus_no[:64]} "
+        f"(SQLSTATE {exc.sqlstate}: {detail}); no other bill is affected"
     )
 
 

@@ -187,10 +187,30 @@ async def test_retried_bus_no_returns_the_first_bill(
     )
     assert again.unit_signature == first.unit_signature
     assert again.fiscal_signature == first.fiscal_signature
-    # A retry with different content still gets the first bill: bus_no is the key.
-    changed = (await issuance.IssueBill(req(replace(b, remark="retry")))).bill
-    assert changed.bill_no == first.bill_no
     assert await counts(pool) == before
+
+
+async def test_a_bus_no_reused_with_other_content_is_a_conflict(
+    issuance: issuance_pb2_grpc.IssuanceServiceStub, pool: asyncpg.Pool
+) -> None:
+    # Issue #11 item 4: a HIS reusing a serial by mistake got someone else's bill,
+    # marked replayed; it must get a conflict naming bus_no, alone or in a batch.
+    (b, other) = fresh(2)
+    first = (await issuance.IssueBill(req(b))).bill
+    before = await counts(pool)
+    changed = replace(b, payer=replace(b.payer, name="Li Si"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await issuance.IssueBill(req(changed))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert (err.value.details() or "").startswith("bill.bus_no:"), err.value.details()
+    resp = await issuance.IssueBatch(
+        issuance_pb2.IssueBatchRequest(bills=[input_to_pb(x) for x in (changed, b, other)])
+    )
+    assert resp.results[0].error.code == "ALREADY_EXISTS"
+    assert resp.results[0].error.field == "bills[0].bus_no"
+    assert resp.results[1].bill.replayed and resp.results[1].bill.bill_no == first.bill_no
+    assert resp.results[2].bill.status == ISSUED and not resp.results[2].bill.replayed
+    assert await counts(pool) == (before[0] + 1, before[1] + 1)
 
 
 async def test_racing_bus_no_all_get_the_first_bill(
