@@ -47,6 +47,9 @@ class PipelineConfig:
     replicas: int = 1
     fiscal_timeout_s: float = 3.0
     outbox_grace_s: float = 30.0
+    # The fiscal platform's public key, pinned (config.settings.read_public_key);
+    # empty: trusted on first use.
+    fiscal_public_key: bytes = b""
 
 
 def init_ray(address: str = "", num_cpus: int = 2) -> None:
@@ -105,11 +108,23 @@ class Pipeline:
                 _actor(UnitSignStage, config.signer_addr, config.signer_key_id) for _ in range(n)
             ],
             "countersign": [
-                _actor(CountersignStage, config.fiscal_addr, config.fiscal_timeout_s)
+                _actor(
+                    CountersignStage,
+                    config.fiscal_addr,
+                    config.fiscal_timeout_s,
+                    config.signer_addr,
+                    config.signer_key_id,
+                )
                 for _ in range(n)
             ],
             "archive": [
-                _actor(ArchiveStage, config.database_url, config.fiscal_addr, config.verify_fiscal)
+                _actor(
+                    ArchiveStage,
+                    config.database_url,
+                    config.fiscal_addr,
+                    config.verify_fiscal,
+                    config.fiscal_public_key,
+                )
                 for _ in range(n)
             ],
         }

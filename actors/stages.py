@@ -32,9 +32,9 @@ from config.tuning import (
 )
 from ebill.convert import bill_from_pb
 from engine.breaker import BreakerState, CircuitBreaker
-from engine.errors import EbillError, InvalidArgument, Unavailable
+from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
 from engine.model import BillStatus, Catalog
-from engine.pipeline import Item, Work, finish, map_work
+from engine.pipeline import Item, Work, finish, map_work, take_countersignature
 from engine.prepare import Prepared, prepare
 from engine.sm2 import VerifyingKey
 from engine.validation import check
@@ -216,12 +216,25 @@ class UnitSignStage(_Timed):
 class CountersignStage(_Timed):
     """Has the fiscal platform verify and countersign (监制), one call per batch."""
 
-    def __init__(self, fiscal_addr: str, timeout_s: float = 3.0) -> None:
+    def __init__(
+        self, fiscal_addr: str, timeout_s: float = 3.0, signer_addr: str = "", key_id: str = ""
+    ) -> None:
         super().__init__()
         # Inline issuance waits timeout_s for the platform; past it, bills go out
         # unit-signed and pending, and the recovery loop countersigns them later.
         self.fiscal = FiscalClient(fiscal_addr, timeout_s)
         self.breaker = CircuitBreaker(failure_threshold=3, cooldown_s=2.0, max_cooldown_s=30.0)
+        # The unit's key, to check a unit signature the platform hands back.
+        self.signer = SignerClient(signer_addr, key_id) if signer_addr else None
+
+    async def unit_key(self) -> VerifyingKey | None:
+        if self.signer is None:
+            return None
+        try:
+            return await self.signer.public_key()
+        except EbillError as exc:
+            log.warning("unit key unavailable: %s", exc)
+            return None
 
     def stats(self) -> dict[str, float]:
         out = super().stats()
@@ -255,6 +268,13 @@ class CountersignStage(_Timed):
             return out
         self.breaker.success()
         results = {(r.bill_code, r.bill_no): r for r in answers}
+        sent = {(w.bill_code, w.bill_no): w.unit_signature for w in todo}
+        key: VerifyingKey | None = None
+        if any(
+            r.ok and r.unit_signature and r.unit_signature != sent.get((r.bill_code, r.bill_no))
+            for r in answers
+        ):
+            key = await self.unit_key()
 
         def apply(w: Work) -> Item:
             r = results.get((w.bill_code, w.bill_no))
@@ -265,12 +285,14 @@ class CountersignStage(_Timed):
                     w,
                     deferred=f"fiscal platform rejected: {r.error_code} {r.error_message}",
                     rejected=True,
+                    platform_refused=True,
                 )
-            return replace(
+            return take_countersignature(
                 w,
-                unit_signature=r.unit_signature or w.unit_signature,
+                unit_signature=r.unit_signature,
                 fiscal_signature=r.fiscal_signature,
                 countersigned_at=r.countersigned_at,
+                unit_key=key,
             )
 
         out = map_work(items, apply)
@@ -281,30 +303,57 @@ class CountersignStage(_Timed):
 class ArchiveStage(_DbStage):
     """Checks the countersignature and archives the final e-bills, one statement per batch."""
 
-    def __init__(self, database_url: str, fiscal_addr: str, verify_fiscal: bool = True) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        fiscal_addr: str,
+        verify_fiscal: bool = True,
+        pinned_key: bytes = b"",
+    ) -> None:
         super().__init__(database_url)
         self.fiscal = FiscalClient(fiscal_addr, KEY_FETCH_TIMEOUT_S)
         self._verify = verify_fiscal
+        self._pinned = VerifyingKey(pinned_key) if pinned_key else None
+        if self._pinned is None and verify_fiscal:
+            log.warning(
+                "EBILL_FISCAL_PUBLIC_KEY_FILE is not set: the fiscal platform's public key "
+                "is fetched unauthenticated and trusted on first use; pin it in production"
+            )
 
     async def fiscal_key(self) -> VerifyingKey:
-        """The platform's countersigning key (fetched once, then cached by the client)."""
-        return await self.fiscal.public_key()
+        """The platform's countersigning key: the pinned one, once the platform has
+        offered that same key (a platform offering another is refused, every time);
+        unpinned, whatever the platform offers first (cached by the client)."""
+        offered = await self.fiscal.public_key()
+        if self._pinned is None:
+            return offered
+        if offered != self._pinned:
+            log.error("fiscal platform offers key %s, pinned %s", offered, self._pinned)
+            raise FailedPrecondition(
+                "fiscal platform key refused: it differs from the pinned key "
+                "(EBILL_FISCAL_PUBLIC_KEY_FILE)"
+            )
+        return self._pinned
 
     async def run(self, items: Sequence[Item]) -> list[Item]:
         started = time.perf_counter()
         if self._verify and any(isinstance(w, Work) and w.fiscal_signature for w in items):
+            unavailable = "fiscal key unavailable"
             try:
                 key: VerifyingKey | None = await self.fiscal_key()
+            except FailedPrecondition as exc:
+                key, unavailable = None, exc.message
             except EbillError as exc:
                 log.warning("fiscal key unavailable: %s", exc)
-                key = None
+                # Pinned, the platform's answer is not needed to check a signature.
+                key = self._pinned
 
             def check_fiscal(w: Work) -> Item:
                 if not w.fiscal_signature or w.status is BillStatus.ISSUED:
                     # Nothing new to check: verified when it was first archived.
                     return w
                 if key is None:
-                    return replace(w, fiscal_signature=b"", deferred="fiscal key unavailable")
+                    return replace(w, fiscal_signature=b"", deferred=unavailable)
                 if not key.verify(w.countersign_message, w.fiscal_signature):
                     log.error("bad fiscal countersignature on %s/%s", w.bill_code, w.bill_no)
                     return replace(

@@ -5,11 +5,12 @@ One frozen value built once per process (:func:`load`); CLI flags default from i
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-__all__ = ["Settings", "load"]
+__all__ = ["Settings", "load", "read_public_key"]
 
 
 def _str(name: str, default: str) -> str:
@@ -71,6 +72,9 @@ class Settings:
     stage_replicas: int
     # Verify the fiscal countersignature before archiving a bill.
     verify_fiscal: bool
+    # The fiscal platform's public key (PEM or hex of the point 04||x||y), pinned:
+    # a platform offering another key is refused. Empty: trusted on first use.
+    fiscal_public_key_file: str
     rpc_timeout_s: float
     # Inline issuance waits this long for the fiscal platform, then returns the
     # bill pending and countersigns it later.
@@ -113,6 +117,7 @@ def load() -> Settings:
         ray_num_cpus=_int("EBILL_RAY_NUM_CPUS", 2),
         stage_replicas=_int("EBILL_STAGE_REPLICAS", 1),
         verify_fiscal=_bool("EBILL_VERIFY_FISCAL", True),
+        fiscal_public_key_file=_str("EBILL_FISCAL_PUBLIC_KEY_FILE", ""),
         rpc_timeout_s=_float("EBILL_RPC_TIMEOUT_S", 30.0),
         fiscal_timeout_s=_float("EBILL_FISCAL_TIMEOUT_S", 3.0),
         recovery_interval_s=_float("EBILL_RECOVERY_INTERVAL_S", 1.0),
@@ -124,3 +129,30 @@ def load() -> Settings:
         paper_retention_days=_int("EBILL_PAPER_RETENTION_DAYS", 5 * 365),
         stock_interval_s=_float("EBILL_STOCK_INTERVAL_S", 2.0),
     )
+
+
+def read_public_key(path: str) -> bytes:
+    """The SM2 public key in ``path`` as an uncompressed point (65 bytes): a PEM
+    SubjectPublicKeyInfo or the point in hex. Exits with the setting named when
+    the file cannot be read or holds no such key."""
+    name = "EBILL_FISCAL_PUBLIC_KEY_FILE"
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"{name}: cannot read {path}: {exc}") from exc
+    if text.startswith("-----BEGIN PUBLIC KEY-----"):
+        body = "".join(line for line in text.splitlines() if not line.startswith("-----"))
+        try:
+            der = base64.b64decode(body, validate=True)
+        except ValueError as exc:
+            raise SystemExit(f"{name}: {path} is not a PEM public key") from exc
+        # SubjectPublicKeyInfo of an EC key ends with the BIT STRING of the point.
+        point = der[-65:]
+    else:
+        try:
+            point = bytes.fromhex(text)
+        except ValueError as exc:
+            raise SystemExit(f"{name}: {path} holds neither PEM nor hex") from exc
+    if len(point) != 65 or point[0] != 4:
+        raise SystemExit(f"{name}: {path} does not hold an uncompressed SM2 point 04||x||y")
+    return point

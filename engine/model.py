@@ -85,6 +85,8 @@ class BillStatus(StrEnum):
     PENDING_COUNTERSIGN = "pending_countersign"
     ISSUED = "issued"
     RED_FLUSHED = "red_flushed"
+    # The fiscal platform refused it for good (a red bill; its original is issued again).
+    REJECTED = "rejected"
 
 
 @compact_pickle

@@ -15,9 +15,18 @@ from dataclasses import dataclass, replace
 from engine.canonical import countersign_message
 from engine.errors import EbillError
 from engine.model import BillRecord, BillStatus, IssuedBill, compact_pickle, record_values
+from engine.sm2 import VerifyingKey
 from engine.state import may_become
 
-__all__ = ["Duplicate", "Item", "Work", "finish", "map_work", "resolve_duplicates"]
+__all__ = [
+    "Duplicate",
+    "Item",
+    "Work",
+    "finish",
+    "map_work",
+    "resolve_duplicates",
+    "take_countersignature",
+]
 
 
 @compact_pickle
@@ -31,6 +40,9 @@ class Work(BillRecord):
     # The platform refused the bill, or its countersignature did not verify:
     # waiting will not help, the caller is told so.
     rejected: bool = False
+    # The platform itself refused the bill (not a countersignature that failed our
+    # check): a refused red bill no longer cancels its original (storage.bills.archive).
+    platform_refused: bool = False
 
     @property
     def needs_unit_signature(self) -> bool:
@@ -81,6 +93,40 @@ def finish(work: Work) -> Work:
     if target is work.status or not may_become(work.status, target):
         return work
     return replace(work, status=target)
+
+
+def take_countersignature(
+    w: Work,
+    *,
+    unit_signature: bytes,
+    fiscal_signature: bytes,
+    countersigned_at: str,
+    unit_key: VerifyingKey | None,
+) -> Work:
+    """The platform's countersignature on ``w``, with the unit signature it covers.
+
+    On a repeat the platform answers with the unit signature it stored the first
+    time (SM2 signatures are randomised), which then replaces ours; it is taken
+    only if it verifies under the unit's key over the bill's canonical bytes, so
+    the platform cannot put words in the unit's mouth. ``unit_key`` None: the key
+    is unavailable and a different signature cannot be checked now.
+    """
+    if unit_signature and unit_signature != w.unit_signature:
+        if unit_key is None:
+            return replace(w, deferred="unit key unavailable to check the platform's answer")
+        if not unit_key.verify(w.canonical, unit_signature):
+            return replace(
+                w,
+                deferred="fiscal platform returned a unit signature that does not verify "
+                "under the unit's key",
+                rejected=True,
+            )
+    return replace(
+        w,
+        unit_signature=unit_signature or w.unit_signature,
+        fiscal_signature=fiscal_signature,
+        countersigned_at=countersigned_at,
+    )
 
 
 def resolve_duplicates(items: Sequence[Item]) -> list[Work | EbillError]:

@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from ops.sandboxes.signer import KeyStore
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.bootstrap import bootstrap_demo
 
@@ -89,8 +90,22 @@ class Stack:
             EBILL_FISCAL_LATENCY_MS=str(c.fiscal_latency_ms),
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
         )
+        if self.fiscal_key_file.exists():
+            # make run and the tests run pinned to the sandbox platform's key.
+            env["EBILL_FISCAL_PUBLIC_KEY_FILE"] = str(self.fiscal_key_file)
         env.update(c.extra_env)
         return env
+
+    @property
+    def fiscal_key_file(self) -> Path:
+        """The fiscal sandbox's public key (hex), written before the sandbox starts."""
+        return self.config.data_dir / "fiscal" / "fiscal-public.hex"
+
+    def pin_fiscal_key(self) -> None:
+        """Make the sandbox platform's key now (the sandbox loads the same file) and
+        write its public half where the engine's EBILL_FISCAL_PUBLIC_KEY_FILE points."""
+        key = KeyStore(self.fiscal_key_file.parent).get("fiscal")
+        self.fiscal_key_file.write_text(key.public.point.hex() + "\n", encoding="ascii")
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         out = None
@@ -139,6 +154,7 @@ class Stack:
 
     def start_fiscal(self, **env: str) -> None:
         """Start (or restart) the fiscal sandbox; env overrides e.g. its latency."""
+        self.pin_fiscal_key()
         self._spawn("fiscal", "ops.sandboxes.fiscal", env=env)
         wait_for_channel(self.config.fiscal_addr, self.procs["fiscal"])
 

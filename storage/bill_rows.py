@@ -47,7 +47,7 @@ BILL_SELECT = (
     " coalesce(p.status, 'none') AS paper_status"
     " FROM bills b"
     " LEFT JOIN bills o ON o.id = b.red_of"
-    " LEFT JOIN bills r ON r.red_of = b.id"
+    " LEFT JOIN bills r ON r.red_of = b.id AND r.status <> 'rejected'"
     " LEFT JOIN bills rp ON rp.id = b.replaces"
     " LEFT JOIN paper_bills p ON p.paper_code = b.paper_code AND p.paper_no = b.paper_no"
 )
@@ -116,7 +116,8 @@ def key_where(key: BillKey) -> tuple[str, list[Any]]:
 STATE_COLUMNS = (
     "b.id, b.unit_code, b.place_code, b.bill_code, b.bill_no, b.status, b.total_fen,"
     " b.bill_kind, b.bus_type, b.origin, b.red_of IS NOT NULL AS is_red,"
-    " coalesce((SELECT r.bill_code || '/' || r.bill_no FROM bills r WHERE r.red_of = b.id), '')"
+    " coalesce((SELECT r.bill_code || '/' || r.bill_no FROM bills r"
+    "   WHERE r.red_of = b.id AND r.status <> 'rejected'), '')"
     "   AS red_by,"
     " coalesce(p.status, 'none') AS paper, coalesce(b.paper_code, '') AS paper_code,"
     " coalesce(b.paper_no, '') AS paper_no, b.converted_at IS NOT NULL AS converted"

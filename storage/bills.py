@@ -424,7 +424,10 @@ async def archive(pool: asyncpg.Pool, works: Sequence[Work]) -> None:
                 [w.unit_signature for w in todo],
                 [w.fiscal_signature for w in todo],
             )
-        issued = [w.bill_id for w in works if w.status is BillStatus.ISSUED]
+        refused = [w.bill_id for w in works if w.platform_refused]
+        done = set(await _compensate_refused_reds(conn, refused)) if refused else set()
+        unfinished = [w for w in unfinished if w.bill_id not in done]
+        issued = [w.bill_id for w in works if w.status is BillStatus.ISSUED] + sorted(done)
         if issued:
             await conn.execute("DELETE FROM outbox WHERE bill_id = ANY($1::bigint[])", issued)
         if unfinished:
@@ -436,6 +439,47 @@ async def archive(pool: asyncpg.Pool, works: Sequence[Work]) -> None:
                 [w.bill_id for w in unfinished],
                 [w.deferred or "unfinished" for w in unfinished],
             )
+
+
+async def _compensate_refused_reds(conn: asyncpg.Connection, ids: list[int]) -> list[int]:
+    """Red bills among ``ids`` that the platform refused become ``rejected`` and
+    their originals ``issued`` again (a bill must not stay red-flushed without a
+    valid red bill). Paper voided with the red-flush stays voided: the sheet is
+    spent. Each original gets a ``red_flush_refused`` event. Returns the red bills."""
+    rows = await conn.fetch(
+        "WITH red AS ("
+        "  UPDATE bills r SET status = $2 WHERE r.id = ANY($1::bigint[])"
+        "  AND r.red_of IS NOT NULL AND r.status IN ('reserved', 'pending_countersign')"
+        "  RETURNING r.id, r.red_of, r.bill_code, r.bill_no, r.operator)"
+        " , orig AS ("
+        "  UPDATE bills o SET status = $3 FROM red"
+        "  WHERE o.id = red.red_of AND o.status = $4"
+        "  RETURNING o.id, o.unit_code, o.place_code)"
+        " SELECT red.id AS red_id, red.bill_code, red.bill_no, red.operator, orig.*"
+        " FROM red LEFT JOIN orig ON orig.id = red.red_of",
+        ids,
+        BillStatus.REJECTED,
+        BillStatus.ISSUED,
+        BillStatus.RED_FLUSHED,
+    )
+    restored = [r for r in rows if r["id"] is not None]
+    if restored:
+        await conn.executemany(
+            "INSERT INTO bill_events (unit_code, place_code, operator, op, bill_id, detail)"
+            " VALUES ($1, $2, $3, 'red_flush_refused', $4, $5)",
+            [
+                (r["unit_code"], r["place_code"], r["operator"], r["id"],
+                 {"red_bill": f"{r['bill_code']}/{r['bill_no']}", "status": "issued again"})
+                for r in restored
+            ],
+        )  # fmt: skip
+    for r in rows:
+        log.error(
+            "fiscal platform refused red bill %s/%s; its original is issued again",
+            r["bill_code"],
+            r["bill_no"],
+        )
+    return [r["red_id"] for r in rows]
 
 
 async def claim_due(pool: asyncpg.Pool, limit: int, lease: timedelta = OUTBOX_LEASE) -> list[Work]:

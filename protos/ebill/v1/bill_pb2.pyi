@@ -40,6 +40,8 @@ class _BillStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillStatus
     """Countersigned by the fiscal platform and archived: a complete e-bill."""
     BILL_STATUS_RED_FLUSHED: _BillStatus.ValueType  # 4
     """Cancelled by a red bill."""
+    BILL_STATUS_REJECTED: _BillStatus.ValueType  # 5
+    """Refused by the fiscal platform for good (a red bill: its original stays issued)."""
 
 class BillStatus(_BillStatus, metaclass=_BillStatusEnumTypeWrapper): ...
 
@@ -52,6 +54,8 @@ BILL_STATUS_ISSUED: BillStatus.ValueType  # 3
 """Countersigned by the fiscal platform and archived: a complete e-bill."""
 BILL_STATUS_RED_FLUSHED: BillStatus.ValueType  # 4
 """Cancelled by a red bill."""
+BILL_STATUS_REJECTED: BillStatus.ValueType  # 5
+"""Refused by the fiscal platform for good (a red bill: its original stays issued)."""
 Global___BillStatus: _TypeAlias = BillStatus  # noqa: Y015
 
 class _PaperStatus:
