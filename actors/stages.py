@@ -21,7 +21,6 @@ import asyncpg
 import grpc
 from google.protobuf.message import DecodeError
 
-from ebill.convert import bill_from_pb
 from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
 from engine.model import BillStatus, Catalog
@@ -36,6 +35,7 @@ from storage import bills as bill_store
 from storage.catalog import load_catalog
 from storage.db import connect_pool
 from storage.errors import is_retryable, translate
+from wire.bills import bill_from_pb
 
 __all__ = [
     "ArchiveStage",

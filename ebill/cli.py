@@ -17,7 +17,6 @@ from collections import Counter
 import grpc
 
 from ebill import demo
-from ebill.convert import input_to_pb
 from ebill.settings import Settings, load
 from engine.canonical import countersign_message
 from engine.sm2 import VerifyingKey
@@ -32,6 +31,7 @@ from protos.ebill.v1 import (
 )
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
+from wire.bills import input_to_pb
 
 __all__ = ["main"]
 

@@ -20,7 +20,6 @@ import grpc
 import pytest
 
 from ebill import demo
-from ebill.convert import input_to_pb
 from protos.ebill.v1 import (
     bill_pb2,
     issuance_pb2,
@@ -32,6 +31,7 @@ from protos.ebill.v1 import (
 from tests.conftest import STOCK_POINTS, Mailbox
 from tests.factories import non_medical
 from tests.refusal import refused
+from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
 
