@@ -30,7 +30,7 @@ protos: $(STAMP) ## Regenerate Python code (+ .pyi stubs) from protos/
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy engine storage actors ebill ops bench
+	$(VENV)/bin/mypy engine config wire storage clients actors usecases ebill ops bench
 
 bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stack
 	$(PY) -m bench.issuance

@@ -18,9 +18,18 @@ from datetime import timedelta
 from typing import TypeVar
 
 import asyncpg
-import grpc
 from google.protobuf.message import DecodeError
 
+from clients.fiscal import FiscalClient
+from clients.signer import SignerClient
+from config.tuning import (
+    CATALOG_TTL_S,
+    DB_ATTEMPTS,
+    DB_RETRY_FACTOR,
+    DB_RETRY_FIRST_DELAY_S,
+    KEY_FETCH_TIMEOUT_S,
+    SIGNER_TIMEOUT_S,
+)
 from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
 from engine.model import BillStatus, Catalog
@@ -29,8 +38,6 @@ from engine.prepare import Prepared, prepare
 from engine.sm2 import VerifyingKey
 from engine.validation import check
 from protos.ebill.v1 import bill_pb2
-from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
-from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
 from storage import bills as bill_store
 from storage.catalog import load_catalog
 from storage.db import connect_pool
@@ -43,21 +50,17 @@ __all__ = [
     "ReserveStage",
     "UnitSignStage",
     "ValidateStage",
-    "countersign_item",
     "outcome_error",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CATALOG_TTL_S = 5.0
-DB_ATTEMPTS = 4
-
 
 async def _with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a whole-transaction step again when the database failed in a way that
     left nothing written (connection loss, serialization failure)."""
-    delay = 0.05
+    delay = DB_RETRY_FIRST_DELAY_S
     for attempt in range(DB_ATTEMPTS):
         try:
             return await fn()
@@ -67,23 +70,8 @@ async def _with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
                 raise translate(exc) from exc
             log.warning("database step failed (%s), retrying", type(exc).__name__)
             await asyncio.sleep(delay)
-            delay *= 4
+            delay *= DB_RETRY_FACTOR
     raise AssertionError("unreachable")
-
-
-# gRPC's default reconnect backoff grows to two minutes; after a network blip the
-# signer and the platform must be tried again within a second or two.
-_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-]
-
-
-def _channel(addr: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(addr, options=_CHANNEL_OPTIONS)
 
 
 class _Timed:
@@ -200,17 +188,9 @@ class ReserveStage(_DbStage):
 class UnitSignStage(_Timed):
     """Has the hospital's signing server (HSM) sign the canonical bytes, one call per batch."""
 
-    def __init__(self, signer_addr: str, key_id: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, signer_addr: str, key_id: str, timeout_s: float = SIGNER_TIMEOUT_S) -> None:
         super().__init__()
-        self._addr = signer_addr
-        self._key_id = key_id
-        self._timeout = timeout_s
-        self._stub: signer_pb2_grpc.SignerStub | None = None
-
-    def stub(self) -> signer_pb2_grpc.SignerStub:
-        if self._stub is None:
-            self._stub = signer_pb2_grpc.SignerStub(_channel(self._addr))
-        return self._stub
+        self.signer = SignerClient(signer_addr, key_id, timeout_s)
 
     async def run(self, items: Sequence[Item]) -> list[Item]:
         started = time.perf_counter()
@@ -218,20 +198,15 @@ class UnitSignStage(_Timed):
         if not todo:
             return list(items)
         try:
-            resp = await self.stub().SignBatch(
-                signer_pb2.SignBatchRequest(key_id=self._key_id, data=[w.canonical for w in todo]),
-                timeout=self._timeout,
-                # Wait out a reconnect within the deadline rather than fail at once.
-                wait_for_ready=True,
-            )
-            sigs = dict(zip((w.bill_id for w in todo), resp.signatures, strict=True))
+            signatures = await self.signer.sign_batch([w.canonical for w in todo])
+            sigs = dict(zip((w.bill_id for w in todo), signatures, strict=True))
             out = map_work(
                 items,
                 lambda w: replace(w, unit_signature=sigs[w.bill_id]) if w.bill_id in sigs else w,
             )
-        except grpc.aio.AioRpcError as exc:
-            log.warning("signing server failed: %s", exc.code())
-            reason = f"signing server unavailable ({exc.code().name})"
+        except EbillError as exc:
+            log.warning("signing server failed: %s", exc)
+            reason = f"signing server unavailable ({exc.code})"
             out = map_work(
                 items, lambda w: replace(w, deferred=reason) if w.needs_unit_signature else w
             )
@@ -239,35 +214,15 @@ class UnitSignStage(_Timed):
         return out
 
 
-def countersign_item(w: Work) -> fiscal_pb2.CountersignItem:
-    """What the fiscal platform is asked to countersign for one unit-signed bill."""
-    return fiscal_pb2.CountersignItem(
-        unit_code=w.unit_code,
-        bill_code=w.bill_code,
-        bill_no=w.bill_no,
-        check_code=w.check_code,
-        total_fen=w.total_fen,
-        canonical=w.canonical,
-        unit_signature=w.unit_signature,
-    )
-
-
 class CountersignStage(_Timed):
     """Has the fiscal platform verify and countersign (监制), one call per batch."""
 
     def __init__(self, fiscal_addr: str, timeout_s: float = 3.0) -> None:
         super().__init__()
-        self._addr = fiscal_addr
-        # Inline issuance waits this long for the platform; past it, bills go out
+        # Inline issuance waits timeout_s for the platform; past it, bills go out
         # unit-signed and pending, and the recovery loop countersigns them later.
-        self._timeout = timeout_s
-        self._stub: fiscal_pb2_grpc.FiscalPlatformStub | None = None
+        self.fiscal = FiscalClient(fiscal_addr, timeout_s)
         self.breaker = CircuitBreaker(failure_threshold=3, cooldown_s=2.0, max_cooldown_s=30.0)
-
-    def stub(self) -> fiscal_pb2_grpc.FiscalPlatformStub:
-        if self._stub is None:
-            self._stub = fiscal_pb2_grpc.FiscalPlatformStub(_channel(self._addr))
-        return self._stub
 
     def stats(self) -> dict[str, float]:
         out = super().stats()
@@ -288,22 +243,19 @@ class CountersignStage(_Timed):
                     else w
                 ),
             )
-        request = fiscal_pb2.CountersignBatchRequest(items=[countersign_item(w) for w in todo])
         try:
-            resp = await self.stub().CountersignBatch(
-                request, timeout=timeout_s or self._timeout, wait_for_ready=True
-            )
-        except grpc.aio.AioRpcError as exc:
+            answers = await self.fiscal.countersign_batch(todo, timeout_s)
+        except EbillError as exc:
             self.breaker.failure()
-            log.warning("fiscal platform failed: %s (circuit %s)", exc.code(), self.breaker.state)
-            reason = f"fiscal platform unavailable ({exc.code().name})"
+            log.warning("fiscal platform failed: %s (circuit %s)", exc, self.breaker.state)
+            reason = f"fiscal platform unavailable ({exc.code})"
             out = map_work(
                 items, lambda w: replace(w, deferred=reason) if w.needs_countersign else w
             )
             self.record(len(todo), started)
             return out
         self.breaker.success()
-        results = {(r.bill_code, r.bill_no): r for r in resp.results}
+        results = {(r.bill_code, r.bill_no): r for r in answers}
 
         def apply(w: Work) -> Item:
             r = results.get((w.bill_code, w.bill_no))
@@ -332,25 +284,20 @@ class ArchiveStage(_DbStage):
 
     def __init__(self, database_url: str, fiscal_addr: str, verify_fiscal: bool = True) -> None:
         super().__init__(database_url)
-        self._fiscal_addr = fiscal_addr
+        self.fiscal = FiscalClient(fiscal_addr, KEY_FETCH_TIMEOUT_S)
         self._verify = verify_fiscal
-        self._fiscal_key: VerifyingKey | None = None
 
     async def fiscal_key(self) -> VerifyingKey:
-        if self._fiscal_key is None:
-            async with grpc.aio.insecure_channel(self._fiscal_addr) as ch:
-                resp = await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
-                    fiscal_pb2.GetPublicKeyRequest(), timeout=10
-                )
-            self._fiscal_key = VerifyingKey(resp.public_key)
-        return self._fiscal_key
+        """The platform's countersigning key (fetched once, then cached by the client)."""
+        return await self.fiscal.public_key()
 
     async def run(self, items: Sequence[Item]) -> list[Item]:
         started = time.perf_counter()
         if self._verify and any(isinstance(w, Work) and w.fiscal_signature for w in items):
             try:
-                key = await self.fiscal_key()
-            except grpc.aio.AioRpcError:
+                key: VerifyingKey | None = await self.fiscal_key()
+            except EbillError as exc:
+                log.warning("fiscal key unavailable: %s", exc)
                 key = None
 
             def check_fiscal(w: Work) -> Item:

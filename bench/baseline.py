@@ -15,28 +15,27 @@ import time
 from dataclasses import replace
 
 import asyncpg
-import grpc
 from gmssl import sm2 as gm
 
-from actors.stages import countersign_item
-from ebill import demo
+from clients.fiscal import FiscalClient
 from engine.pipeline import Work, finish
 from engine.prepare import prepare
 from engine.sm2 import SigningKey, encode_signature
 from engine.validation import validate
-from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from storage import bills as bill_store
 from storage.catalog import ensure_unit, load_catalog
+from usecases import demo
+from usecases.bootstrap import grant_stock
 
 __all__ = ["BASELINE_UNIT", "run_baseline", "setup_baseline"]
 
 BASELINE_UNIT = "BASELINE01"
+# The naive pipeline waits for the platform as long as it takes (no pending path).
+BASELINE_FISCAL_TIMEOUT_S = 30.0
 
 
 async def setup_baseline(pool: asyncpg.Pool, fiscal_addr: str, stock: int) -> SigningKey:
     """A unit of its own, with a key held in-process and a segment of its own."""
-    from ebill.bootstrap import grant_stock
-
     key = SigningKey.generate()
     await ensure_unit(
         pool,
@@ -46,20 +45,16 @@ async def setup_baseline(pool: asyncpg.Pool, fiscal_addr: str, stock: int) -> Si
         charge_codes=demo.CHARGE_CODES,
         bill_codes=demo.BILL_CODES,
     )
-    async with grpc.aio.insecure_channel(fiscal_addr) as ch:
-        await fiscal_pb2_grpc.FiscalPlatformStub(ch).RegisterUnit(
-            fiscal_pb2.RegisterUnitRequest(
-                unit_code=BASELINE_UNIT, unit_name="baseline", public_key=key.public.point
-            )
+    async with FiscalClient(fiscal_addr, BASELINE_FISCAL_TIMEOUT_S) as fiscal:
+        await fiscal.register_unit(BASELINE_UNIT, "baseline", key.public)
+        await grant_stock(
+            pool,
+            fiscal,
+            unit_code=BASELINE_UNIT,
+            place_code="001",
+            bill_code="44060119",
+            count=stock,
         )
-    await grant_stock(
-        pool,
-        fiscal_addr,
-        unit_code=BASELINE_UNIT,
-        place_code="001",
-        bill_code="44060119",
-        count=stock,
-    )
     return key
 
 
@@ -73,8 +68,7 @@ async def run_baseline(
     latencies: list[float] = []
     issued = 0
     queue = iter(bills)
-    async with grpc.aio.insecure_channel(fiscal_addr) as ch:
-        fiscal = fiscal_pb2_grpc.FiscalPlatformStub(ch)
+    async with FiscalClient(fiscal_addr, BASELINE_FISCAL_TIMEOUT_S) as fiscal:
 
         async def one_at_a_time() -> None:
             nonlocal issued
@@ -87,11 +81,7 @@ async def run_baseline(
                 rs = signer.sign_with_sm3(work.canonical)  # pure Python, ~8 ms
                 unit_sig = encode_signature(int(rs[:64], 16), int(rs[64:], 16))
                 work = replace(work, unit_signature=unit_sig)
-                resp = await fiscal.CountersignBatch(
-                    fiscal_pb2.CountersignBatchRequest(items=[countersign_item(work)]),
-                    timeout=30,
-                )
-                (r,) = resp.results
+                (r,) = await fiscal.countersign_batch([work])
                 if r.ok:
                     work = replace(work, fiscal_signature=r.fiscal_signature)
                 await bill_store.archive(pool, [finish(work)])  # another commit

@@ -30,10 +30,10 @@ from pathlib import Path
 import grpc
 
 from bench.baseline import run_baseline, setup_baseline
-from ebill import demo
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage.db import connect_pool
+from usecases import demo
 from wire.bills import input_to_pb
 
 __all__ = ["Result", "main"]

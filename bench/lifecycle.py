@@ -22,7 +22,6 @@ from pathlib import Path
 import grpc
 
 from bench.issuance import Result, requests, run_batch
-from ebill import demo
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import (
     bill_pb2,
@@ -33,6 +32,7 @@ from protos.ebill.v1 import (
     stock_pb2,
     stock_pb2_grpc,
 )
+from usecases import demo
 
 __all__ = ["main"]
 

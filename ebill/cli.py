@@ -1,6 +1,6 @@
 """`ebill`: run the engine, its sandboxes, the whole stack, or issue demo bills.
 
-Every flag defaults from its EBILL_* variable (ebill/settings.py).
+Every flag defaults from its EBILL_* variable (config/settings.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from collections import Counter
 
 import grpc
 
-from ebill import demo
-from ebill.settings import Settings, load
+from clients.fiscal import FiscalClient
+from clients.signer import SignerClient
+from config.settings import Settings, load
 from engine.canonical import countersign_message
-from engine.sm2 import VerifyingKey
 from protos.ebill.v1 import (
     bill_pb2,
     issuance_pb2,
@@ -29,8 +29,7 @@ from protos.ebill.v1 import (
     stock_pb2,
     stock_pb2_grpc,
 )
-from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
-from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
+from usecases import demo
 from wire.bills import input_to_pb
 
 __all__ = ["main"]
@@ -100,22 +99,9 @@ async def verify_bills(
     bills: list[bill_pb2.IssuedBill], signer_addr: str, key_id: str, fiscal_addr: str
 ) -> int:
     """Check unit and fiscal signatures of issued bills; returns how many hold."""
-    async with grpc.aio.insecure_channel(signer_addr) as ch:
-        unit_pub = VerifyingKey(
-            (
-                await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
-                    signer_pb2.ExportPublicKeyRequest(key_id=key_id)
-                )
-            ).public_key
-        )
-    async with grpc.aio.insecure_channel(fiscal_addr) as ch:
-        fiscal_pub = VerifyingKey(
-            (
-                await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
-                    fiscal_pb2.GetPublicKeyRequest()
-                )
-            ).public_key
-        )
+    async with SignerClient(signer_addr, key_id) as signer, FiscalClient(fiscal_addr) as fiscal:
+        unit_pub = await signer.public_key()
+        fiscal_pub = await fiscal.public_key()
     return sum(
         unit_pub.verify(b.canonical, b.unit_signature)
         and fiscal_pub.verify(

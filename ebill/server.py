@@ -15,10 +15,10 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
+from config.settings import Settings
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.interceptors import interceptors
-from ebill.settings import Settings
 from ebill.stock import StockServicer, stock_loop
 from ops import metrics
 from protos.ebill.v1 import (

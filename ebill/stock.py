@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import grpc
 
+from config.settings import Settings
 from ebill.rpc import (
     code8,
     day,
@@ -28,7 +29,6 @@ from ebill.rpc import (
     operator_office,
     operator_point,
 )
-from ebill.settings import Settings
 from engine.errors import FailedPrecondition, InvalidArgument, Unavailable
 from engine.money import format_fen
 from protos.ebill.v1 import stock_pb2, stock_pb2_grpc

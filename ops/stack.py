@@ -22,7 +22,10 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clients.fiscal import FiscalClient
+from clients.signer import SignerClient
 from storage.db import EmbeddedPostgres, connect_pool
+from usecases.bootstrap import bootstrap_demo
 
 __all__ = ["Stack", "StackConfig", "free_port"]
 
@@ -113,18 +116,18 @@ class Stack:
     def seed_demo(self, stock: int) -> None:
         """Migrate, then set up the demo hospital: its key registered with the
         fiscal platform and ``stock`` numbers per issuing point and bill code."""
-        from ebill.bootstrap import bootstrap_demo  # the edge's, not the launcher's
 
         async def seed() -> None:
             pool = await connect_pool(self.database_url)
             try:
-                await bootstrap_demo(
-                    pool,
-                    signer_addr=self.config.signer_addr,
-                    signer_key_id=self.env().get("EBILL_SIGNER_KEY_ID", "unit-sign"),
-                    fiscal_addr=self.config.fiscal_addr,
-                    stock=stock,
-                )
+                async with (
+                    SignerClient(
+                        self.config.signer_addr,
+                        self.env().get("EBILL_SIGNER_KEY_ID", "unit-sign"),
+                    ) as signer,
+                    FiscalClient(self.config.fiscal_addr) as fiscal,
+                ):
+                    await bootstrap_demo(pool, signer, fiscal, stock=stock)
             finally:
                 await pool.close()
 

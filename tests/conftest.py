@@ -23,12 +23,12 @@ import pytest
 import pytest_asyncio
 from aiosmtpd.controller import Controller
 
-from ebill import demo
-from ebill.bootstrap import grant_stock
 from ops.stack import Stack, StackConfig, free_port
 from protos.ebill.v1 import issuance_pb2_grpc, lifecycle_pb2_grpc, stock_pb2_grpc
 from storage.catalog import ensure_unit
 from storage.db import connect_pool
+from usecases import demo
+from usecases.bootstrap import grant_stock
 
 SCARCE_POINT = "004"
 SCARCE_STOCK = 3

@@ -7,7 +7,6 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from ebill import demo
 from engine.model import (
     BillInput,
     Catalog,
@@ -17,6 +16,7 @@ from engine.model import (
     UnitCatalog,
 )
 from storage.catalog import PAY_CHANNELS
+from usecases import demo
 
 
 def catalog() -> Catalog:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ebill import demo
 from engine.serde import input_from_dict, input_to_dict
 from protos.ebill.v1 import bill_pb2
+from usecases import demo
 from wire.bills import bill_from_pb, input_to_pb
 
 

@@ -17,7 +17,6 @@ import asyncpg
 import grpc
 import pytest
 
-from ebill import demo
 from engine.model import BillInput
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
@@ -25,6 +24,7 @@ from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from tests.conftest import SCARCE_POINT, SCARCE_STOCK
 from tests.gm_reference import gm_verify
 from tests.resilience import public_keys
+from usecases import demo
 from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow

@@ -27,7 +27,7 @@ def test_make_help_lists_every_documented_target() -> None:
 
 def test_every_ebill_setting_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    settings = (ROOT / "ebill" / "settings.py").read_text(encoding="utf-8")
+    settings = (ROOT / "config" / "settings.py").read_text(encoding="utf-8")
     names = set(re.findall(r'"(EBILL_[A-Z_]+)"', settings))
     assert names
     missing = sorted(n for n in names if f"`{n}`" not in readme)

@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ebill import demo
 from ops.raycluster import LocalRayCluster
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage.db import connect_pool
 from tests.resilience import check_invariants, own_stack, public_keys, wait_until_settled
 from tests.test_ops import scrape
+from usecases import demo
 from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,6 @@ import asyncpg
 import grpc
 import pytest
 
-from ebill import demo
 from protos.ebill.v1 import (
     bill_pb2,
     issuance_pb2,
@@ -31,6 +30,7 @@ from protos.ebill.v1 import (
 from tests.conftest import STOCK_POINTS, Mailbox
 from tests.factories import non_medical
 from tests.refusal import refused
+from usecases import demo
 from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow

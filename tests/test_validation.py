@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import pytest
 
-from ebill import demo
 from engine.errors import InvalidArgument
 from engine.model import (
     Catalog,
@@ -19,6 +18,7 @@ from engine.model import (
 from engine.money import format_fen, parse_fen, parse_quantity
 from engine.validation import check, validate
 from tests.factories import bill, catalog
+from usecases import demo
 
 
 def fields_of(b: object) -> list[str]:

@@ -4,69 +4,65 @@ number segments granted by the platform and distributed to issuing points."""
 from __future__ import annotations
 
 import asyncpg
-import grpc
 
-from ebill import demo
-from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
-from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
+from clients.fiscal import FiscalClient
+from clients.signer import SignerClient
+from engine.numbers import NumberRange
+from engine.sm2 import VerifyingKey
 from storage.catalog import add_segment, ensure_unit, stock_summary
+from usecases import demo
 
 __all__ = ["bootstrap_demo", "grant_stock", "register_unit"]
 
 
 async def register_unit(
-    signer_addr: str, key_id: str, fiscal_addr: str, unit_code: str, name: str
-) -> bytes:
+    signer: SignerClient, fiscal: FiscalClient, unit_code: str, name: str
+) -> VerifyingKey:
     """Tell the fiscal platform which public key the unit's signing server signs with."""
-    async with grpc.aio.insecure_channel(signer_addr) as ch:
-        exported = await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
-            signer_pb2.ExportPublicKeyRequest(key_id=key_id), timeout=10
-        )
-    async with grpc.aio.insecure_channel(fiscal_addr) as ch:
-        await fiscal_pb2_grpc.FiscalPlatformStub(ch).RegisterUnit(
-            fiscal_pb2.RegisterUnitRequest(
-                unit_code=unit_code, unit_name=name, public_key=exported.public_key
-            ),
-            timeout=10,
-        )
-    return bytes(exported.public_key)
+    key = await signer.public_key()
+    await fiscal.register_unit(unit_code, name, key)
+    return key
 
 
 async def grant_stock(
     pool: asyncpg.Pool,
-    fiscal_addr: str,
+    fiscal: FiscalClient | str,
     *,
     unit_code: str,
     place_code: str,
     bill_code: str,
     count: int,
-) -> tuple[int, int]:
-    """Ask the platform for a segment and give it to an issuing point."""
-    async with grpc.aio.insecure_channel(fiscal_addr) as ch:
-        seg = await fiscal_pb2_grpc.FiscalPlatformStub(ch).GrantSegment(
-            fiscal_pb2.GrantSegmentRequest(unit_code=unit_code, bill_code=bill_code, count=count),
-            timeout=10,
-        )
-    start, end = int(seg.start_no), int(seg.end_no)
+) -> NumberRange:
+    """Ask the platform for a segment and give it to an issuing point.
+
+    ``fiscal`` may be the platform's address (scripts, tests): a client is then
+    opened for this one grant.
+    """
+    if isinstance(fiscal, str):
+        async with FiscalClient(fiscal) as client:
+            return await grant_stock(
+                pool,
+                client,
+                unit_code=unit_code,
+                place_code=place_code,
+                bill_code=bill_code,
+                count=count,
+            )
+    grant = await fiscal.grant_segment(unit_code, bill_code, count)
     await add_segment(
         pool,
         unit_code=unit_code,
         place_code=place_code,
         bill_code=bill_code,
-        start_no=start,
-        end_no=end,
-        grant_id=seg.grant_id,
+        start_no=int(grant.numbers.start),
+        end_no=int(grant.numbers.end),
+        grant_id=grant.grant_id,
     )
-    return start, end
+    return grant.numbers
 
 
 async def bootstrap_demo(
-    pool: asyncpg.Pool,
-    *,
-    signer_addr: str,
-    signer_key_id: str,
-    fiscal_addr: str,
-    stock: int = 100_000,
+    pool: asyncpg.Pool, signer: SignerClient, fiscal: FiscalClient, *, stock: int = 100_000
 ) -> None:
     """The demo hospital, ready to issue: every issuing point holds at least
     ``stock // 2`` numbers of every bill code it uses."""
@@ -78,7 +74,7 @@ async def bootstrap_demo(
         charge_codes=demo.CHARGE_CODES,
         bill_codes=demo.BILL_CODES,
     )
-    await register_unit(signer_addr, signer_key_id, fiscal_addr, demo.UNIT_CODE, demo.UNIT_NAME)
+    await register_unit(signer, fiscal, demo.UNIT_CODE, demo.UNIT_NAME)
     have = {
         (r["place_code"], r["bill_code"]): int(r["available"])
         for r in await stock_summary(pool, demo.UNIT_CODE)
@@ -88,7 +84,7 @@ async def bootstrap_demo(
             if have.get((place, bill_code), 0) < stock // 2:
                 await grant_stock(
                     pool,
-                    fiscal_addr,
+                    fiscal,
                     unit_code=demo.UNIT_CODE,
                     place_code=place,
                     bill_code=bill_code,

@@ -1,0 +1,103 @@
+"""The hospital's signing server (签名验签服务器, an HSM): sign, verify, public key.
+
+Idempotency: all three RPCs change nothing at the server (a second SignBatch
+returns other, equally valid, SM2 signatures), so all are retried on UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from clients._grpc import DEFAULT_RETRY, GrpcClient, RetryPolicy, call
+from config import tuning
+from engine.errors import Internal
+from engine.sm2 import VerifyingKey
+from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
+
+__all__ = ["SignerClient", "VerifyItem"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyItem:
+    """One signature to check; ``public_key`` empty means the server's own key."""
+
+    data: bytes
+    signature: bytes
+    public_key: bytes = b""
+
+
+class SignerClient(GrpcClient[signer_pb2_grpc.SignerStub]):
+    """Signs with one key (``key_id``) of the signing server at ``addr``."""
+
+    def __init__(
+        self,
+        addr: str,
+        key_id: str,
+        timeout_s: float = tuning.SIGNER_TIMEOUT_S,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        super().__init__(addr, signer_pb2_grpc.SignerStub, credentials=credentials, retry=retry)
+        self.key_id = key_id
+        self.timeout_s = timeout_s
+        self._public_key: VerifyingKey | None = None
+
+    async def sign_batch(
+        self, messages: Sequence[bytes], timeout_s: float | None = None
+    ) -> list[bytes]:
+        """SM2 signatures (DER) of ``messages``, in the same order."""
+        resp = await call(
+            self.stub().SignBatch,
+            signer_pb2.SignBatchRequest(key_id=self.key_id, data=list(messages)),
+            what="signing server SignBatch",
+            timeout_s=timeout_s or self.timeout_s,
+            idempotent=True,
+            retry=self._retry,
+        )
+        if len(resp.signatures) != len(messages):
+            raise Internal(
+                f"signing server returned {len(resp.signatures)} signatures for "
+                f"{len(messages)} messages"
+            )
+        return [bytes(s) for s in resp.signatures]
+
+    async def verify_batch(
+        self, items: Sequence[VerifyItem], timeout_s: float | None = None
+    ) -> list[bool]:
+        """Whether each signature holds, in the same order."""
+        resp = await call(
+            self.stub().VerifyBatch,
+            signer_pb2.VerifyBatchRequest(
+                key_id=self.key_id,
+                items=[
+                    signer_pb2.VerifyItem(
+                        data=i.data, signature=i.signature, public_key=i.public_key
+                    )
+                    for i in items
+                ],
+            ),
+            what="signing server VerifyBatch",
+            timeout_s=timeout_s or self.timeout_s,
+            idempotent=True,
+            retry=self._retry,
+        )
+        return [bool(v) for v in resp.valid]
+
+    async def public_key(self) -> VerifyingKey:
+        """The key's public half; fetched once per client (it does not change under
+        a running engine: a new key is a new key_id)."""
+        if self._public_key is None:
+            resp = await call(
+                self.stub().ExportPublicKey,
+                signer_pb2.ExportPublicKeyRequest(key_id=self.key_id),
+                what="signing server ExportPublicKey",
+                timeout_s=max(self.timeout_s, tuning.KEY_FETCH_TIMEOUT_S),
+                idempotent=True,
+                retry=self._retry,
+            )
+            self._public_key = VerifyingKey(resp.public_key)
+        return self._public_key

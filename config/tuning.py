@@ -1,0 +1,82 @@
+"""Tuning constants, in one module.
+
+Settings (config.settings) are what an operator sets per deployment through EBILL_*
+variables; these are the engineering choices behind them, changed only with a
+measurement or an incident to justify it. Every value says why it is what it is.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CATALOG_TTL_S",
+    "DB_ATTEMPTS",
+    "DB_RETRY_FACTOR",
+    "DB_RETRY_FIRST_DELAY_S",
+    "FISCAL_ADMIN_TIMEOUT_S",
+    "GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS",
+    "GRPC_KEEPALIVE_TIMEOUT_MS",
+    "GRPC_KEEPALIVE_TIME_MS",
+    "GRPC_MAX_MESSAGE_BYTES",
+    "GRPC_MAX_RECONNECT_BACKOFF_MS",
+    "GRPC_MIN_RECONNECT_BACKOFF_MS",
+    "KEY_FETCH_TIMEOUT_S",
+    "RETRY_ATTEMPTS",
+    "RETRY_INITIAL_BACKOFF_S",
+    "RETRY_MAX_BACKOFF_S",
+    "RETRY_MULTIPLIER",
+    "SIGNER_TIMEOUT_S",
+    "SMTP_TIMEOUT_S",
+]
+
+# -- pipeline stages -------------------------------------------------------------
+
+# The validate stage reloads the unit's reference data this often: a new charge
+# code or issuing point is usable within seconds without a query per batch.
+CATALOG_TTL_S: Final = 5.0
+# A whole-transaction database step is tried this many times when the failure left
+# nothing written (connection loss, serialization failure), waiting
+# DB_RETRY_FIRST_DELAY_S, then that times DB_RETRY_FACTOR, ... in between.
+DB_ATTEMPTS: Final = 4
+DB_RETRY_FIRST_DELAY_S: Final = 0.05
+DB_RETRY_FACTOR: Final = 4.0
+
+# -- gRPC channels to the signer and the fiscal platform ---------------------------
+
+# gRPC's default reconnect backoff grows to two minutes; after a network blip the
+# signer and the platform must be tried again within a second or two.
+GRPC_MIN_RECONNECT_BACKOFF_MS: Final = 100
+GRPC_MAX_RECONNECT_BACKOFF_MS: Final = 2000
+# A batch of a few thousand bills with their canonical bytes exceeds the 4 MiB default.
+GRPC_MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+# Keepalive pings notice a connection that died silently (a NAT or firewall dropped
+# it) while a call waits on it, instead of waiting out the deadline. Only while
+# calls are in flight: servers answer pings on idle connections more often than
+# every 5 minutes with GOAWAY "too_many_pings" (gRPC's default server policy).
+GRPC_KEEPALIVE_TIME_MS: Final = 30_000
+GRPC_KEEPALIVE_TIMEOUT_MS: Final = 10_000
+GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS: Final = False
+
+# -- client deadlines and retries ---------------------------------------------------
+
+# Signing a batch on the HSM; a stage passes its own (settings) where it has one.
+SIGNER_TIMEOUT_S: Final = 10.0
+# Public keys are fetched once per process; a slow answer is worth waiting for.
+KEY_FETCH_TIMEOUT_S: Final = 10.0
+# Administrative calls to the platform (grants, returns, write-offs, audits,
+# registration): an operator is waiting, but not a patient at a till.
+FISCAL_ADMIN_TIMEOUT_S: Final = 10.0
+# Idempotent calls that fail with UNAVAILABLE are tried up to RETRY_ATTEMPTS times
+# in all, within the call's one deadline, sleeping a random time in
+# [0, min(RETRY_MAX_BACKOFF_S, RETRY_INITIAL_BACKOFF_S * RETRY_MULTIPLIER**n)]
+# ("full jitter") so that stages recovering together do not hit the server in step.
+RETRY_ATTEMPTS: Final = 3
+RETRY_INITIAL_BACKOFF_S: Final = 0.1
+RETRY_MULTIPLIER: Final = 2.0
+RETRY_MAX_BACKOFF_S: Final = 1.0
+
+# -- mail ------------------------------------------------------------------------
+
+# Connecting to and talking with the SMTP server (low-stock warnings).
+SMTP_TIMEOUT_S: Final = 10.0
