@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from config.settings import Settings
+from config.tuning import ENGINE_MAX_MESSAGE_BYTES, STATS_INTERVAL_S
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.interceptors import interceptors
@@ -40,9 +41,6 @@ from usecases.stats import poll_stats
 __all__ = ["serve"]
 
 log = logging.getLogger(__name__)
-
-STATS_INTERVAL_S = 2.0
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) -> None:
@@ -84,8 +82,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     server = grpc.aio.server(
         interceptors=interceptors(),
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", ENGINE_MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", ENGINE_MAX_MESSAGE_BYTES),
         ],
     )
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(issuance), server)

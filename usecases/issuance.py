@@ -16,6 +16,7 @@ import asyncpg
 
 from actors.pipeline import Pipeline
 from actors.stages import outcome_error
+from config.tuning import MAX_BATCH
 from engine.errors import DeadlineExceeded, EbillError, InvalidArgument, NotFound
 from engine.fields import prefixed
 from engine.lifecycle import BillKey
@@ -26,9 +27,7 @@ from storage import bills as bill_store
 from storage.offline import record_offline
 from usecases.batcher import MicroBatcher, Outcome
 
-__all__ = ["MAX_BATCH", "Backlog", "Issuance", "OfflineBill", "final"]
-
-MAX_BATCH = 200
+__all__ = ["Backlog", "Issuance", "OfflineBill", "final"]
 
 
 def final(outcome: Outcome) -> EbillError | None:

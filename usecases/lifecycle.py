@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 import asyncpg
 
 from actors.pipeline import Pipeline
+from config.tuning import LIST_DEFAULT_PAGE, LIST_MAX_PAGE, RED_MAX_BATCH, RED_MAX_INFLIGHT
 from engine.errors import AlreadyExists, DeadlineExceeded, EbillError, InvalidArgument, NotFound
 from engine.fields import prefixed
 from engine.lifecycle import (
@@ -34,7 +35,6 @@ from usecases.batcher import MicroBatcher
 from usecases.issuance import final
 
 __all__ = [
-    "MAX_PAGE",
     "BackEntry",
     "BillQuery",
     "Lifecycle",
@@ -44,10 +44,6 @@ __all__ = [
     "Refund",
     "Refunded",
 ]
-
-MAX_PAGE = 500
-DEFAULT_PAGE = 100
-RED_BATCH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +105,7 @@ class BillQuery:
     bill_kind: str = ""
     paper_status: str = ""  # none / printed / voided
     red: str = ""  # normal / red_flushed / red_bill
-    page_size: int = 0  # 0: DEFAULT_PAGE
+    page_size: int = 0  # 0: LIST_DEFAULT_PAGE
     after_id: int = 0
 
 
@@ -129,9 +125,9 @@ class Lifecycle:
         # Red-flushes from many windows share pipeline batches, like issuance.
         self._reds: MicroBatcher[Prepared] = MicroBatcher(
             self._pipeline.issue_prepared,
-            max_batch=RED_BATCH,
+            max_batch=RED_MAX_BATCH,
             linger_s=linger_s,
-            max_inflight=2,
+            max_inflight=RED_MAX_INFLIGHT,
             metered=False,
         )
 
@@ -253,9 +249,9 @@ class Lifecycle:
         )
 
     async def list_bills(self, op: Operator, q: BillQuery) -> Page:
-        size = q.page_size or DEFAULT_PAGE
-        if not 1 <= size <= MAX_PAGE:
-            raise InvalidArgument(f"page_size: 1 to {MAX_PAGE}", field="page_size")
+        size = q.page_size or LIST_DEFAULT_PAGE
+        if not 1 <= size <= LIST_MAX_PAGE:
+            raise InvalidArgument(f"page_size: 1 to {LIST_MAX_PAGE}", field="page_size")
         bills, next_id = await store.list_bills(
             self._pool,
             store.BillFilter(

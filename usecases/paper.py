@@ -8,6 +8,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from config.tuning import MAX_PAPER_RANGE
 from engine.errors import InvalidArgument, NotFound
 from engine.lifecycle import BillKey
 from engine.model import IssuedBill
@@ -17,9 +18,7 @@ from storage import bills as bill_store
 from storage import paper
 from storage.paper import PaperRange
 
-__all__ = ["MAX_PAPER_RANGE", "Paper", "PaperOp", "PaperPrinted", "PaperRange", "PaperStock"]
-
-MAX_PAPER_RANGE = 1_000_000
+__all__ = ["Paper", "PaperOp", "PaperPrinted", "PaperRange", "PaperStock"]
 
 
 class PaperOp(StrEnum):
