@@ -31,7 +31,7 @@ from config.tuning import (
     SIGNER_TIMEOUT_S,
 )
 from engine.breaker import BreakerState, CircuitBreaker
-from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
+from engine.errors import EbillError, InvalidArgument, Unavailable
 from engine.model import BillStatus, Catalog
 from engine.pipeline import Item, Work, finish, map_work
 from engine.prepare import Prepared, prepare
@@ -50,7 +50,6 @@ __all__ = [
     "ReserveStage",
     "UnitSignStage",
     "ValidateStage",
-    "outcome_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -327,15 +326,3 @@ class ArchiveStage(_DbStage):
                 out = [exc if isinstance(it, Work) else it for it in out]
         self.record(len(works), started)
         return out
-
-
-def outcome_error(w: Work) -> EbillError | None:
-    """The error an unfinished bill reports to its caller, if any."""
-    if w.status is BillStatus.RESERVED:
-        return Unavailable(
-            f"{w.deferred or 'not signed'}: bill {w.bill_code}/{w.bill_no} is held for bus_no "
-            f"{w.bus_no}; send the same request again to complete it"
-        )
-    if w.rejected:
-        return FailedPrecondition(w.deferred)
-    return None

@@ -22,6 +22,7 @@ from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Permi
 from engine.model import BillStatus, compact_pickle
 from engine.money import format_fen
 from engine.prepare import Prepared
+from engine.state import may_become
 from engine.statuses import PaperStatus
 
 __all__ = [
@@ -79,7 +80,7 @@ class BillState:
     origin: str  # "engine" or "back_entry"
     is_red: bool
     red_by: str  # "code/no" of the red bill that cancelled it, if any
-    paper: str  # a PaperStatus value
+    paper: PaperStatus
     paper_code: str
     paper_no: str
     converted: bool
@@ -106,11 +107,11 @@ def check_red_flush(state: BillState, *, void_paper: bool) -> EbillError | None:
         return FailedPrecondition(
             f"{state.label} was already red-flushed by red bill {state.red_by}"
         )
-    if state.status is not BillStatus.ISSUED:
+    if not may_become(state.status, BillStatus.RED_FLUSHED):
         return FailedPrecondition(
             f"{state.label} is {state.status.value}; only an issued bill can be red-flushed"
         )
-    if state.paper == PaperStatus.PRINTED and not void_paper:
+    if state.paper is PaperStatus.PRINTED and not void_paper:
         return FailedPrecondition(
             f"{state.label} is printed on paper {state.paper_code}/{state.paper_no}; void the "
             "paper first, or ask for both in one call (void_paper)",
@@ -154,7 +155,7 @@ def check_convert(state: BillState) -> None:
     """An e-bill is converted to paper once, when issued and not cancelled."""
     if state.is_red:
         raise FailedPrecondition(f"{state.label} is a red bill; red bills are not printed")
-    if state.converted or state.paper != PaperStatus.NONE:
+    if state.converted or state.paper is not PaperStatus.NONE:
         where = f" (paper {state.paper_code}/{state.paper_no})" if state.paper_no else ""
         raise FailedPrecondition(
             f"{state.label} was already converted to paper{where}; an e-bill is converted once. "
@@ -168,7 +169,7 @@ def check_convert(state: BillState) -> None:
 
 def check_printed(state: BillState) -> None:
     """Reprint, reissue and void need a bill whose paper is in the payer's hands."""
-    if state.paper != PaperStatus.PRINTED:
+    if state.paper is not PaperStatus.PRINTED:
         raise FailedPrecondition(
             f"{state.label} has no printed paper bill"
             + (f" (paper {state.paper_code}/{state.paper_no} is voided)" if state.paper_no else "")

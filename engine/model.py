@@ -6,17 +6,22 @@ turns an input into a :class:`ValidBill` whose amounts are integer fen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
-from typing import TypeVar
+from operator import attrgetter
+from typing import Any, TypeVar
+
+from engine.statuses import PaperStatus
 
 __all__ = [
     "BUS_TYPES",
     "CST",
+    "RECORD_FIELDS",
     "BillInput",
+    "BillRecord",
     "BillStatus",
     "Catalog",
     "ChargeItem",
@@ -34,6 +39,7 @@ __all__ = [
     "UnitCatalog",
     "ValidBill",
     "compact_pickle",
+    "record_values",
 ]
 
 # The hospitals' local time, China Standard Time: bus_time, dates on bills and
@@ -285,11 +291,18 @@ class Reservation:
     issued_at: datetime
 
 
-@compact_pickle
 @dataclass(frozen=True, slots=True)
-class IssuedBill:
-    """A bill as stored: the archived e-bill and where it is in its life."""
+class BillRecord:
+    """The fields of a stored bill that every view of it carries, defined once.
 
+    :class:`engine.pipeline.Work` (a bill on its way through the pipeline) and
+    :class:`IssuedBill` (a bill as read back) extend it; storage maps a bills row
+    onto these fields by name (storage.bill_rows). The order is the positional
+    order of both subclasses' constructors, which compact_pickle and
+    :func:`record_values` rely on.
+    """
+
+    bill_id: int
     unit_code: str
     bus_no: str
     bus_type: str
@@ -302,19 +315,32 @@ class IssuedBill:
     issued_at: datetime
     canonical: bytes
     canonical_version: str
-    unit_signature: bytes
-    fiscal_signature: bytes
+    unit_signature: bytes = b""
+    fiscal_signature: bytes = b""
+    bill_kind: str = ""
+    # Not a column: this answer repeats a bill stored for an earlier request.
     replayed: bool = False
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(BillRecord))
+# The BillRecord part of any subclass as one tuple, in constructor order (C speed:
+# it runs once per bill at the end of the pipeline).
+record_values: Callable[[BillRecord], tuple[Any, ...]] = attrgetter(*RECORD_FIELDS)
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class IssuedBill(BillRecord):
+    """A bill as stored: the archived e-bill and where it is in its life."""
+
     source: BillInput | None = None
     paper_code: str = ""
     paper_no: str = ""
-    bill_kind: str = ""
     # "code/no" of the bill a red bill cancels, of the red bill that cancelled
     # this one, of the bill a refund's remainder replaces.
     red_of: str = ""
     red_by: str = ""
     replaces: str = ""
-    # none / printed / voided (engine.lifecycle.PaperStatus)
-    paper_status: str = "none"
+    paper_status: PaperStatus = PaperStatus.NONE
     origin: str = "engine"
     operator: str = ""

@@ -11,41 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from engine.canonical import countersign_message
 from engine.errors import EbillError
-from engine.model import BillStatus, IssuedBill, compact_pickle
+from engine.model import BillRecord, BillStatus, IssuedBill, compact_pickle, record_values
+from engine.state import may_become
 
 __all__ = ["Duplicate", "Item", "Work", "finish", "map_work", "resolve_duplicates"]
 
 
 @compact_pickle
 @dataclass(frozen=True, slots=True)
-class Work:
-    bill_id: int
-    unit_code: str
-    bus_no: str
-    bus_type: str
-    place_code: str
-    bill_code: str
-    bill_no: str
-    check_code: str
-    total_fen: int
-    issued_at: datetime
-    canonical: bytes
-    canonical_version: str
-    status: BillStatus
-    unit_signature: bytes = b""
-    fiscal_signature: bytes = b""
+class Work(BillRecord):
+    """A bill on its way through the stages: its stored fields and how the trip goes."""
+
     countersigned_at: str = ""
-    replayed: bool = False
     # Set by a stage that could not do its part (signer or fiscal away).
     deferred: str = ""
     # The platform refused the bill, or its countersignature did not verify:
     # waiting will not help, the caller is told so.
     rejected: bool = False
-    bill_kind: str = ""
 
     @property
     def needs_unit_signature(self) -> bool:
@@ -65,24 +50,8 @@ class Work:
 
     def issued(self) -> IssuedBill:
         """The bill as the caller sees it at the end of the pipeline."""
-        return IssuedBill(
-            unit_code=self.unit_code,
-            bus_no=self.bus_no,
-            bus_type=self.bus_type,
-            place_code=self.place_code,
-            bill_code=self.bill_code,
-            bill_no=self.bill_no,
-            check_code=self.check_code,
-            status=self.status,
-            total_fen=self.total_fen,
-            issued_at=self.issued_at,
-            canonical=self.canonical,
-            canonical_version=self.canonical_version,
-            unit_signature=self.unit_signature,
-            fiscal_signature=self.fiscal_signature,
-            replayed=self.replayed,
-            bill_kind=self.bill_kind,
-        )
+        # IssuedBill's constructor starts with the BillRecord fields, in order.
+        return IssuedBill(*record_values(self))
 
 
 @compact_pickle
@@ -101,14 +70,17 @@ def map_work(items: Sequence[Item], fn: Callable[[Work], Item]) -> list[Item]:
 
 
 def finish(work: Work) -> Work:
-    """The status a bill ends its trip through the pipeline in."""
-    if work.status in (BillStatus.ISSUED, BillStatus.RED_FLUSHED):
-        return work
+    """The status a bill ends its trip through the pipeline in: as far as its
+    signatures take it, where the state machine (engine.state) allows."""
     if work.fiscal_signature:
-        return replace(work, status=BillStatus.ISSUED)
-    if work.unit_signature:
-        return replace(work, status=BillStatus.PENDING_COUNTERSIGN)
-    return work
+        target = BillStatus.ISSUED
+    elif work.unit_signature:
+        target = BillStatus.PENDING_COUNTERSIGN
+    else:
+        return work
+    if target is work.status or not may_become(work.status, target):
+        return work
+    return replace(work, status=target)
 
 
 def resolve_duplicates(items: Sequence[Item]) -> list[Work | EbillError]:

@@ -1,13 +1,18 @@
-"""The bill state machine: which status may follow which."""
+"""The bill state machine: which status may follow which.
+
+The pure core asks it wherever a bill's status moves: engine.pipeline.finish
+(reserved -> pending_countersign -> issued) and engine.lifecycle.check_red_flush
+(issued -> red_flushed). Storage's SQL guards (``status IN (...)``) say the same
+for rows written concurrently.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.errors import FailedPrecondition
 from engine.model import BillStatus
 
-__all__ = ["TRANSITIONS", "check_transition"]
+__all__ = ["TRANSITIONS", "may_become"]
 
 TRANSITIONS: Mapping[BillStatus, frozenset[BillStatus]] = {
     # A reserved row carries everything needed to sign it again after a crash.
@@ -19,7 +24,6 @@ TRANSITIONS: Mapping[BillStatus, frozenset[BillStatus]] = {
 }
 
 
-def check_transition(current: BillStatus, new: BillStatus) -> None:
-    """Raise FailedPrecondition unless ``current -> new`` is allowed."""
-    if new not in TRANSITIONS[current]:
-        raise FailedPrecondition(f"a bill in status {current.value} cannot become {new.value}")
+def may_become(current: BillStatus, new: BillStatus) -> bool:
+    """Whether a bill in ``current`` may move to ``new`` (staying put is no move)."""
+    return new in TRANSITIONS[current]

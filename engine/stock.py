@@ -1,18 +1,14 @@
-"""Number arithmetic of stock: leasing numbers from segments, formatting them."""
+"""Number arithmetic of stock: leasing numbers from segments, runs of numbers.
+
+Numbers print through engine.numbers.BillNo.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.numbers import BillNo
-
-__all__ = ["Lease", "SegmentCursor", "compress_ranges", "format_bill_no", "plan_lease"]
-
-
-def format_bill_no(no: int) -> str:
-    """Ten digits (engine.numbers.BillNo); kept for the callers not yet on BillNo."""
-    return str(BillNo(no))
+__all__ = ["Lease", "SegmentCursor", "compress_ranges", "plan_lease"]
 
 
 @dataclass(frozen=True, slots=True)

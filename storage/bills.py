@@ -19,32 +19,25 @@ import asyncpg
 from engine.canonical import CANONICAL_VERSION
 from engine.checkcode import new_check_code
 from engine.errors import EbillError, FailedPrecondition, NotFound, ResourceExhausted
-from engine.lifecycle import BillKey, BillState, check_red_flush
+from engine.lifecycle import BillKey, check_red_flush
 from engine.model import BillStatus, IssuedBill, Reservation
+from engine.numbers import BillNo
 from engine.pipeline import Duplicate, Item, Work
 from engine.prepare import Prepared
-from engine.serde import input_from_dict
-from engine.stock import SegmentCursor, format_bill_no, plan_lease
+from engine.statuses import PaperStatus
+from engine.stock import SegmentCursor, plan_lease
 from storage.alerts import evaluate_alerts
+from storage.bill_rows import BILL_SELECT, key_where, lock_states, row_to_bill, row_to_work
 
 __all__ = [
-    "BILL_SELECT",
-    "STATE_COLUMNS",
-    "STATE_FROM",
     "UNIT_LOCK_SQL",
     "archive",
     "backlog",
     "bills_by_id",
     "claim_due",
     "get_bill",
-    "key_where",
-    "lock_state_by_key",
-    "lock_states",
     "remainder_of",
     "reserve",
-    "row_to_bill",
-    "row_to_state",
-    "row_to_work",
 ]
 
 # A bill in flight is finished by its own batch within a second or two; only
@@ -82,74 +75,6 @@ _BILL_COLUMNS = (
     "replaces",
     "operator",
 )
-
-# A bill with what its lifecycle links to: the bill a red bill cancels, the red
-# bill that cancelled it, the bill a remainder replaces, its current paper.
-BILL_SELECT = (
-    "SELECT b.*,"
-    " coalesce(o.bill_code || '/' || o.bill_no, '') AS red_of_key,"
-    " coalesce(r.bill_code || '/' || r.bill_no, '') AS red_by_key,"
-    " coalesce(rp.bill_code || '/' || rp.bill_no, '') AS replaces_key,"
-    " coalesce(p.status, 'none') AS paper_status"
-    " FROM bills b"
-    " LEFT JOIN bills o ON o.id = b.red_of"
-    " LEFT JOIN bills r ON r.red_of = b.id"
-    " LEFT JOIN bills rp ON rp.id = b.replaces"
-    " LEFT JOIN paper_bills p ON p.paper_code = b.paper_code AND p.paper_no = b.paper_no"
-)
-
-
-def row_to_work(row: asyncpg.Record, *, replayed: bool) -> Work:
-    return Work(
-        bill_id=row["id"],
-        unit_code=row["unit_code"],
-        bus_no=row["bus_no"],
-        bus_type=row["bus_type"],
-        place_code=row["place_code"],
-        bill_code=row["bill_code"],
-        bill_no=row["bill_no"],
-        check_code=row["check_code"],
-        total_fen=row["total_fen"],
-        issued_at=row["issued_at"],
-        canonical=bytes(row["canonical"]),
-        canonical_version=row["canonical_version"],
-        status=BillStatus(row["status"]),
-        unit_signature=bytes(row["unit_signature"] or b""),
-        fiscal_signature=bytes(row["fiscal_signature"] or b""),
-        countersigned_at=row["countersigned_at"].isoformat() if row["countersigned_at"] else "",
-        replayed=replayed,
-        bill_kind=row["bill_kind"],
-    )
-
-
-def row_to_bill(row: asyncpg.Record, *, with_request: bool = True) -> IssuedBill:
-    request = row["request"]
-    return IssuedBill(
-        unit_code=row["unit_code"],
-        bus_no=row["bus_no"],
-        bus_type=row["bus_type"],
-        place_code=row["place_code"],
-        bill_code=row["bill_code"],
-        bill_no=row["bill_no"],
-        check_code=row["check_code"],
-        status=BillStatus(row["status"]),
-        total_fen=row["total_fen"],
-        issued_at=row["issued_at"],
-        canonical=bytes(row["canonical"]),
-        canonical_version=row["canonical_version"],
-        unit_signature=bytes(row["unit_signature"] or b""),
-        fiscal_signature=bytes(row["fiscal_signature"] or b""),
-        source=input_from_dict(request) if with_request else None,
-        paper_code=(row["paper_code"] or "").strip(),
-        paper_no=(row["paper_no"] or "").strip(),
-        bill_kind=row["bill_kind"],
-        red_of=row.get("red_of_key") or "",
-        red_by=row.get("red_by_key") or "",
-        replaces=row.get("replaces_key") or "",
-        paper_status=row.get("paper_status") or "none",
-        origin=row["origin"],
-        operator=row["operator"],
-    )
 
 
 async def reserve(
@@ -259,7 +184,7 @@ async def reserve(
         charge_rows: list[tuple[Any, ...]] = []
         channel_rows: list[tuple[Any, ...]] = []
         for bill_id, (idx, p, segment_id, no) in zip(ids, numbered, strict=True):
-            res = Reservation(p.bill_code, format_bill_no(no), new_check_code(), now)
+            res = Reservation(p.bill_code, str(BillNo(no)), new_check_code(), now)
             canon = p.canonical(res)
             bill_rows.append(
                 (
@@ -344,19 +269,23 @@ async def _apply_lifecycle(conn: asyncpg.Connection, made: list[tuple[int, Prepa
     cancelled = [p.red_of for _, p in made if p.red_of]
     if cancelled:
         await conn.execute(
-            "UPDATE bills SET status = 'red_flushed' WHERE id = ANY($1::bigint[])", cancelled
+            "UPDATE bills SET status = $2 WHERE id = ANY($1::bigint[])",
+            cancelled,
+            BillStatus.RED_FLUSHED,
         )
     void = [(p.red_of, p.operator) for _, p in made if p.red_of and p.void_paper]
     events: list[tuple[Any, ...]] = []
     if void:
         for r in await conn.fetch(
-            "UPDATE paper_bills p SET status = 'voided', voided_at = now(),"
+            "UPDATE paper_bills p SET status = $3, voided_at = now(),"
             " void_reason = 'voided with red-flush', operator = u.op"
             " FROM unnest($1::bigint[], $2::text[]) AS u(bill_id, op)"
-            " WHERE p.bill_id = u.bill_id AND p.status = 'printed'"
+            " WHERE p.bill_id = u.bill_id AND p.status = $4"
             " RETURNING p.bill_id, p.paper_code, p.paper_no, p.unit_code, p.place_code, u.op",
             [b for b, _ in void],
             [o for _, o in void],
+            PaperStatus.VOIDED,
+            PaperStatus.PRINTED,
         ):
             events.append(
                 (r["unit_code"], r["place_code"], r["op"], "void_paper", r["bill_id"],
@@ -453,13 +382,6 @@ async def backlog(pool: asyncpg.Pool) -> dict[str, float]:
     }
 
 
-def key_where(key: BillKey) -> tuple[str, list[Any]]:
-    """The WHERE clause (on alias ``b``) and arguments that find a bill by ``key``."""
-    if key.bill_code:
-        return " WHERE b.bill_code = $1 AND b.bill_no = $2", [key.bill_code, key.bill_no]
-    return " WHERE b.unit_code = $1 AND b.bus_no = $2", [key.unit_code, key.bus_no]
-
-
 async def get_bill(pool: asyncpg.Pool, key: BillKey) -> IssuedBill | None:
     where, args = key_where(key)
     row = await pool.fetchrow(BILL_SELECT + where, *args)
@@ -476,55 +398,3 @@ async def remainder_of(pool: asyncpg.Pool, bill_id: int) -> IssuedBill | None:
     """The bill a refund issued for what was kept of bill ``bill_id``, if any."""
     row = await pool.fetchrow(BILL_SELECT + " WHERE b.replaces = $1", bill_id)
     return None if row is None else row_to_bill(row)
-
-
-# The state the lifecycle rules look at (columns, and the tables they come from).
-STATE_COLUMNS = (
-    "b.id, b.unit_code, b.place_code, b.bill_code, b.bill_no, b.status, b.total_fen,"
-    " b.bill_kind, b.bus_type, b.origin, b.red_of IS NOT NULL AS is_red,"
-    " coalesce((SELECT r.bill_code || '/' || r.bill_no FROM bills r WHERE r.red_of = b.id), '')"
-    "   AS red_by,"
-    " coalesce(p.status, 'none') AS paper, coalesce(b.paper_code, '') AS paper_code,"
-    " coalesce(b.paper_no, '') AS paper_no, b.converted_at IS NOT NULL AS converted"
-)
-STATE_FROM = (
-    " FROM bills b"
-    " LEFT JOIN paper_bills p ON p.paper_code = b.paper_code AND p.paper_no = b.paper_no"
-)
-_STATE_SQL = "SELECT " + STATE_COLUMNS + STATE_FROM
-
-
-def row_to_state(r: asyncpg.Record) -> BillState:
-    return BillState(
-        bill_id=r["id"],
-        unit_code=r["unit_code"],
-        place_code=r["place_code"],
-        bill_code=r["bill_code"],
-        bill_no=r["bill_no"],
-        status=BillStatus(r["status"]),
-        total_fen=r["total_fen"],
-        bill_kind=r["bill_kind"],
-        bus_type=r["bus_type"],
-        origin=r["origin"],
-        is_red=r["is_red"],
-        red_by=r["red_by"],
-        paper=r["paper"],
-        paper_code=r["paper_code"].strip(),
-        paper_no=r["paper_no"].strip(),
-        converted=r["converted"],
-    )
-
-
-async def lock_states(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, BillState]:
-    """The lifecycle state of bills by id, their rows locked until the transaction ends."""
-    rows = await conn.fetch(
-        _STATE_SQL + " WHERE b.id = ANY($1::bigint[]) ORDER BY b.id FOR UPDATE OF b", list(ids)
-    )
-    return {r["id"]: row_to_state(r) for r in rows}
-
-
-async def lock_state_by_key(conn: asyncpg.Connection, key: BillKey) -> BillState | None:
-    """A bill's lifecycle state by number or by serial, its row locked."""
-    where, args = key_where(key)
-    row = await conn.fetchrow(_STATE_SQL + where + " FOR UPDATE OF b", *args)
-    return None if row is None else row_to_state(row)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import asyncpg
 
 from engine.model import Catalog, UnitCatalog
+from engine.statuses import GrantSource, SegmentStatus
 
 __all__ = [
     "PAY_CHANNELS",
@@ -114,12 +115,13 @@ async def add_segment(
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO segment_grants (grant_id, unit_code, bill_code, start_no, end_no,"
-            " source) VALUES ($1, $2, $3, $4, $5, 'grant')",
+            " source) VALUES ($1, $2, $3, $4, $5, $6)",
             grant_id,
             unit_code,
             bill_code,
             start_no,
             end_no,
+            GrantSource.GRANT,
         )
         return int(
             await conn.fetchval(
@@ -139,7 +141,8 @@ async def stock_available(pool: asyncpg.Pool) -> list[tuple[str, str, str, int]]
     """(unit_code, place_code, bill_code, numbers left) over enabled segments."""
     rows = await pool.fetch(
         "SELECT unit_code, place_code, bill_code, sum(end_no - next_no + 1) AS left"
-        " FROM segments WHERE status = 'enabled' AND place_code IS NOT NULL GROUP BY 1, 2, 3"
+        f" FROM segments WHERE status = '{SegmentStatus.ENABLED}' AND place_code IS NOT NULL"
+        " GROUP BY 1, 2, 3"
     )
     return [(r["unit_code"], r["place_code"], r["bill_code"], int(r["left"])) for r in rows]
 
@@ -149,7 +152,8 @@ async def stock_summary(pool: asyncpg.Pool, unit_code: str) -> list[dict[str, in
     rows = await pool.fetch(
         "SELECT coalesce(place_code, '') AS place_code, bill_code,"
         " sum(end_no - start_no + 1) AS granted, sum(next_no - start_no) AS leased,"
-        " coalesce(sum(end_no - next_no + 1) FILTER (WHERE status = 'enabled'), 0) AS available"
+        " coalesce(sum(end_no - next_no + 1)"
+        f"  FILTER (WHERE status = '{SegmentStatus.ENABLED}'), 0) AS available"
         " FROM segments WHERE unit_code = $1 GROUP BY 1, bill_code"
         " ORDER BY place_code, bill_code",
         unit_code,

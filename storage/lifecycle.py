@@ -16,9 +16,11 @@ import asyncpg
 from engine.canonical import CANONICAL_VERSION
 from engine.errors import AlreadyExists, InvalidArgument
 from engine.lifecycle import BillKey, BillState
-from engine.model import CST, IssuedBill, Reservation
+from engine.model import CST, BillStatus, IssuedBill, Reservation
+from engine.numbers import BillNo
 from engine.prepare import Prepared
-from storage.bills import (
+from engine.statuses import PaperStatus
+from storage.bill_rows import (
     BILL_SELECT,
     STATE_COLUMNS,
     STATE_FROM,
@@ -90,7 +92,7 @@ async def back_entry(
             "SELECT 1 FROM segments"
             " WHERE bill_code = $1 AND $2::bigint BETWEEN start_no AND end_no",
             bill_code,
-            int(bill_no),
+            BillNo.parse(bill_no),
         ):
             raise InvalidArgument(
                 f"bill_no: {bill_code}/{bill_no} is a number of this system's own stock; "
@@ -104,7 +106,7 @@ async def back_entry(
                 " bill_code, bill_no, check_code, segment_id, status, total_fen, payer_name,"
                 " payer_id_card_no, payer_card_no, payer_tel, cashier, bus_time, issued_at,"
                 " request, canonical, canonical_version, origin, operator, archived_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, 'issued', $10, $11, $12, $13,"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $22, $10, $11, $12, $13,"
                 " $14, $15, $16, $17, $18, $19, $20, 'back_entry', $21, now())",
                 bill_id,
                 p.unit_code,
@@ -127,6 +129,7 @@ async def back_entry(
                 p.canonical(res),
                 CANONICAL_VERSION,
                 operator,
+                BillStatus.ISSUED,
             )
         except asyncpg.UniqueViolationError as exc:
             if "bus_no" in (exc.constraint_name or "") or "unit_code" in (
@@ -180,7 +183,7 @@ class BillFilter:
     from_date: date | None = None
     to_date: date | None = None
     bill_kind: str = ""
-    paper_status: str = ""  # none / printed / voided
+    paper_status: str = ""  # a PaperStatus value; "" for any
     red: str = ""  # normal / red_flushed / red_bill
     limit: int = 100
     after_id: int = 0
@@ -208,11 +211,11 @@ async def list_bills(pool: asyncpg.Pool, f: BillFilter) -> tuple[list[IssuedBill
     if f.bill_kind:
         add("b.bill_kind = ?", f.bill_kind)
     if f.paper_status:
-        add("coalesce(p.status, 'none') = ?", f.paper_status)
+        add("coalesce(p.status, 'none') = ?", PaperStatus(f.paper_status))
     if f.red == "normal":
-        where.append("b.red_of IS NULL AND b.status <> 'red_flushed'")
+        where.append(f"b.red_of IS NULL AND b.status <> '{BillStatus.RED_FLUSHED}'")
     elif f.red == "red_flushed":
-        where.append("b.status = 'red_flushed'")
+        where.append(f"b.status = '{BillStatus.RED_FLUSHED}'")
     elif f.red == "red_bill":
         where.append("b.red_of IS NOT NULL")
     args.append(f.limit + 1)

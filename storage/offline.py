@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from engine.errors import AlreadyExists
+from engine.statuses import PaperStatus
 
 __all__ = ["OfflineBill", "link_back_issued", "record_offline", "waiting_offline"]
 
@@ -84,8 +85,9 @@ async def link_back_issued(pool: asyncpg.Pool, links: list[tuple[int, int]]) -> 
         await conn.execute(
             "INSERT INTO paper_bills (paper_code, paper_no, unit_code, place_code, bill_id,"
             " status, prints, printed_at, operator)"
-            " SELECT o.paper_code, o.paper_no, o.unit_code, o.place_code, o.bill_id, 'printed',"
+            " SELECT o.paper_code, o.paper_no, o.unit_code, o.place_code, o.bill_id, $2,"
             " 1, o.recorded_at, o.operator FROM offline_bills o WHERE o.id = ANY($1::bigint[])"
             " ON CONFLICT DO NOTHING",
             [o for o, _ in links],
+            PaperStatus.PRINTED,
         )

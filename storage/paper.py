@@ -21,7 +21,9 @@ from engine.errors import (
     ResourceExhausted,
 )
 from engine.lifecycle import BillKey, BillState, check_convert, check_own, check_printed
-from storage.bills import lock_state_by_key
+from engine.numbers import BillNo, NumberRange
+from engine.statuses import PaperStatus
+from storage.bill_rows import lock_state_by_key
 
 __all__ = [
     "PaperOutcome",
@@ -99,8 +101,8 @@ async def _used(conn: asyncpg.Connection, code: str, lo: int, hi: int) -> set[in
     rows = await conn.fetch(
         "SELECT paper_no FROM paper_bills WHERE paper_code = $1 AND paper_no BETWEEN $2 AND $3",
         code,
-        f"{lo:010d}",
-        f"{hi:010d}",
+        str(BillNo(lo)),
+        str(BillNo(hi)),
     )
     return {int(r[0]) for r in rows}
 
@@ -144,11 +146,11 @@ async def _print_next(conn: asyncpg.Connection, state: BillState, operator: str)
     """Print the bill on the next blank of its issuing point; the bill's paper
     pointer moves there (and its conversion time is set the first time)."""
     stock_id, code, n = await _take(conn, state.unit_code, state.place_code)
-    no = f"{n:010d}"
+    no = str(BillNo(n))
     await conn.execute(
         "INSERT INTO paper_bills (paper_code, paper_no, unit_code, place_code, stock_id,"
         " bill_id, status, prints, printed_at, operator)"
-        " VALUES ($1, $2, $3, $4, $5, $6, 'printed', 1, now(), $7)",
+        " VALUES ($1, $2, $3, $4, $5, $6, $8, 1, now(), $7)",
         code,
         no,
         state.unit_code,
@@ -156,6 +158,7 @@ async def _print_next(conn: asyncpg.Connection, state: BillState, operator: str)
         stock_id,
         state.bill_id,
         operator,
+        PaperStatus.PRINTED,
     )
     await conn.execute(
         "UPDATE bills SET paper_code = $2, paper_no = $3,"
@@ -178,6 +181,7 @@ async def receive_paper(
     operator: str,
 ) -> int:
     """Record a range of blank paper received by an issuing point; its id."""
+    numbers = NumberRange.of(start_no, end_no)
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval(
             "SELECT 1 FROM issuing_points WHERE unit_code = $1 AND place_code = $2",
@@ -202,7 +206,7 @@ async def receive_paper(
             )
         except asyncpg.ExclusionViolationError as exc:
             raise AlreadyExists(
-                f"paper {paper_code} {start_no:010d}-{end_no:010d} overlaps paper already received",
+                f"paper {paper_code} {numbers} overlaps paper already received",
                 field="start_no",
             ) from exc
         await _event(
@@ -213,8 +217,8 @@ async def receive_paper(
             operator=operator,
             op="receive_paper",
             paper_code=paper_code,
-            paper_no=f"{start_no:010d}",
-            detail={"end_no": f"{end_no:010d}"},
+            paper_no=str(numbers.start),
+            detail={"end_no": str(numbers.end)},
         )
         return stock_id
 
@@ -306,12 +310,14 @@ async def _void_current(
     conn: asyncpg.Connection, state: BillState, operator: str, reason: str
 ) -> None:
     await conn.execute(
-        "UPDATE paper_bills SET status = 'voided', voided_at = now(), void_reason = $3,"
-        " operator = $4 WHERE paper_code = $1 AND paper_no = $2 AND status = 'printed'",
+        "UPDATE paper_bills SET status = $5, voided_at = now(), void_reason = $3,"
+        " operator = $4 WHERE paper_code = $1 AND paper_no = $2 AND status = $6",
         state.paper_code,
         state.paper_no,
         reason,
         operator,
+        PaperStatus.VOIDED,
+        PaperStatus.PRINTED,
     )
 
 
@@ -389,7 +395,8 @@ async def void_blank(
     reason: str,
 ) -> None:
     """Void a range of blank paper of the issuing point; every number must be blank."""
-    count = end_no - start_no + 1
+    numbers = NumberRange.of(start_no, end_no)
+    count = numbers.count
     if count > MAX_BLANK_VOID:
         raise InvalidArgument(
             f"end_no: at most {MAX_BLANK_VOID} blanks per call, got {count}", field="end_no"
@@ -406,7 +413,7 @@ async def void_blank(
         )
         if row is None:
             raise NotFound(
-                f"paper {paper_code} {start_no:010d}-{end_no:010d} is not within one range "
+                f"paper {paper_code} {numbers} is not within one range "
                 f"received by issuing point {place_code}",
                 field="start_no",
             )
@@ -415,15 +422,15 @@ async def void_blank(
         used = await _used(conn, paper_code, start_no, end_no)
         if used:
             raise FailedPrecondition(
-                f"paper {paper_code}/{min(used):010d} is not blank; only blank paper is voided "
+                f"paper {paper_code}/{BillNo(min(used))} is not blank; only blank paper is voided "
                 "here (void a printed bill's paper with VoidPaper)",
                 field="start_no",
             )
         await conn.copy_records_to_table(
             "paper_bills",
             records=[
-                (paper_code, f"{n:010d}", unit_code, place_code, row["id"], "voided", reason,
-                 operator, datetime.now().astimezone())
+                (paper_code, str(BillNo(n)), unit_code, place_code, row["id"],
+                 PaperStatus.VOIDED, reason, operator, datetime.now().astimezone())
                 for n in range(start_no, end_no + 1)
             ],
             columns=(
@@ -439,6 +446,6 @@ async def void_blank(
             operator=operator,
             op="void_blank_paper",
             paper_code=paper_code,
-            paper_no=f"{start_no:010d}",
-            detail={"end_no": f"{end_no:010d}", "reason": reason},
+            paper_no=str(numbers.start),
+            detail={"end_no": str(numbers.end), "reason": reason},
         )

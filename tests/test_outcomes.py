@@ -1,13 +1,13 @@
-"""What an unfinished bill tells its caller (actors.stages.outcome_error)."""
+"""What an unfinished bill tells its caller (engine.outcome.outcome_error)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from actors.stages import outcome_error
 from engine.errors import FailedPrecondition, Unavailable
 from engine.model import BillStatus
+from engine.outcome import outcome_error
 from engine.pipeline import Work
 
 WORK = Work(

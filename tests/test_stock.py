@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.stock import Lease, SegmentCursor, format_bill_no, plan_lease
+from engine.numbers import BillNo
+from engine.stock import Lease, SegmentCursor, plan_lease
 
 
 def test_lease_spans_segments_in_order_and_stops_when_dry() -> None:
@@ -17,6 +18,6 @@ def test_lease_spans_segments_in_order_and_stops_when_dry() -> None:
 
 
 def test_bill_numbers_are_ten_digits() -> None:
-    assert format_bill_no(10535766) == "0010535766"
+    assert str(BillNo(10535766)) == "0010535766"
     with pytest.raises(ValueError):
-        format_bill_no(10**10)
+        BillNo(10**10)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from actors.pipeline import Pipeline
-from actors.stages import outcome_error
 from config.tuning import MAX_BATCH
 from engine.errors import DeadlineExceeded, EbillError, InvalidArgument, NotFound
 from engine.fields import prefixed
 from engine.lifecycle import BillKey
 from engine.model import IssuedBill
+from engine.outcome import outcome_error
 from engine.pipeline import Work
 from ops import metrics
 from storage import bills as bill_store
