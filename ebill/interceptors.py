@@ -5,19 +5,14 @@ of a decorator on each method: metrics, logging, and the mapping of the error tr
 Interceptors wrap the unary-unary methods of the ``ebill.v1`` services only:
 health and reflection are not the engine's API and were never counted. The
 order given to the server is outermost first: metrics, logging, errors.
-
-``observed`` is the decorator these interceptors replace, kept while a servicer
-still uses it (StockService): its methods are marked, and the interceptors pass
-them by, so no call is counted or mapped twice.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -30,15 +25,12 @@ __all__ = [
     "LoggingInterceptor",
     "MetricsInterceptor",
     "interceptors",
-    "observed",
 ]
 
 log = logging.getLogger(__name__)
 
 SERVICE_PREFIX = "/ebill.v1."
-_OBSERVED = "__ebill_observed__"
 
-R = TypeVar("R")
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
@@ -74,7 +66,6 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # gr
         if (
             handler is None
             or handler.unary_unary is None
-            or getattr(handler.unary_unary, _OBSERVED, False)
             or not str(handler_call_details.method).startswith(SERVICE_PREFIX)
         ):
             return handler
@@ -149,30 +140,3 @@ class ErrorInterceptor(_UnaryInterceptor):
 def interceptors() -> list[grpc.aio.ServerInterceptor]:
     """The engine server's interceptors, outermost first."""
     return [MetricsInterceptor(), LoggingInterceptor(), ErrorInterceptor()]
-
-
-def observed(
-    method: Callable[..., Awaitable[R]],
-) -> Callable[..., Awaitable[R]]:
-    """Count calls by final status code, time them, map errors: the per-method
-    decorator the interceptors replace. Marked so that they skip the method."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            return await method(self, request, context)
-        except EbillError as exc:
-            code = exc.code
-            await abort(context, exc)
-            raise
-        except Exception:
-            code = context.code().name if context.code() else "INTERNAL"
-            raise
-        finally:
-            metrics.RPCS.labels(method.__name__, code).inc()
-            metrics.RPC_LATENCY.labels(method.__name__).observe(time.perf_counter() - started)
-
-    setattr(wrapper, _OBSERVED, True)
-    return wrapper

@@ -1,5 +1,5 @@
 """The server interceptors: metrics, error mapping and logging for every call of the
-engine's services, and no double counting of methods still under @observed."""
+engine's services."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from ebill.interceptors import interceptors, observed
+from ebill.interceptors import interceptors
 from engine.errors import InvalidArgument
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 
@@ -40,7 +40,6 @@ class Fake(issuance_pb2_grpc.IssuanceServiceServicer):
     ) -> issuance_pb2.BillStatusResponse:
         return issuance_pb2.BillStatusResponse(bill_code="12345678")
 
-    @observed
     async def IssueBill(
         self, request: issuance_pb2.IssueBillRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.IssueBillResponse:
@@ -92,16 +91,3 @@ async def test_success_and_unexpected_failures_are_counted(
         await stub.GetBill(issuance_pb2.GetBillRequest())
     assert count("GetBillStatus", "OK") == ok + 1
     assert count("GetBill", "INTERNAL") == internal + 1
-
-
-async def test_a_method_under_observed_is_counted_once(
-    stub: issuance_pb2_grpc.IssuanceServiceStub,
-) -> None:
-    before, calls = count("IssueBill", "INVALID_ARGUMENT"), timed("IssueBill")
-    call = stub.IssueBill(issuance_pb2.IssueBillRequest())
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await call
-    assert exc.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert ("ebill-field", "bill") in tuple(await call.trailing_metadata())
-    assert count("IssueBill", "INVALID_ARGUMENT") == before + 1
-    assert timed("IssueBill") == calls + 1
