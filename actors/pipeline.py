@@ -11,8 +11,10 @@ signed the next is being reserved.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,11 +77,28 @@ def shutdown_ray() -> None:
         ray.shutdown()
 
 
+# A stage actor that dies (its process killed, its node lost) is started again
+# by Ray, without limit: a stage is only a coordinator, holding nothing a restart
+# loses (its connections open lazily again). The calls it was running are sent
+# again, a few times: every stage may run a batch twice. Validate is pure; reserve
+# answers a bus_no it already stored with that bill (replayed); signing again makes
+# another valid signature of a bill not yet archived; the fiscal platform answers
+# a repeated countersign with the first; archive writes only rows still unfinished.
+MAX_TASK_RETRIES = 3
+
+
 class _Placed:
-    """Mixed into every stage actor: where it runs, for the placement metric."""
+    """Mixed into every stage actor: where it runs (the placement metric), its
+    process (a test kills it), and a cheap call that answers while it lives."""
 
     def node_id(self) -> str:
         return str(ray.get_runtime_context().get_node_id())
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def ping(self) -> bool:
+        return True
 
 
 def _actor(cls: type, *args: Any) -> Any:
@@ -89,7 +108,13 @@ def _actor(cls: type, *args: Any) -> Any:
     # replicas of a stage on different nodes of a cluster.
     return (
         ray.remote(placed)
-        .options(num_cpus=0, max_concurrency=64, scheduling_strategy="SPREAD")
+        .options(
+            num_cpus=0,
+            max_concurrency=64,
+            scheduling_strategy="SPREAD",
+            max_restarts=-1,
+            max_task_retries=MAX_TASK_RETRIES,
+        )
         .remote(*args)
     )
 
@@ -170,6 +195,23 @@ class Pipeline:
         return {
             name: [await a.node_id.remote() for a in actors]
             for name, actors in self._stages.items()
+        }
+
+    async def healthy(self, timeout_s: float = 2.0) -> bool:
+        """Whether every stage actor answers within ``timeout_s`` (one restarting
+        after a crash does not, until it is back)."""
+        calls = [a.ping.remote() for actors in self._stages.values() for a in actors]
+        try:
+            await asyncio.wait_for(asyncio.gather(*calls), timeout_s)
+        except Exception as exc:  # any failure (actor dead, timeout) means not healthy
+            log.warning("pipeline not healthy: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def stage_pids(self) -> dict[str, list[int]]:
+        """Per stage, the process id of each replica (tests kill one)."""
+        return {
+            name: [await a.pid.remote() for a in actors] for name, actors in self._stages.items()
         }
 
     async def fiscal_circuit_open(self) -> bool:

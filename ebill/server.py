@@ -9,13 +9,14 @@ import logging
 import signal
 from collections.abc import Callable
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
-from config.settings import Settings
+from config.settings import Settings, read_public_key
 from config.tuning import ENGINE_MAX_MESSAGE_BYTES, STATS_INTERVAL_S
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
@@ -44,6 +45,38 @@ __all__ = ["serve"]
 log = logging.getLogger(__name__)
 
 
+HEALTH_INTERVAL_S = 1.0
+HEALTH_TIMEOUT_S = 2.0
+
+
+async def watch_health(
+    servicer: health.aio.HealthServicer, pipeline: Pipeline, pool: asyncpg.Pool
+) -> None:
+    """Health follows what issuing a bill needs: NOT_SERVING while the database
+    does not answer or a pipeline stage is down (restarting), SERVING again when
+    both are back. Signer and fiscal platform outages do not count: bills then
+    still issue (pending) or wait in the outbox."""
+    serving = True
+    while True:
+        await asyncio.sleep(HEALTH_INTERVAL_S)
+        try:
+            await asyncio.wait_for(pool.fetchval("SELECT 1"), HEALTH_TIMEOUT_S)
+            ok = await pipeline.healthy(HEALTH_TIMEOUT_S)
+        except Exception as exc:  # the database away, in whatever way it shows
+            log.warning("health: database not answering (%s)", type(exc).__name__)
+            ok = False
+        if ok != serving:
+            serving = ok
+            log.warning("health: %s", "SERVING" if ok else "NOT_SERVING")
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if ok
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in ("", SERVICE_NAME):
+                await servicer.set(name, status)
+
+
 async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) -> None:
     """Run the engine until SIGTERM or SIGINT."""
     embedded = None
@@ -64,6 +97,11 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             fiscal_timeout_s=settings.fiscal_timeout_s,
             outbox_grace_s=settings.outbox_grace_s,
             replicas=settings.stage_replicas,
+            fiscal_public_key=(
+                read_public_key(settings.fiscal_public_key_file)
+                if settings.fiscal_public_key_file
+                else b""
+            ),
         )
     )
     batcher = MicroBatcher(
@@ -122,6 +160,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     background = [
+        asyncio.create_task(watch_health(health_servicer, pipeline, pool)),
         asyncio.create_task(poll_stats(pipeline, pool, STATS_INTERVAL_S)),
         asyncio.create_task(
             recover_forever(
@@ -144,6 +183,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    background[0].cancel()  # health stays NOT_SERVING from here on
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=5)
