@@ -65,5 +65,5 @@ async def test_a_red_bill_the_platform_refuses_leaves_the_original_issued(
         )
     ]
     assert ops[-1] == "red_flush_refused"
-    got = (await issuance.GetBill(by_number(entered))).bill
+    got = await issuance.GetBill(by_number(entered))
     assert got.status == bill_pb2.BILL_STATUS_ISSUED and got.red_by == ""
