@@ -27,6 +27,7 @@ __all__ = [
     "LIST_MAX_PAGE",
     "MAX_BATCH",
     "MAX_PAPER_RANGE",
+    "OVERLOAD_RETRY_S",
     "RED_MAX_BATCH",
     "RED_MAX_INFLIGHT",
     "RETRY_ATTEMPTS",
@@ -108,6 +109,10 @@ MAX_PAPER_RANGE: Final = 1_000_000
 # two in flight leave the issuance batcher the larger share of the pipeline.
 RED_MAX_BATCH: Final = 200
 RED_MAX_INFLIGHT: Final = 2
+# A call refused because the issuance queue is full (EBILL_QUEUE_MAX) is told to come
+# back after this long (google.rpc.RetryInfo): about one pipeline batch's time, so the
+# retry finds the queue drained by a batch rather than hammering it at once.
+OVERLOAD_RETRY_S: Final = 0.2
 # How often stage counters, stock and backlog gauges are brought into Prometheus:
 # under a scrape interval, cheap next to issuance.
 STATS_INTERVAL_S: Final = 2.0

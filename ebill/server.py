@@ -71,6 +71,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         max_batch=settings.batch_max,
         linger_s=settings.batch_linger_ms / 1000,
         max_inflight=settings.max_inflight_batches,
+        max_queue=settings.queue_max,
     )
     batcher.start()
 
