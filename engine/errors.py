@@ -46,23 +46,50 @@ class EbillError(Exception):
     retry_after_s: float | None = None
 
     def __init__(
-        self, message: str, *, field: str = "", retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        field: str = "",
+        retry_after_s: float | None = None,
+        violations: tuple[FieldError, ...] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         if retry_after_s is not None:
             self.retry_after_s = retry_after_s
+        # Every invalid value of the request (google.rpc.BadRequest at the edge);
+        # ``field``/``message`` name the first. Empty: only ``field``, if any.
+        self.violations = violations
+
+    @property
+    def field_errors(self) -> tuple[FieldError, ...]:
+        """Every field violation: the collected ones, else the one ``field`` names."""
+        if self.violations:
+            return self.violations
+        if self.field:
+            text = self.message
+            if text.startswith(self.field + ": "):
+                text = text[len(self.field) + 2 :]
+            return (FieldError(self.field, text),)
+        return ()
 
     def __reduce__(self) -> tuple[object, ...]:
         # Errors cross process boundaries (Ray); keep the keyword-only fields.
-        return (_rebuild, (type(self), self.message, self.field, self.retry_after_s))
+        return (
+            _rebuild,
+            (type(self), self.message, self.field, self.retry_after_s, self.violations),
+        )
 
 
 def _rebuild(
-    cls: type[EbillError], message: str, field: str, retry_after_s: float | None = None
+    cls: type[EbillError],
+    message: str,
+    field: str,
+    retry_after_s: float | None = None,
+    violations: tuple[FieldError, ...] = (),
 ) -> EbillError:
-    return cls(message, field=field, retry_after_s=retry_after_s)
+    return cls(message, field=field, retry_after_s=retry_after_s, violations=violations)
 
 
 class InvalidArgument(EbillError):
@@ -72,9 +99,12 @@ class InvalidArgument(EbillError):
 
     @classmethod
     def from_errors(cls, errors: list[FieldError]) -> InvalidArgument:
+        """The first error as message and field (as before), every one as violations."""
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return cls(f"{first.field}: {first.message}{more}", field=first.field)
+        return cls(
+            f"{first.field}: {first.message}{more}", field=first.field, violations=tuple(errors)
+        )
 
 
 class NotFound(EbillError):
