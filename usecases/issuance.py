@@ -69,6 +69,8 @@ class Issuance:
 
     async def _issue(self, raws: list[bytes], timeout_s: float | None) -> list[Outcome]:
         wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
+        if wait <= 0:  # the caller has given up already: queue nothing for nobody
+            raise DeadlineExceeded("the call's deadline passed before it was queued")
         try:
             return await asyncio.wait_for(self._batcher.submit(raws), wait)
         except TimeoutError:

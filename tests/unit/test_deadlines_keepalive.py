@@ -82,3 +82,8 @@ async def test_an_idle_connection_is_closed_by_the_server() -> None:
             await stub.GetBillStatus(issuance_pb2.GetBillRequest())
     finally:
         await server.stop(0)
+
+
+def test_a_call_past_its_deadline_queues_nothing() -> None:
+    took, message = asyncio.run(_wait(0.0))
+    assert took < 0.1 and "before it was queued" in message
