@@ -8,6 +8,7 @@ apply each migration exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from importlib import resources
@@ -50,6 +51,26 @@ class EmbeddedPostgres:
         """The Unix socket the server listens on (it has no TCP listener)."""
         directory = Path(self.url.split("host=", 1)[1].split("&", 1)[0])
         return str(next(directory.glob(".s.PGSQL.*")))
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and its backends together (crash rehearsal)."""
+        import psutil  # type: ignore[import-untyped]
+
+        pid = self._server.get_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(psutil.NoSuchProcess):
+            postmaster = psutil.Process(pid)
+            procs = [postmaster, *postmaster.children(recursive=True)]
+            for proc in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+            psutil.wait_procs(procs, timeout=10)
+
+    def restart(self) -> None:
+        """Start the server again on the same data and socket (after ``kill``)."""
+        with self._server._lock:
+            self._server.ensure_postgres_running()
 
     def cleanup(self) -> None:
         self._server.cleanup()
