@@ -212,7 +212,12 @@ async def check(
     )
     for r in stuck:
         bad(f"{r['n']} bill(s) stuck in {r['status']}")
-    outbox = int(await pool.fetchval("SELECT count(*) FROM outbox"))
+    outbox = int(
+        await pool.fetchval(
+            "SELECT count(*) FROM outbox o JOIN bills b ON b.id = o.bill_id WHERE b.unit_code = $1",
+            unit_code,
+        )
+    )
     if outbox:
         bad(f"{outbox} outbox row(s) left")
 
