@@ -24,7 +24,6 @@ from typing import TypeVar
 import grpc
 
 from bench.chaos_check import Acked, Distribution, Ledger
-from ebill.convert import input_to_pb
 from engine.model import BillInput, ChargeItemInput, InsuranceInput, PayChannelInput
 from protos.ebill.v1 import (
     bill_pb2,
@@ -36,6 +35,7 @@ from protos.ebill.v1 import (
     stock_pb2_grpc,
 )
 from usecases import demo
+from wire.bills import input_to_pb
 
 __all__ = ["BILL_CODE", "PAPER_CODE", "Load", "prepare"]
 

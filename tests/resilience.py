@@ -20,10 +20,10 @@ import grpc
 from bench.chaos import FAST_RECOVERY as FAST_RECOVERY
 from bench.chaos import public_keys as public_keys
 from bench.chaos_check import Acked, Ledger, check
-from ebill.convert import input_to_pb
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from usecases import demo
+from wire.bills import input_to_pb
 
 _batches = itertools.count(1)
 
