@@ -111,13 +111,16 @@ class ChaosResult:
     faults: list[Fault]
     report: Report
     outcomes: dict[str, int] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
     elapsed: float = 0.0
 
     def lines(self) -> list[str]:
         out = [f"chaos run: seed {self.seed}, {self.seconds:.0f} s of load, {self.elapsed:.0f} s"]
         out.append(f"faults played: {len(self.faults)}")
         out.append("outcomes (operation, gRPC code: count):")
-        out += [f"  {k}: {v}" for k, v in sorted(self.outcomes.items())]
+        for k, v in sorted(self.outcomes.items()):
+            detail = self.details.get(k, "")
+            out.append(f"  {k}: {v}" + (f"  (first: {detail})" if detail else ""))
         out.append("check:")
         out += self.report.lines()
         out.append("PASS" if self.report.ok else "FAIL")
@@ -223,7 +226,7 @@ async def _scenario(
     finally:
         await pool.close()
     report.figures = {**load.ledger.counts(), **report.figures, "settle_s": round(waited)}
-    return ChaosResult(seed, seconds, faults, report, dict(load.outcomes))
+    return ChaosResult(seed, seconds, faults, report, dict(load.outcomes), load.details)
 
 
 def run(seed: int, seconds: float, *, data_dir: Path | None = None, gmssl_sample: int = 150,

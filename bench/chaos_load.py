@@ -139,6 +139,8 @@ class Load:
     ledger: Ledger = field(default_factory=Ledger)
     # Outcomes by operation and gRPC code ("OK" when acknowledged).
     outcomes: Counter[str] = field(default_factory=Counter)
+    # The first error message seen per outcome, to tell what a code stood for.
+    details: dict[str, str] = field(default_factory=dict)
     # Acknowledged bills of the lifecycle point, with their input, for later operations.
     _fresh: deque[tuple[BillInput, Acked]] = field(default_factory=deque)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -161,7 +163,7 @@ class Load:
                 try:
                     result = await make(ch)
                 except grpc.aio.AioRpcError as err:
-                    self.outcomes[f"{op} {err.code().name}"] += 1
+                    self._failed(op, err)
                     if err.code() not in RETRY:
                         return None
                     await asyncio.sleep(0.5)
@@ -170,6 +172,11 @@ class Load:
             return result
         self.outcomes[f"{op} gave up"] += 1
         return None
+
+    def _failed(self, op: str, err: grpc.aio.AioRpcError) -> None:
+        key = f"{op} {err.code().name}"
+        self.outcomes[key] += 1
+        self.details.setdefault(key, (err.details() or "")[:160])
 
     def _bill(self, place: str, tag: str) -> BillInput:
         n = next(self._seq)
@@ -299,7 +306,7 @@ class Load:
                         req, timeout=CALL_TIMEOUT_S
                     )
                 except grpc.aio.AioRpcError as err:
-                    self.outcomes[f"Distribute {err.code().name}"] += 1
+                    self._failed("Distribute", err)
                     continue
             self.outcomes["Distribute OK"] += 1
             for r in resp.ranges:
