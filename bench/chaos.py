@@ -112,11 +112,14 @@ class ChaosResult:
     report: Report
     outcomes: dict[str, int] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
+    # Faults that could not be played (the harness, not the engine, failed).
+    unplayed: list[str] = field(default_factory=list)
     elapsed: float = 0.0
 
     def lines(self) -> list[str]:
         out = [f"chaos run: seed {self.seed}, {self.seconds:.0f} s of load, {self.elapsed:.0f} s"]
-        out.append(f"faults played: {len(self.faults)}")
+        out.append(f"faults played: {len(self.faults) - len(self.unplayed)} of {len(self.faults)}")
+        out += [f"  not played: {u}" for u in self.unplayed]
         out.append("outcomes (operation, gRPC code: count):")
         for k, v in sorted(self.outcomes.items()):
             detail = self.details.get(k, "")
@@ -135,6 +138,8 @@ class Faults:
         self.proxies = proxies
         self.engine_env = engine_env
         self.log: list[str] = []
+        # Faults that could not be played as scheduled (the run then proves less).
+        self.failed: list[str] = []
 
     def _say(self, started: float, text: str) -> None:
         line = f"  [{time.monotonic() - started:6.1f}s] {text}"
@@ -142,36 +147,62 @@ class Faults:
         print(line, flush=True)
 
     async def play(self, faults: list[Fault], started: float) -> None:
-        s = self.stack
+        """Play every fault in order; a fault that fails to play (a restart that
+        did not come up) is reported and everything is brought back before the next."""
         for f in faults:
             await asyncio.sleep(max(0.0, started + f.at - time.monotonic()))
             self._say(started, f.line())
-            if f.kind == "kill_engine":
-                await asyncio.to_thread(s.kill_process, "engine")
-                await asyncio.sleep(f.hold)
-                await asyncio.to_thread(s.start_engine, 180, **self.engine_env)
-            elif f.kind == "kill_database":
-                await asyncio.to_thread(s.kill_database)
-                await asyncio.sleep(f.hold)
-                await asyncio.to_thread(s.restart_database)
-            elif f.kind == "stop_signer":
-                await asyncio.to_thread(s.stop_process, "signer")
-                await asyncio.sleep(f.hold)
-                await asyncio.to_thread(s.start_signer)
-            elif f.kind == "stop_fiscal":
-                await asyncio.to_thread(s.stop_process, "fiscal")
-                await asyncio.sleep(f.hold)
-                await asyncio.to_thread(s.start_fiscal)
-            elif f.kind == "cut":
-                n = await asyncio.to_thread(self.proxies[f.target].cut)
-                self._say(started, f"  cut {n} connection(s) to the {f.target}")
-            else:
-                await asyncio.to_thread(s.stop_process, "fiscal")
-                await asyncio.to_thread(s.start_fiscal, EBILL_FISCAL_LATENCY_MS=f.target)
-                await asyncio.sleep(f.hold)
-                await asyncio.to_thread(s.stop_process, "fiscal")
-                await asyncio.to_thread(s.start_fiscal)
+            try:
+                await self._one(f, started)
+            except Exception as exc:
+                self.failed.append(f"{f.line()}: {type(exc).__name__}: {exc}"[:300])
+                self._say(started, f"  FAILED to play: {type(exc).__name__}: {exc}"[:300])
+                await asyncio.to_thread(self.restore)
             self._say(started, f"  {f.kind} over")
+
+    def restore(self) -> None:
+        """Every process up again, the platform at full speed."""
+        s = self.stack
+        s.restart_database()  # a no-op when it runs
+        for name in ("signer", "fiscal", "engine"):
+            proc = s.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                continue
+            s.kill_process(name)
+            if name == "signer":
+                s.start_signer()
+            elif name == "fiscal":
+                s.start_fiscal()
+            else:
+                s.start_engine(180, **self.engine_env)
+
+    async def _one(self, f: Fault, started: float) -> None:
+        s = self.stack
+        if f.kind == "kill_engine":
+            await asyncio.to_thread(s.kill_process, "engine")
+            await asyncio.sleep(f.hold)
+            await asyncio.to_thread(s.start_engine, 180, **self.engine_env)
+        elif f.kind == "kill_database":
+            await asyncio.to_thread(s.kill_database)
+            await asyncio.sleep(f.hold)
+            await asyncio.to_thread(s.restart_database)
+        elif f.kind == "stop_signer":
+            await asyncio.to_thread(s.stop_process, "signer")
+            await asyncio.sleep(f.hold)
+            await asyncio.to_thread(s.start_signer)
+        elif f.kind == "stop_fiscal":
+            await asyncio.to_thread(s.stop_process, "fiscal")
+            await asyncio.sleep(f.hold)
+            await asyncio.to_thread(s.start_fiscal)
+        elif f.kind == "cut":
+            n = await asyncio.to_thread(self.proxies[f.target].cut)
+            self._say(started, f"  cut {n} connection(s) to the {f.target}")
+        else:
+            await asyncio.to_thread(s.stop_process, "fiscal")
+            await asyncio.to_thread(s.start_fiscal, EBILL_FISCAL_LATENCY_MS=f.target)
+            await asyncio.sleep(f.hold)
+            await asyncio.to_thread(s.stop_process, "fiscal")
+            await asyncio.to_thread(s.start_fiscal)
 
 
 async def public_keys(stack: Stack) -> tuple[bytes, bytes]:
@@ -214,6 +245,7 @@ async def _scenario(
     # run a restart past it, and the clients finish what they began.
     loading = asyncio.create_task(load.run(started + seconds))
     await player.play(faults, started)
+    await asyncio.to_thread(player.restore)
     await loading
     print(f"  [{time.monotonic() - started:6.1f}s] load over; settling", flush=True)
     pool = await connect_pool(stack.database_url, migrate=False)
@@ -226,7 +258,9 @@ async def _scenario(
     finally:
         await pool.close()
     report.figures = {**load.ledger.counts(), **report.figures, "settle_s": round(waited)}
-    return ChaosResult(seed, seconds, faults, report, dict(load.outcomes), load.details)
+    return ChaosResult(
+        seed, seconds, faults, report, dict(load.outcomes), load.details, player.failed
+    )
 
 
 def run(seed: int, seconds: float, *, data_dir: Path | None = None, gmssl_sample: int = 150,

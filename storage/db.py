@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import subprocess
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -67,10 +69,22 @@ class EmbeddedPostgres:
                     proc.kill()
             psutil.wait_procs(procs, timeout=10)
 
-    def restart(self) -> None:
-        """Start the server again on the same data and socket (after ``kill``)."""
-        with self._server._lock:
-            self._server.ensure_postgres_running()
+    def restart(self, attempts: int = 3) -> None:
+        """Start the server again on the same data and socket (after ``kill``).
+
+        pg_ctl itself was seen to die (SIGSEGV) once in dozens of restarts, with
+        the server not started; starting again then works.
+        """
+        for attempt in range(attempts):
+            try:
+                with self._server._lock:
+                    self._server.ensure_postgres_running()
+                return
+            except subprocess.SubprocessError:
+                if attempt == attempts - 1:
+                    raise
+                log.warning("pg_ctl start failed, trying again", exc_info=True)
+                time.sleep(1)
 
     def cleanup(self) -> None:
         self._server.cleanup()
