@@ -68,7 +68,9 @@ class FaultProxy:
                     await dst.drain()
             dst.transport.abort()
 
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        # Cancelled by stop(): end quietly, or asyncio logs the cancellation as an error.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
         self._conns.discard(writer)
         self._conns.discard(up_w)
 

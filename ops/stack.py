@@ -175,6 +175,18 @@ class Stack:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def kill_database(self) -> None:
+        """SIGKILL the embedded PostgreSQL: the postmaster and every backend at once,
+        as a machine crash would (orphan backends would keep its shared memory and
+        block the restart). Committed work must survive: fsync is on."""
+        assert self.pg is not None, "only the embedded PostgreSQL can be killed"
+        self.pg.kill()
+
+    def restart_database(self) -> None:
+        """Start the embedded PostgreSQL again on its data (crash recovery runs)."""
+        assert self.pg is not None, "only the embedded PostgreSQL can be restarted"
+        self.pg.restart()
+
     def stop_process(self, name: str) -> None:
         proc = self.procs.pop(name, None)
         if proc is None:

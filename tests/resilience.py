@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -17,21 +16,14 @@ from pathlib import Path
 import asyncpg
 import grpc
 
-from engine.sm2 import VerifyingKey
+# Re-exported: the resilience tests import them from here.
+from bench.chaos import FAST_RECOVERY as FAST_RECOVERY
+from bench.chaos import public_keys as public_keys
+from bench.chaos_check import Acked, Ledger, check
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
-from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
-from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
-from tests.gm_reference import gm_verify
 from usecases import demo
 from wire.bills import input_to_pb
-
-FAST_RECOVERY = {
-    "EBILL_OUTBOX_GRACE_S": "2",
-    "EBILL_RECOVERY_INTERVAL_S": "0.5",
-    "EBILL_FISCAL_TIMEOUT_S": "2",
-    "EBILL_BATCH_LINGER_MS": "2",
-}
 
 _batches = itertools.count(1)
 
@@ -110,18 +102,6 @@ async def wait_until_settled(pool: asyncpg.Pool, timeout: float = 120) -> None:
     raise AssertionError(f"outbox not drained: {[dict(r) for r in rows]}")
 
 
-async def public_keys(stack: Stack) -> tuple[bytes, bytes]:
-    async with grpc.aio.insecure_channel(stack.config.signer_addr) as ch:
-        unit = await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
-            signer_pb2.ExportPublicKeyRequest(key_id="unit-sign")
-        )
-    async with grpc.aio.insecure_channel(stack.config.fiscal_addr) as ch:
-        fiscal = await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
-            fiscal_pb2.GetPublicKeyRequest()
-        )
-    return bytes(unit.public_key), bytes(fiscal.public_key)
-
-
 async def check_invariants(
     pool: asyncpg.Pool,
     acked: dict[str, bill_pb2.IssuedBill],
@@ -129,51 +109,26 @@ async def check_invariants(
     gmssl_sample: int = 150,
 ) -> int:
     """Every acknowledged bill is archived as acknowledged, issued and signed; no
-    number twice; every leased number is on a bill; granted = issued + available.
-    Returns how many bills the database holds.
+    number twice; every leased number is on a bill; granted = issued + available;
+    nothing unfinished (the chaos checker, bench/chaos_check.py, on a ledger of
+    issued bills). Returns how many bills the database holds.
 
     Every signature is checked natively; a random sample of ``gmssl_sample`` bills
     is checked again with gmssl (10 ms a check: thousands would take minutes).
     """
-    rows = {
-        r["bus_no"]: r
-        for r in await pool.fetch("SELECT * FROM bills WHERE bus_no = ANY($1::text[])", list(acked))
-    }
-    missing = set(acked) - set(rows)
-    assert not missing, f"acknowledged bills missing: {sorted(missing)[:5]}"
-    unit_key, fiscal_key = keys
-    native_unit, native_fiscal = VerifyingKey(unit_key), VerifyingKey(fiscal_key)
-    sample = set(random.Random(len(acked)).sample(sorted(acked), min(gmssl_sample, len(acked))))
+    ledger = Ledger()
     for bus_no, bill in acked.items():
-        row = rows[bus_no]
-        assert (row["bill_code"], row["bill_no"], row["check_code"]) == (
-            bill.bill_code,
-            bill.bill_no,
-            bill.check_code,
-        )
-        assert row["status"] == "issued", (bus_no, row["status"])
-        canonical = bytes(row["canonical"])
-        unit_sig, fiscal_sig = bytes(row["unit_signature"]), bytes(row["fiscal_signature"])
-        assert native_unit.verify(canonical, unit_sig)
-        assert native_fiscal.verify(canonical + unit_sig, fiscal_sig)
-        if bus_no in sample:
-            assert gm_verify(unit_key, canonical, unit_sig)
-            assert gm_verify(fiscal_key, canonical + unit_sig, fiscal_sig)
-
-    dupes = await pool.fetch(
-        "SELECT bill_code, bill_no FROM bills GROUP BY 1, 2 HAVING count(*) > 1"
+        ledger.ack_issued(Acked(bus_no, bill.bill_code, bill.bill_no, bill.check_code))
+    report = await check(
+        pool, ledger, keys, unit_code=demo.UNIT_CODE, gmssl_sample=gmssl_sample, seed=len(acked)
     )
-    assert not dupes, f"duplicate numbers: {dupes}"
-    unfinished = await pool.fetchval("SELECT count(*) FROM bills WHERE status <> 'issued'")
-    assert unfinished == 0
-    for seg in await pool.fetch("SELECT * FROM segments"):
-        numbers = sorted(
-            int(r["bill_no"])
-            for r in await pool.fetch("SELECT bill_no FROM bills WHERE segment_id = $1", seg["id"])
+    assert report.ok, "\n".join(report.lines())
+    statuses = {
+        r["bus_no"]: r["status"]
+        for r in await pool.fetch(
+            "SELECT bus_no, status FROM bills WHERE bus_no = ANY($1::text[])", list(acked)
         )
-        # Leased numbers are exactly the numbers on bills: none lost, none skipped.
-        assert numbers == list(range(seg["start_no"], seg["next_no"])), seg["id"]
-        granted = seg["end_no"] - seg["start_no"] + 1
-        available = seg["end_no"] - seg["next_no"] + 1
-        assert granted == len(numbers) + available
+    }
+    not_issued = {k: v for k, v in statuses.items() if v != "issued"}
+    assert not not_issued, f"acknowledged bills not issued: {list(not_issued.items())[:5]}"
     return int(await pool.fetchval("SELECT count(*) FROM bills"))
