@@ -22,6 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 from config.tuning import MAX_ERROR_MESSAGE_CHARS, MAX_FIELD_VIOLATIONS
 from engine.errors import EbillError
 from ops import metrics
+from storage.errors import is_retryable, translate
 from wire.guard import check_request
 
 __all__ = [
@@ -182,7 +183,14 @@ class LoggingInterceptor(_UnaryInterceptor):
 
 
 class ErrorInterceptor(_UnaryInterceptor):
-    """engine.errors to gRPC: status code, message, and the field as trailing metadata."""
+    """engine.errors to gRPC: status code, message, and the field as trailing metadata.
+
+    A lost database connection can surface as a raw ConnectionResetError or an
+    asyncpg connection error from any use case that talks to storage directly
+    (found by the chaos run: RedFlush, Refund and Distribute answered UNKNOWN).
+    Those become UNAVAILABLE with a retry hint, by the same SQLSTATE-class rule
+    the pipeline uses (storage.errors), so a HIS knows to resend the same key.
+    """
 
     async def around(
         self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext
@@ -191,6 +199,12 @@ class ErrorInterceptor(_UnaryInterceptor):
             return await behavior(request, context)
         except EbillError as exc:
             await abort(context, exc)
+            raise
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            log.warning("%s: %s, answered UNAVAILABLE", method, type(exc).__name__)
+            await abort(context, translate(exc))
             raise
 
 

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import REGISTRY
 
-from ebill.interceptors import interceptors
+from ebill.interceptors import STATUS_DETAILS_KEY, interceptors
 from engine.errors import InvalidArgument
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 
@@ -33,7 +34,8 @@ class Fake(issuance_pb2_grpc.IssuanceServiceServicer):
     async def RecordOfflineBill(
         self, request: issuance_pb2.RecordOfflineBillRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.RecordOfflineBillResponse:
-        return issuance_pb2.RecordOfflineBillResponse()
+        # What a use case sees when PostgreSQL goes away under it.
+        raise ConnectionResetError("connection reset by peer")
 
     async def GetBillStatus(
         self, request: issuance_pb2.GetBillRequest, context: grpc.aio.ServicerContext
@@ -91,3 +93,17 @@ async def test_success_and_unexpected_failures_are_counted(
         await stub.GetBill(issuance_pb2.GetBillRequest())
     assert count("GetBillStatus", "OK") == ok + 1
     assert count("GetBill", "INTERNAL") == internal + 1
+
+
+async def test_a_lost_database_connection_is_unavailable_with_a_retry_hint(
+    stub: issuance_pb2_grpc.IssuanceServiceStub,
+) -> None:
+    call = stub.RecordOfflineBill(issuance_pb2.RecordOfflineBillRequest())
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await call
+    assert exc.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "database unavailable" in (exc.value.details() or "")
+    details = dict(await call.trailing_metadata())[STATUS_DETAILS_KEY]
+    status = status_pb2.Status.FromString(details)
+    hints = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    assert len(hints) == 1
