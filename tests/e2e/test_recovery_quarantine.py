@@ -62,7 +62,8 @@ def test_a_bad_offline_bill_is_quarantined_and_the_others_recover() -> None:
                 assert (conv.paper_code, conv.paper_no) == (PAPER, "0000000001")
 
                 stack.stop_process("fiscal")
-                await his.issue(new_bills(PENDING_BILLS, "QPD"), deadline=time.monotonic() + 90)
+                for _ in range(PENDING_BILLS // 150):
+                    await his.issue(new_bills(150, "QPD"), deadline=time.monotonic() + 90)
                 # A good offline bill, on the next blank...
                 await stub.RecordOfflineBill(
                     issuance_pb2.RecordOfflineBillRequest(
