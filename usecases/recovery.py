@@ -45,16 +45,15 @@ async def back_issue_offline(pipeline: Pipeline, pool: asyncpg.Pool, limit: int)
             await _quarantine(pool, offline_id, None, f"{out.code}: {out}")
     try:
         await link_back_issued(pool, links)
-    except Exception:
-        if len(links) == 1:
-            raise
+    except _BAD_LINK:
         # One bad link fails the whole batch's transaction: link one by one to find
-        # it. Rare (it takes bad data), so the slow path is fine.
+        # it. Rare (it takes bad data), so the slow path is fine. Anything else (the
+        # database away) propagates: the bills stay waiting for the next pass.
         linked = []
         for link in links:
             try:
                 await link_back_issued(pool, [link])
-            except (asyncpg.PostgresError, EbillError) as exc:
+            except _BAD_LINK as exc:
                 await _quarantine(pool, link[0], link[1], f"link failed: {exc}")
             else:
                 linked.append(link)
@@ -67,6 +66,8 @@ async def back_issue_offline(pipeline: Pipeline, pool: asyncpg.Pool, limit: int)
 # Refusals that depend on the request alone; the others (a stage or the database
 # away, numbers running out) may pass next time, so the bill stays waiting.
 _REFUSED_FOR_GOOD = frozenset({"INVALID_ARGUMENT", "ALREADY_EXISTS"})
+# A link the data refuses (the sheet is another bill's): trying again cannot help.
+_BAD_LINK = (asyncpg.IntegrityConstraintViolationError, EbillError)
 
 
 async def _quarantine(pool: asyncpg.Pool, offline_id: int, bill_id: int | None, why: str) -> None:
