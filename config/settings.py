@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from config.tuning import SMTP_TIMEOUT_S
+
 __all__ = ["Settings", "load", "read_public_key"]
 
 
@@ -91,6 +93,9 @@ class Settings:
     smtp_host: str
     smtp_port: int
     smtp_from: str
+    # Each SMTP network step may take this long; a warning's mail claim lasts a
+    # few of them (usecases.stock.alerts.claim_lease).
+    smtp_timeout_s: float
     # Paper bills may be destroyed this many days after their last use.
     paper_retention_days: int
     # How often automatic distribution tops issuing points up.
@@ -130,6 +135,7 @@ def load() -> Settings:
         smtp_host=_str("EBILL_SMTP_HOST", ""),
         smtp_port=_int("EBILL_SMTP_PORT", 25),
         smtp_from=_str("EBILL_SMTP_FROM", "ebill@localhost"),
+        smtp_timeout_s=_float("EBILL_SMTP_TIMEOUT_S", SMTP_TIMEOUT_S),
         paper_retention_days=_int("EBILL_PAPER_RETENTION_DAYS", 5 * 365),
         stock_interval_s=_float("EBILL_STOCK_INTERVAL_S", 2.0),
     )

@@ -14,6 +14,7 @@ __all__ = [
     "OVERLOAD_REFUSED",
     "QUEUE_DEPTH",
     "RECOVERED",
+    "RECOVERY_QUARANTINED",
     "RPCS",
     "RPC_LATENCY",
     "STAGE_BATCHES",
@@ -21,6 +22,7 @@ __all__ = [
     "STAGE_ITEMS",
     "STAGE_LATENCY",
     "STAGE_REPLICAS",
+    "STOCK_ALERTS_MAILED",
     "STOCK_ALERTS_UNREAD",
     "STOCK_AVAILABLE",
     "UNFINISHED",
@@ -55,6 +57,11 @@ STOCK_ALERTS_UNREAD = Gauge(
     "Low-stock warnings not yet read by the bill office",
     ["unit_code", "place_code", "bill_code"],
 )
+STOCK_ALERTS_MAILED = Counter(
+    "ebill_stock_alerts_mailed",
+    "Low-stock warning emails by outcome (sent, failed, reclaimed: a lapsed claim taken over)",
+    ["outcome"],
+)
 STOCK_AVAILABLE = Gauge(
     "ebill_stock_available",
     "Bill numbers left in enabled segments",
@@ -71,5 +78,10 @@ FISCAL_CIRCUIT_OPEN = Gauge(
     "ebill_fiscal_circuit_open", "1 while the fiscal circuit breaker is open"
 )
 RECOVERED = Counter("ebill_recovered_total", "Bills finished by the recovery loop", ["outcome"])
+RECOVERY_QUARANTINED = Counter(
+    "ebill_recovery_quarantined",
+    "Items the recovery loop set aside instead of retrying forever (see GetBacklog)",
+    ["kind"],
+)
 
 STAGE_REPLICAS = Gauge("ebill_stage_replicas", "Stage actors per Ray node", ["stage", "node"])

@@ -24,7 +24,12 @@ from engine.outcome import outcome_error
 from engine.pipeline import Work
 from ops import metrics
 from storage import bills as bill_store
-from storage.offline import record_offline
+from storage.offline import (
+    QuarantinedOffline,
+    quarantined_count,
+    quarantined_offline,
+    record_offline,
+)
 from usecases.batcher import MicroBatcher, Outcome
 
 __all__ = ["Backlog", "Issuance", "OfflineBill", "final"]
@@ -46,6 +51,9 @@ class Backlog:
     oldest_unfinished_s: float
     max_attempts: int
     fiscal_circuit_open: bool
+    # Offline bills recovery set aside for an operator: how many, the oldest 100.
+    quarantined: int = 0
+    quarantine: tuple[QuarantinedOffline, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,8 @@ class Issuance:
             oldest_unfinished_s=b["oldest_s"],
             max_attempts=int(b["max_attempts"]),
             fiscal_circuit_open=await self._pipeline.fiscal_circuit_open(),
+            quarantined=await quarantined_count(self._pool),
+            quarantine=tuple(await quarantined_offline(self._pool)),
         )
 
     async def record_offline(self, bill: OfflineBill) -> int:

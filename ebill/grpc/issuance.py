@@ -83,6 +83,20 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
             oldest_unfinished_s=b.oldest_unfinished_s,
             max_attempts=b.max_attempts,
             fiscal_circuit_open=b.fiscal_circuit_open,
+            quarantined=b.quarantined,
+            quarantine=[
+                issuance_pb2.QuarantinedOffline(
+                    offline_id=q.offline_id,
+                    unit_code=q.unit_code,
+                    bus_no=q.bus_no,
+                    paper_code=q.paper_code,
+                    paper_no=q.paper_no,
+                    bill_id=q.bill_id or 0,
+                    reason=q.reason,
+                    quarantined_at=q.quarantined_at.isoformat(),
+                )
+                for q in b.quarantine
+            ],
         )
 
     async def RecordOfflineBill(

@@ -6,6 +6,7 @@ this module sets the rules and reads and marks what fired.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ from storage.alerts import usable_at
 from storage.stock._common import lock_unit, point_exists
 from storage.stock.records import Alert
 
-__all__ = ["due_alert_emails", "list_alerts", "mark_alert_emailed", "set_alert_rule"]
+__all__ = ["claim_alert_email", "list_alerts", "mark_alert_emailed", "set_alert_rule"]
 
 
 async def set_alert_rule(
@@ -81,24 +82,48 @@ async def list_alerts(
     return [Alert.of(r) for r in rows]
 
 
-async def due_alert_emails(pool: asyncpg.Pool, limit: int = 50) -> list[Alert]:
-    rows = await pool.fetch(
-        "SELECT * FROM stock_alerts WHERE emailed_at IS NULL AND email <> ''"
-        " AND attempts < 10 ORDER BY id LIMIT $1",
-        limit,
+async def claim_alert_email(
+    pool: asyncpg.Pool, owner: str, lease: timedelta
+) -> tuple[Alert, bool] | None:
+    """Claim the oldest warning due for email for ``owner`` until ``lease`` from now;
+    None when none is due. The flag says whether it was claimed before by someone
+    whose claim lapsed (that sender may have died after the mail went out).
+
+    SKIP LOCKED: engines claiming at the same moment take different warnings, and
+    a claim is a committed row, so it outlives this call; the lease lets another
+    engine take the warning over only when the claimant is gone or far too slow.
+    """
+    row = await pool.fetchrow(
+        "WITH due AS ("
+        "  SELECT id, claimed_by <> '' AND claimed_until IS NOT NULL AS reclaimed"
+        "  FROM stock_alerts"
+        "  WHERE emailed_at IS NULL AND email <> '' AND attempts < 10"
+        "  AND (claimed_until IS NULL OR claimed_until < now())"
+        "  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        " UPDATE stock_alerts a SET claimed_by = $1, claimed_until = now() + $2::interval"
+        " FROM due WHERE a.id = due.id RETURNING a.*, due.reclaimed",
+        owner,
+        lease,
     )
-    return [Alert.of(r) for r in rows]
+    if row is None:
+        return None
+    return Alert.of(row), bool(row["reclaimed"])
 
 
 async def mark_alert_emailed(pool: asyncpg.Pool, alert_id: int, error: str = "") -> None:
+    """After a send: emailed, or one more failed attempt. Either way the claim is
+    released; a failed warning waits 2, 4 ... 300 s before it may be claimed again."""
     if error:
         await pool.execute(
-            "UPDATE stock_alerts SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            "UPDATE stock_alerts SET attempts = attempts + 1, last_error = $2, claimed_by = '',"
+            " claimed_until = now() + least(300, 2 ^ (attempts + 1)) * interval '1 second'"
+            " WHERE id = $1",
             alert_id,
             error[:500],
         )
     else:
         await pool.execute(
-            "UPDATE stock_alerts SET emailed_at = now(), attempts = attempts + 1 WHERE id = $1",
+            "UPDATE stock_alerts SET emailed_at = coalesce(emailed_at, now()),"
+            " attempts = attempts + 1, claimed_by = '', claimed_until = NULL WHERE id = $1",
             alert_id,
         )

@@ -14,6 +14,7 @@ import pytest
 from ops.faultproxy import FaultProxy
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage.db import connect_pool
+from storage.paper import receive_paper
 from tests.gm_reference import gm_verify
 from tests.resilience import (
     His,
@@ -164,6 +165,11 @@ def test_offline_paper_bills_are_back_issued_as_e_bills_when_the_platform_return
             keys = await public_keys(stack)
             stack.stop_process("fiscal")
             bills = new_bills(5, "OFF")
+            # The sheets handed out offline are blanks the point received.
+            await receive_paper(
+                pool, unit_code=bills[0].unit_code, place_code=bills[0].place_code,
+                paper_code="44061119", start_no=101, end_no=300, operator="收费员01",
+            )  # fmt: skip
             leased = "SELECT sum(next_no - start_no) FROM segments"
             before = await pool.fetchval(leased)
             async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 async def stock_loop(pool: asyncpg.Pool, settings: Settings) -> None:
     """Automatic distribution and warning emails, beside issuance."""
-    mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_from)
+    mailer = Mailer(
+        settings.smtp_host, settings.smtp_port, settings.smtp_from, settings.smtp_timeout_s
+    )
     while True:
         try:
             for d in await movements.auto_distribute(pool):

@@ -287,6 +287,8 @@ class Backlog(_message.Message):
     OLDEST_UNFINISHED_S_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     FISCAL_CIRCUIT_OPEN_FIELD_NUMBER: _builtins.int
+    QUARANTINED_FIELD_NUMBER: _builtins.int
+    QUARANTINE_FIELD_NUMBER: _builtins.int
     reserved: _builtins.int
     """Numbered and stored, not yet unit-signed (signer away, or engine crashed)."""
     pending_countersign: _builtins.int
@@ -295,6 +297,13 @@ class Backlog(_message.Message):
     """Age of the oldest unfinished bill, seconds."""
     max_attempts: _builtins.int
     fiscal_circuit_open: _builtins.bool
+    quarantined: _builtins.int
+    """Offline bills the recovery loop set aside because their back-issue cannot be
+    finished (their paper is another bill's, say): how many, and the oldest 100.
+    They wait for an operator; every other bill is recovered as usual.
+    """
+    @_builtins.property
+    def quarantine(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuarantinedOffline]: ...
     def __init__(
         self,
         *,
@@ -303,14 +312,58 @@ class Backlog(_message.Message):
         oldest_unfinished_s: _builtins.float = ...,
         max_attempts: _builtins.int = ...,
         fiscal_circuit_open: _builtins.bool = ...,
+        quarantined: _builtins.int = ...,
+        quarantine: _abc.Iterable[Global___QuarantinedOffline] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fiscal_circuit_open", b"fiscal_circuit_open", "max_attempts", b"max_attempts", "oldest_unfinished_s", b"oldest_unfinished_s", "pending_countersign", b"pending_countersign", "reserved", b"reserved"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fiscal_circuit_open", b"fiscal_circuit_open", "max_attempts", b"max_attempts", "oldest_unfinished_s", b"oldest_unfinished_s", "pending_countersign", b"pending_countersign", "quarantine", b"quarantine", "quarantined", b"quarantined", "reserved", b"reserved"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Backlog: _TypeAlias = Backlog  # noqa: Y015
+
+@_typing.final
+class QuarantinedOffline(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFLINE_ID_FIELD_NUMBER: _builtins.int
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    BUS_NO_FIELD_NUMBER: _builtins.int
+    PAPER_CODE_FIELD_NUMBER: _builtins.int
+    PAPER_NO_FIELD_NUMBER: _builtins.int
+    BILL_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    QUARANTINED_AT_FIELD_NUMBER: _builtins.int
+    offline_id: _builtins.int
+    unit_code: _builtins.str
+    bus_no: _builtins.str
+    paper_code: _builtins.str
+    paper_no: _builtins.str
+    bill_id: _builtins.int
+    """The e-bill it was back-issued as; 0 if it got none."""
+    reason: _builtins.str
+    quarantined_at: _builtins.str
+    """RFC 3339."""
+    def __init__(
+        self,
+        *,
+        offline_id: _builtins.int = ...,
+        unit_code: _builtins.str = ...,
+        bus_no: _builtins.str = ...,
+        paper_code: _builtins.str = ...,
+        paper_no: _builtins.str = ...,
+        bill_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        quarantined_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_id", b"bill_id", "bus_no", b"bus_no", "offline_id", b"offline_id", "paper_code", b"paper_code", "paper_no", b"paper_no", "quarantined_at", b"quarantined_at", "reason", b"reason", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuarantinedOffline: _TypeAlias = QuarantinedOffline  # noqa: Y015
 
 @_typing.final
 class RecordOfflineBillRequest(_message.Message):
