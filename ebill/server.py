@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from config.settings import Settings
-from config.tuning import ENGINE_MAX_MESSAGE_BYTES, STATS_INTERVAL_S
+from config.tuning import ENGINE_MAX_MESSAGE_BYTES, INTERACTIVE_MAX_INFLIGHT, STATS_INTERVAL_S
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
@@ -31,7 +31,7 @@ from protos.ebill.v1 import (
     stock_pb2_grpc,
 )
 from storage.db import EmbeddedPostgres, connect_pool
-from usecases.batcher import MicroBatcher
+from usecases.batcher import Lanes, MicroBatcher
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
@@ -66,11 +66,20 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             replicas=settings.stage_replicas,
         )
     )
-    batcher = MicroBatcher(
-        pipeline.issue,
-        max_batch=settings.batch_max,
-        linger_s=settings.batch_linger_ms / 1000,
-        max_inflight=settings.max_inflight_batches,
+    batcher = Lanes(
+        interactive=MicroBatcher(
+            pipeline.issue,
+            max_batch=settings.batch_max,
+            linger_s=settings.batch_linger_ms / 1000,
+            max_inflight=INTERACTIVE_MAX_INFLIGHT,
+            metered=False,
+        ),
+        bulk=MicroBatcher(
+            pipeline.issue,
+            max_batch=settings.batch_max,
+            linger_s=settings.batch_linger_ms / 1000,
+            max_inflight=settings.max_inflight_batches,
+        ),
     )
     batcher.start()
 

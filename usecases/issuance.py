@@ -25,7 +25,7 @@ from engine.pipeline import Work
 from ops import metrics
 from storage import bills as bill_store
 from storage.offline import record_offline
-from usecases.batcher import MicroBatcher, Outcome
+from usecases.batcher import Lanes, Outcome
 
 __all__ = ["Backlog", "Issuance", "OfflineBill", "final"]
 
@@ -60,16 +60,18 @@ class OfflineBill:
 
 class Issuance:
     def __init__(
-        self, batcher: MicroBatcher[bytes], pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float
+        self, batcher: Lanes[bytes], pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float
     ) -> None:
         self._batcher = batcher
         self._pool = pool
         self._pipeline = pipeline
         self._timeout = timeout_s
 
-    async def _issue(self, raws: list[bytes]) -> list[Outcome]:
+    async def _issue(self, raws: list[bytes], *, interactive: bool) -> list[Outcome]:
         try:
-            return await asyncio.wait_for(self._batcher.submit(raws), self._timeout)
+            return await asyncio.wait_for(
+                self._batcher.submit(raws, interactive=interactive), self._timeout
+            )
         except TimeoutError:
             raise DeadlineExceeded(
                 f"no answer from the pipeline within {self._timeout:g}s; the bills may still be "
@@ -78,7 +80,8 @@ class Issuance:
 
     async def issue_one(self, raw: bytes) -> Work:
         """Issue one bill; its refusal is raised with fields under ``bill``."""
-        (outcome,) = await self._issue([raw])
+        # A bill issued one at a time has someone waiting for it at a window.
+        (outcome,) = await self._issue([raw], interactive=True)
         err = final(outcome)
         _count(outcome, err)
         if err is not None:
@@ -95,7 +98,7 @@ class Issuance:
             raise InvalidArgument(
                 f"bills: at most {MAX_BATCH} bills per call, got {len(raws)}", field="bills"
             )
-        outcomes = await self._issue(list(raws))
+        outcomes = await self._issue(list(raws), interactive=False)
         results: list[Work | EbillError] = []
         for i, outcome in enumerate(outcomes):
             err = final(outcome)
