@@ -88,13 +88,22 @@ class CryptoCeiling:
         seconds = SM2_SIGNS_PER_BILL / self.sign_per_s + SM2_VERIFIES_PER_BILL / self.verify_per_s
         return 1 / seconds
 
+    @property
+    def platform_serial_per_s(self) -> float:
+        """Bills/s the fiscal sandbox can countersign at most: it verifies the unit
+        signature and signs under one lock (its SQLite), so its SM2 work runs on one
+        core whatever the machine has. Batch issuance cannot pass this bound."""
+        return 1 / (1 / self.sign_per_s_one + 1 / self.verify_per_s_one)
+
     def line(self) -> str:
         return (
             f"SM2 (Tongsuo) one thread: {self.sign_per_s_one:,.0f} sign/s, "
             f"{self.verify_per_s_one:,.0f} verify/s; {self.threads} threads: "
             f"{self.sign_per_s:,.0f} sign/s, {self.verify_per_s:,.0f} verify/s\n"
             f"crypto ceiling: {SM2_SIGNS_PER_BILL} signs + {SM2_VERIFIES_PER_BILL} verifies "
-            f"per bill -> {self.bills_per_s:,.0f} bills/s on this machine"
+            f"per bill -> {self.bills_per_s:,.0f} bills/s on this machine\n"
+            f"fiscal sandbox bound: 1 sign + 1 verify per bill on one core (its lock) -> "
+            f"{self.platform_serial_per_s:,.0f} bills/s"
         )
 
 
@@ -475,7 +484,12 @@ def summary(results: list[Result], ceiling: CryptoCeiling, notes: Sequence[str] 
     """The closing lines: every run's rate as a share of the crypto ceiling beside its
     ratio to the baseline, the comparisons between runs, and a warning when any
     answer was still pending."""
-    out = ["", "summary", f"  crypto ceiling {ceiling.bills_per_s:,.0f} bills/s"]
+    out = [
+        "",
+        "summary",
+        f"  crypto ceiling {ceiling.bills_per_s:,.0f} bills/s; fiscal sandbox bound "
+        f"{ceiling.platform_serial_per_s:,.0f} bills/s (one core, SM2 only)",
+    ]
     base = next((r for r in results if r.name.startswith("baseline")), None)
     for r in results:
         ratio = f"{r.rate / base.rate:6.1f}x the baseline" if base and base.rate else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -68,7 +69,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     )
     batcher = Lanes(
         interactive=MicroBatcher(
-            pipeline.issue,
+            functools.partial(pipeline.issue, interactive=True),
             max_batch=settings.batch_max,
             linger_s=settings.batch_linger_ms / 1000,
             max_inflight=INTERACTIVE_MAX_INFLIGHT,
