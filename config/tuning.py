@@ -27,7 +27,10 @@ __all__ = [
     "LIST_DEFAULT_PAGE",
     "LIST_MAX_PAGE",
     "MAX_BATCH",
+    "MAX_ERROR_MESSAGE_CHARS",
+    "MAX_FIELD_VIOLATIONS",
     "MAX_PAPER_RANGE",
+    "OVERLOAD_RETRY_S",
     "RED_MAX_BATCH",
     "RED_MAX_INFLIGHT",
     "RETRY_ATTEMPTS",
@@ -114,6 +117,16 @@ INTERACTIVE_MAX_INFLIGHT: Final = 4
 # two in flight leave the issuance batcher the larger share of the pipeline.
 RED_MAX_BATCH: Final = 200
 RED_MAX_INFLIGHT: Final = 2
+# A call refused because the issuance queue is full (EBILL_QUEUE_MAX) is told to come
+# back after this long (google.rpc.RetryInfo): about one pipeline batch's time, so the
+# retry finds the queue drained by a batch rather than hammering it at once.
+OVERLOAD_RETRY_S: Final = 0.2
+# Errors travel in trailing metadata, which clients refuse past 8-16 KiB (gRPC's
+# default limits): one message or violation is cut at this many characters (they
+# quote values short anyway), and a BadRequest lists at most this many violations
+# (a cashier fixes the first few; the count of the rest is given).
+MAX_ERROR_MESSAGE_CHARS: Final = 200
+MAX_FIELD_VIOLATIONS: Final = 10
 # How often stage counters, stock and backlog gauges are brought into Prometheus:
 # under a scrape interval, cheap next to issuance.
 STATS_INTERVAL_S: Final = 2.0

@@ -67,12 +67,15 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             replicas=settings.stage_replicas,
         )
     )
+    # Each lane has its own queue bound: bulk work filling its queue never makes
+    # a window's bill refused, and the other way round.
     batcher = Lanes(
         interactive=MicroBatcher(
             functools.partial(pipeline.issue, interactive=True),
             max_batch=settings.batch_max,
             linger_s=settings.batch_linger_ms / 1000,
             max_inflight=INTERACTIVE_MAX_INFLIGHT,
+            max_queue=settings.queue_max,
             metered=False,
         ),
         bulk=MicroBatcher(
@@ -80,6 +83,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             max_batch=settings.batch_max,
             linger_s=settings.batch_linger_ms / 1000,
             max_inflight=settings.max_inflight_batches,
+            max_queue=settings.queue_max,
         ),
     )
     batcher.start()
