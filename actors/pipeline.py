@@ -12,10 +12,11 @@ signed the next is being reserved.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
-import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from actors.stages import (
     UnitSignStage,
     ValidateStage,
 )
+from config.tuning import BULK_COUNTERSIGN_INFLIGHT
 from engine.errors import EbillError
 from engine.pipeline import Item, Work, resolve_duplicates
 from engine.prepare import Prepared
@@ -37,7 +39,6 @@ __all__ = ["Pipeline", "PipelineConfig", "init_ray", "shutdown_ray"]
 log = logging.getLogger(__name__)
 
 STAGES = ("validate", "reserve", "unit_sign", "countersign", "archive")
-BULK_COUNTERSIGN_INFLIGHT = int(os.environ.get("EBILL_X_GATE", "1"))  # EXPERIMENT
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,17 @@ def _actor(cls: type, *args: Any) -> Any:
     )
 
 
+# ray.wait blocks; bulk batches wait for their stages in threads of their own, so
+# that they never take the default executor's few threads from other work.
+_WAITERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ray-wait")
+
+
 async def _ready(ref: Any) -> None:
     """Wait until the stage behind ``ref`` has finished, without fetching its result
     into this process (the next stage reads it from the object store)."""
-    await asyncio.to_thread(ray.wait, [ref], num_returns=1, fetch_local=False)
+    await asyncio.get_running_loop().run_in_executor(
+        _WAITERS, functools.partial(ray.wait, [ref], num_returns=1, fetch_local=False)
+    )
 
 
 class Pipeline:
@@ -133,7 +141,7 @@ class Pipeline:
         outcome per bill, in order. ``interactive``: someone waits at a window;
         bulk batches take turns at the fiscal platform (see ``_bulk``)."""
         validated = next(self._next["validate"]).run.remote(list(bills))
-        if interactive or not BULK_COUNTERSIGN_INFLIGHT:
+        if interactive:
             return await self._from_reserve(validated, atomic=False)
         return await self._bulk(validated)
 
