@@ -354,7 +354,9 @@ def run_locust(
         "--logfile", f"{prefix}.log", *classes,
     ]  # fmt: skip
     subprocess.run(cmd, check=False, capture_output=True, timeout=seconds + 120)
-    results = []
+    results: list[Result] = []
+    if not Path(f"{prefix}_stats.csv").exists():  # Locust failed: its log says why
+        return results
     with open(f"{prefix}_stats.csv", newline="") as f:
         for row in csv.DictReader(f):
             name = row["Name"]
@@ -415,7 +417,7 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> _Resu
     if args.locust_seconds:
         if closed is not None:
             # The same load as the closed-loop run: as many single-bill users as clients.
-            (same,) = await asyncio.to_thread(
+            same = await asyncio.to_thread(
                 run_locust,
                 stack.config.grpc_addr,
                 args.clients,
@@ -424,8 +426,13 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> _Resu
                 classes=["SingleBillUser"],
                 label=f"{args.clients} single users",
             )
-            results.append(same)
-            results.notes.append(agreement_line(closed, same))
+            for r in same:
+                results.append(r)
+            results.notes.append(
+                agreement_line(closed, same[0])
+                if same
+                else f"locust single users: no answers (see {stack.config.data_dir}/locust-*.log)"
+            )
             print(results.notes[-1], flush=True)
         for r in await asyncio.to_thread(
             run_locust,
