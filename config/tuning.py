@@ -38,6 +38,10 @@ __all__ = [
     "RETRY_INITIAL_BACKOFF_S",
     "RETRY_MAX_BACKOFF_S",
     "RETRY_MULTIPLIER",
+    "SERVER_KEEPALIVE_TIMEOUT_MS",
+    "SERVER_KEEPALIVE_TIME_MS",
+    "SERVER_MAX_CONNECTION_IDLE_MS",
+    "SERVER_MIN_PING_INTERVAL_MS",
     "SIGNER_TIMEOUT_S",
     "SMTP_TIMEOUT_S",
     "STATS_INTERVAL_S",
@@ -138,6 +142,20 @@ OVERLOAD_RETRY_S: Final = 0.2
 # (a cashier fixes the first few; the count of the rest is given).
 MAX_ERROR_MESSAGE_CHARS: Final = 200
 MAX_FIELD_VIOLATIONS: Final = 10
+# The engine's server: it pings a HIS connection with calls in flight every
+# SERVER_KEEPALIVE_TIME_MS and drops it if unanswered within SERVER_KEEPALIVE_TIMEOUT_MS,
+# so a call whose client vanished (a till switched off, a NAT that forgot the flow)
+# stops holding a slot; pings continue while a long IssueBatch sends no data.
+# Only with calls in flight (as our own clients: GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS).
+SERVER_KEEPALIVE_TIME_MS: Final = 60_000
+SERVER_KEEPALIVE_TIMEOUT_MS: Final = 20_000
+# Clients that ping (ours every GRPC_KEEPALIVE_TIME_MS = 30 s) are accepted down to
+# this interval; below it gRPC's server answers GOAWAY "too_many_pings". Kept under
+# the clients' own interval so a HIS set up like our clients is never cut off.
+SERVER_MIN_PING_INTERVAL_MS: Final = 10_000
+# A connection without calls this long is closed gracefully (GOAWAY); its client
+# reconnects on its next call. Bounds what idle tills hold on the server.
+SERVER_MAX_CONNECTION_IDLE_MS: Final = 10 * 60_000
 # How often stage counters, stock and backlog gauges are brought into Prometheus:
 # under a scrape interval, cheap next to issuance.
 STATS_INTERVAL_S: Final = 2.0

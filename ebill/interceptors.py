@@ -4,7 +4,8 @@ of a decorator on each method: metrics, logging, and the mapping of the error tr
 
 Interceptors wrap the unary-unary methods of the ``ebill.v1`` services only:
 health and reflection are not the engine's API and were never counted. The
-order given to the server is outermost first: metrics, logging, errors.
+order given to the server is outermost first: metrics, logging, errors, and the
+request guard (wire.guard) innermost, its refusals mapped like any other.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 from config.tuning import MAX_ERROR_MESSAGE_CHARS, MAX_FIELD_VIOLATIONS
 from engine.errors import EbillError
 from ops import metrics
+from wire.guard import check_request
 
 __all__ = [
     "SERVICE_PREFIX",
@@ -28,6 +30,7 @@ __all__ = [
     "ErrorInterceptor",
     "LoggingInterceptor",
     "MetricsInterceptor",
+    "RequestGuardInterceptor",
     "interceptors",
     "rich_status",
 ]
@@ -191,6 +194,23 @@ class ErrorInterceptor(_UnaryInterceptor):
             raise
 
 
+class RequestGuardInterceptor(_UnaryInterceptor):
+    """Every string of the request bounded, shaped and free of control characters
+    (wire.guard) before a servicer reads it: a refused call writes nothing, and
+    no request field, old or added later, escapes the check."""
+
+    async def around(
+        self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        check_request(request)
+        return await behavior(request, context)
+
+
 def interceptors() -> list[grpc.aio.ServerInterceptor]:
     """The engine server's interceptors, outermost first."""
-    return [MetricsInterceptor(), LoggingInterceptor(), ErrorInterceptor()]
+    return [
+        MetricsInterceptor(),
+        LoggingInterceptor(),
+        ErrorInterceptor(),
+        RequestGuardInterceptor(),
+    ]
