@@ -23,7 +23,6 @@ __all__ = [
     "GRPC_MAX_MESSAGE_BYTES",
     "GRPC_MAX_RECONNECT_BACKOFF_MS",
     "GRPC_MIN_RECONNECT_BACKOFF_MS",
-    "INTERACTIVE_MAX_INFLIGHT",
     "KEY_FETCH_TIMEOUT_S",
     "LIST_DEFAULT_PAGE",
     "LIST_MAX_PAGE",
@@ -123,11 +122,6 @@ LIST_MAX_PAGE: Final = 500
 # Blank paper received or voided in one call: a year's paper of a large hospital,
 # and a bound on the rows one call writes.
 MAX_PAPER_RANGE: Final = 1_000_000
-# Single bills (IssueBill: a patient at a window) have pipeline batches in flight of
-# their own, beside EBILL_MAX_INFLIGHT for IssueBatch, so that bulk jobs holding every
-# bulk slot never make them wait (issue #11 item 12). A lone bill forms a batch of one
-# as soon as it comes; under many windows batches grow as they do for bulk work.
-INTERACTIVE_MAX_INFLIGHT: Final = 4
 # Red-flushes from many windows share pipeline batches (a second micro-batcher);
 # two in flight leave the issuance batcher the larger share of the pipeline.
 RED_MAX_BATCH: Final = 200

@@ -20,7 +20,6 @@ from config.settings import Settings
 from config.tuning import (
     ENGINE_MAX_MESSAGE_BYTES,
     GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS,
-    INTERACTIVE_MAX_INFLIGHT,
     SERVER_KEEPALIVE_TIME_MS,
     SERVER_KEEPALIVE_TIMEOUT_MS,
     SERVER_MAX_CONNECTION_IDLE_MS,
@@ -102,7 +101,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             functools.partial(pipeline.issue, interactive=True),
             max_batch=settings.batch_max,
             linger_s=settings.batch_linger_ms / 1000,
-            max_inflight=INTERACTIVE_MAX_INFLIGHT,
+            # As many as bulk: single bills alone get the pipeline they had before.
+            max_inflight=settings.max_inflight_batches,
             max_queue=settings.queue_max,
             metered=False,
         ),
