@@ -12,10 +12,12 @@ signed the next is being reserved.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ from actors.stages import (
     UnitSignStage,
     ValidateStage,
 )
+from config.tuning import BULK_COUNTERSIGN_INFLIGHT
 from engine.errors import EbillError
 from engine.pipeline import Item, Work, resolve_duplicates
 from engine.prepare import Prepared
@@ -119,8 +122,23 @@ def _actor(cls: type, *args: Any) -> Any:
     )
 
 
+# ray.wait blocks; bulk batches wait for their stages in threads of their own, so
+# that they never take the default executor's few threads from other work.
+_WAITERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ray-wait")
+
+
+async def _ready(ref: Any) -> None:
+    """Wait until the stage behind ``ref`` has finished, without fetching its result
+    into this process (the next stage reads it from the object store)."""
+    await asyncio.get_running_loop().run_in_executor(
+        _WAITERS, functools.partial(ray.wait, [ref], num_returns=1, fetch_local=False)
+    )
+
+
 class Pipeline:
     """Handles to the stage actors and the call chain through them."""
+
+    _gate: asyncio.Semaphore | None = None
 
     def __init__(self, config: PipelineConfig) -> None:
         n = max(1, config.replicas)
@@ -155,11 +173,39 @@ class Pipeline:
         }
         self._next = {name: itertools.cycle(actors) for name, actors in self._stages.items()}
 
-    async def issue(self, bills: Sequence[bytes]) -> list[Work | EbillError]:
+    async def issue(
+        self, bills: Sequence[bytes], *, interactive: bool = False
+    ) -> list[Work | EbillError]:
         """Run one batch of serialised BillRequests through every stage; one
-        outcome per bill, in order."""
+        outcome per bill, in order. ``interactive``: someone waits at a window;
+        bulk batches take turns at the fiscal platform (see ``_bulk``)."""
         validated = next(self._next["validate"]).run.remote(list(bills))
-        return await self._from_reserve(validated, atomic=False)
+        if interactive:
+            return await self._from_reserve(validated, atomic=False)
+        return await self._bulk(validated)
+
+    async def _bulk(self, ref: Any) -> list[Work | EbillError]:
+        """A bulk batch reaches the platform only when fewer than
+        BULK_COUNTERSIGN_INFLIGHT bulk batches are there. The platform works
+        through its calls in turn (the sandbox under one lock), so a batch sent
+        early only waits there, and a window's bill sent after it waits behind
+        it; held back here, the window's bill overtakes it. The platform stays
+        busy: the next bulk batch is signed and ready when one returns."""
+        ref = next(self._next["reserve"]).run.remote(ref, False)
+        ref = next(self._next["unit_sign"]).run.remote(ref)
+        await _ready(ref)
+        async with self._bulk_gate():
+            ref = next(self._next["countersign"]).run.remote(ref)
+            await _ready(ref)
+        ref = next(self._next["archive"]).run.remote(ref)
+        items = await ref
+        return resolve_duplicates(items)
+
+    def _bulk_gate(self) -> asyncio.Semaphore:
+        # Made on first use, inside the event loop that issues.
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(BULK_COUNTERSIGN_INFLIGHT)
+        return self._gate
 
     async def issue_prepared(
         self, prepared: Sequence[Prepared], *, atomic: bool = False

@@ -3,10 +3,14 @@
 Starts PostgreSQL (embedded), the sandboxes and the engine as separate processes
 on this machine, seeds stock, then runs, one after another:
 
-1. batch: N bills in IssueBatch calls of 200, several calls in flight;
+1. batch: N bills in IssueBatch calls of 200, several calls in flight; then
+   single bills while batch saturates: the same batch run again with IssueBill
+   offered beside it at --mixed-rate (interactive priority, issue #11 item 12);
 2. single, closed loop: C concurrent clients each sending IssueBill back to back;
 3. single, open loop: IssueBill offered at a fixed rate, latency percentiles;
-4. Locust, headless: single-bill and batch gRPC users (bench/locustfile.py);
+4. Locust, headless (bench/locustfile.py): first as many single-bill users as the
+   closed-loop run had clients, printed beside it (the two clients must agree),
+   then single-bill and batch users together;
 5. the naive per-request baseline (bench/baseline.py) against the same database
    and fiscal sandbox, and the ratio of the engine to it.
 
@@ -36,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,13 +88,22 @@ class CryptoCeiling:
         seconds = SM2_SIGNS_PER_BILL / self.sign_per_s + SM2_VERIFIES_PER_BILL / self.verify_per_s
         return 1 / seconds
 
+    @property
+    def platform_serial_per_s(self) -> float:
+        """Bills/s the fiscal sandbox can countersign at most: it verifies the unit
+        signature and signs under one lock (its SQLite), so its SM2 work runs on one
+        core whatever the machine has. Batch issuance cannot pass this bound."""
+        return 1 / (1 / self.sign_per_s_one + 1 / self.verify_per_s_one)
+
     def line(self) -> str:
         return (
             f"SM2 (Tongsuo) one thread: {self.sign_per_s_one:,.0f} sign/s, "
             f"{self.verify_per_s_one:,.0f} verify/s; {self.threads} threads: "
             f"{self.sign_per_s:,.0f} sign/s, {self.verify_per_s:,.0f} verify/s\n"
             f"crypto ceiling: {SM2_SIGNS_PER_BILL} signs + {SM2_VERIFIES_PER_BILL} verifies "
-            f"per bill -> {self.bills_per_s:,.0f} bills/s on this machine"
+            f"per bill -> {self.bills_per_s:,.0f} bills/s on this machine\n"
+            f"fiscal sandbox bound: 1 sign + 1 verify per bill on one core (its lock) -> "
+            f"{self.platform_serial_per_s:,.0f} bills/s"
         )
 
 
@@ -283,16 +296,67 @@ async def run_single_open(
     return tally.result(f"single, open loop {rate:.0f}/s", time.perf_counter() - started)
 
 
-def run_locust(addr: str, users: int, seconds: int, out_dir: Path) -> list[Result]:
-    """Locust headless in its own process (it needs gevent, which must not patch ours)."""
-    prefix = out_dir / "locust"
+async def run_mixed(
+    stub: issuance_pb2_grpc.IssuanceServiceStub,
+    n: int,
+    inflight: int,
+    rate: float,
+    prefix: str,
+) -> tuple[Result, Result]:
+    """Single bills offered at ``rate`` (open loop, as patients arrive at windows)
+    for as long as a batch run of ``n`` bills saturates the engine: the batch
+    rate beside them, and their latency behind it."""
+    batch_task = asyncio.create_task(run_batch(stub, n, inflight, f"{prefix}B"))
+    tally = Tally()
+    tasks = []
+    started = time.perf_counter()
+    i = 0
+    while not batch_task.done():
+        r = input_to_pb(demo.demo_bill(i, prefix=f"{prefix}I"))
+        # Fixed arrival schedule: latency is measured from when a request was due.
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.wait([batch_task], timeout=delay)
+            if batch_task.done():
+                break
+        tasks.append(asyncio.create_task(timed_issue(stub, r, tally)))
+        i += 1
+    batch = await batch_task
+    seconds = time.perf_counter() - started
+    await asyncio.gather(*tasks)
+    batch.name = f"batch beside single {rate:.0f}/s"
+    return batch, tally.result(f"single {rate:.0f}/s beside batch", seconds)
+
+
+def priority_line(alone: Result, beside: Result, single: Result) -> str:
+    """Issue #11 item 12: single-bill p99 < 100 ms while batch work saturates the
+    machine, batch throughput at most 10% lower than alone."""
+    drop = 1 - beside.rate / alone.rate if alone.rate else float("nan")
+    p99 = single.pct(99)
+    ok = "met" if p99 < 100 and drop <= 0.10 else "NOT met"
+    return (
+        f"priority: single p50 {single.pct(50):.1f} ms p99 {p99:.1f} ms beside batch; batch "
+        f"{beside.rate:.0f} bills/s vs {alone.rate:.0f} alone ({drop:+.1%} lower) "
+        f"[target p99 < 100 ms, <= 10% lower: {ok}]"
+    )
+
+
+def run_locust(
+    addr: str, users: int, seconds: int, out_dir: Path, *, classes: Sequence[str], label: str
+) -> list[Result]:
+    """Locust headless in its own process (it needs gevent, which must not patch ours),
+    with only the user ``classes`` of bench/locustfile.py; its log in ``out_dir``."""
+    prefix = out_dir / f"locust-{label}"
     cmd = [
         sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")),
         "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
         "--host", addr, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
+        "--logfile", f"{prefix}.log", *classes,
     ]  # fmt: skip
     subprocess.run(cmd, check=False, capture_output=True, timeout=seconds + 120)
-    results = []
+    results: list[Result] = []
+    if not Path(f"{prefix}_stats.csv").exists():  # Locust failed: its log says why
+        return results
     with open(f"{prefix}_stats.csv", newline="") as f:
         for row in csv.DictReader(f):
             name = row["Name"]
@@ -303,7 +367,7 @@ def run_locust(addr: str, users: int, seconds: int, out_dir: Path) -> list[Resul
             secs = calls / float(row["Requests/s"]) if float(row["Requests/s"]) else 0.0
             # Locust counts answers, not countersigned bills: pending unknown.
             r = Result(
-                f"locust {name}",
+                f"locust {label}: {name}",
                 (calls - failures) * per_call,
                 failures * per_call,
                 secs,
@@ -315,7 +379,18 @@ def run_locust(addr: str, users: int, seconds: int, out_dir: Path) -> list[Resul
     return results
 
 
-async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> list[Result]:
+def agreement_line(own: Result, locust: Result) -> str:
+    """Issue #11 item 15: Locust's single-bill figure beside the bench's own client
+    at the same load (the same number of closed-loop clients)."""
+    return (
+        f"locust vs own client, same load: {locust.rate:.0f} vs {own.rate:.0f} bills/s "
+        f"({locust.rate / own.rate if own.rate else float('nan'):.2f}x); "
+        f"p50 {locust.pct(50):.0f} vs {own.pct(50):.0f} ms; p99 {locust.pct(99):.0f} vs "
+        f"{own.pct(99):.0f} ms"
+    )
+
+
+async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> _Results:
     results = _Results(ceiling)
     tag = f"B{int(time.time()):x}".upper()
     async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
@@ -323,18 +398,50 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> list[
         # Warm-up: connections, actor start-up, catalog.
         await run_batch(stub, 400, 2, f"{tag}W")
         if args.batch:
-            results.append(await run_batch(stub, args.batch, args.inflight, f"{tag}A"))
+            alone = await run_batch(stub, args.batch, args.inflight, f"{tag}A")
+            results.append(alone)
+            if args.mixed_rate:
+                beside, single = await run_mixed(
+                    stub, args.batch, args.inflight, args.mixed_rate, f"{tag}M"
+                )
+                results.append(beside)
+                results.append(single)
+                results.notes.append(priority_line(alone, beside, single))
+                print(results.notes[-1], flush=True)
+        closed = None
         if args.single:
-            results.append(await run_single_closed(stub, args.single, args.clients, f"{tag}S"))
+            closed = await run_single_closed(stub, args.single, args.clients, f"{tag}S")
+            results.append(closed)
         if args.rate:
             results.append(await run_single_open(stub, args.rate, args.seconds, f"{tag}O"))
     if args.locust_seconds:
+        if closed is not None:
+            # The same load as the closed-loop run: as many single-bill users as clients.
+            same = await asyncio.to_thread(
+                run_locust,
+                stack.config.grpc_addr,
+                args.clients,
+                args.locust_seconds,
+                stack.config.data_dir,
+                classes=["SingleBillUser"],
+                label=f"{args.clients} single users",
+            )
+            for r in same:
+                results.append(r)
+            results.notes.append(
+                agreement_line(closed, same[0])
+                if same
+                else f"locust single users: no answers (see {stack.config.data_dir}/locust-*.log)"
+            )
+            print(results.notes[-1], flush=True)
         for r in await asyncio.to_thread(
             run_locust,
             stack.config.grpc_addr,
             args.locust_users,
             args.locust_seconds,
             stack.config.data_dir,
+            classes=["SingleBillUser", "BatchUser"],
+            label=f"{args.locust_users} users, single and batch",
         ):
             results.append(r)
     if args.baseline:
@@ -372,6 +479,7 @@ class _Results(list[Result]):
     def __init__(self, ceiling: float) -> None:
         super().__init__()
         self.ceiling = ceiling
+        self.notes: list[str] = []  # comparisons between runs, for the summary
 
     def append(self, r: Result) -> None:
         r.ceiling = self.ceiling
@@ -379,14 +487,21 @@ class _Results(list[Result]):
         print(r.line(), flush=True)
 
 
-def summary(results: list[Result], ceiling: CryptoCeiling) -> list[str]:
+def summary(results: list[Result], ceiling: CryptoCeiling, notes: Sequence[str] = ()) -> list[str]:
     """The closing lines: every run's rate as a share of the crypto ceiling beside its
-    ratio to the baseline, and a warning when any answer was still pending."""
-    out = ["", "summary", f"  crypto ceiling {ceiling.bills_per_s:,.0f} bills/s"]
+    ratio to the baseline, the comparisons between runs, and a warning when any
+    answer was still pending."""
+    out = [
+        "",
+        "summary",
+        f"  crypto ceiling {ceiling.bills_per_s:,.0f} bills/s; fiscal sandbox bound "
+        f"{ceiling.platform_serial_per_s:,.0f} bills/s (one core, SM2 only)",
+    ]
     base = next((r for r in results if r.name.startswith("baseline")), None)
     for r in results:
         ratio = f"{r.rate / base.rate:6.1f}x the baseline" if base and base.rate else ""
         out.append(f"  {r.line()}  {ratio}")
+    out.extend(f"  {note}" for note in notes)
     pending = sum(r.pending or 0 for r in results)
     if pending:
         runs = ", ".join(r.name for r in results if r.pending)
@@ -408,11 +523,17 @@ def main(argv: list[str] | None = None) -> None:
         "--batch", type=int, default=20_000, help="bills in the batch run (0: skip)"
     )
     parser.add_argument("--inflight", type=int, default=4, help="batch calls in flight")
+    parser.add_argument(
+        "--mixed-rate",
+        type=float,
+        default=20,
+        help="single bills/s offered while the batch run is repeated beside them (0: skip)",
+    )
     parser.add_argument("--single", type=int, default=5_000, help="bills in the closed-loop run")
     parser.add_argument("--clients", type=int, default=100, help="concurrent single-bill clients")
     parser.add_argument("--rate", type=float, default=300, help="open-loop offered rate (0: skip)")
     parser.add_argument("--seconds", type=float, default=15, help="open-loop duration")
-    parser.add_argument("--locust-seconds", type=int, default=30, help="Locust run (0: skip)")
+    parser.add_argument("--locust-seconds", type=int, default=20, help="each Locust run (0: skip)")
     parser.add_argument("--locust-users", type=int, default=100, help="Locust users")
     parser.add_argument(
         "--baseline", type=int, default=600, help="bills for the baseline (0: skip)"
@@ -448,7 +569,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(durability())
         stack.start_engine()
         results = asyncio.run(bench(args, stack, ceiling.bills_per_s))
-    print("\n".join(summary(results, ceiling)), flush=True)
+    print("\n".join(summary(results, ceiling, results.notes)), flush=True)
 
 
 if __name__ == "__main__":

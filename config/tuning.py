@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "BULK_COUNTERSIGN_INFLIGHT",
     "CATALOG_TTL_S",
     "DB_ATTEMPTS",
     "DB_RETRY_FACTOR",
@@ -56,6 +57,17 @@ CATALOG_TTL_S: Final = 5.0
 DB_ATTEMPTS: Final = 4
 DB_RETRY_FIRST_DELAY_S: Final = 0.05
 DB_RETRY_FACTOR: Final = 4.0
+
+# Bulk batches (IssueBatch) at the fiscal platform at once, per engine. The platform
+# (the sandbox: under one lock) works through its calls in turn, so bulk batches sent
+# early only wait there, and a window's bill behind them waited for all (single p50
+# 739 ms, p99 1623 ms beside saturating batch work); held back in the engine until one
+# returns, the window's bill overtakes them (p50 331 ms, p99 655 ms in the same
+# sweep; batch beside the single bills 12.8% below batch alone there, 3.3% without
+# the gate: runs on this shared machine differ by about that much). One keeps the
+# sandbox busy: the next bulk batch is signed and waiting when one returns. A
+# platform serving calls in parallel at a distance wants more.
+BULK_COUNTERSIGN_INFLIGHT: Final = 1
 
 # -- gRPC channels to the signer and the fiscal platform ---------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from protos.ebill.v1 import (
     stock_pb2_grpc,
 )
 from storage.db import EmbeddedPostgres, connect_pool
-from usecases.batcher import MicroBatcher
+from usecases.batcher import Lanes, MicroBatcher
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
@@ -131,12 +132,25 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             ),
         )
     )
-    batcher = MicroBatcher(
-        pipeline.issue,
-        max_batch=settings.batch_max,
-        linger_s=settings.batch_linger_ms / 1000,
-        max_inflight=settings.max_inflight_batches,
-        max_queue=settings.queue_max,
+    # Each lane has its own queue bound: bulk work filling its queue never makes
+    # a window's bill refused, and the other way round.
+    batcher = Lanes(
+        interactive=MicroBatcher(
+            functools.partial(pipeline.issue, interactive=True),
+            max_batch=settings.batch_max,
+            linger_s=settings.batch_linger_ms / 1000,
+            # As many as bulk: single bills alone get the pipeline they had before.
+            max_inflight=settings.max_inflight_batches,
+            max_queue=settings.queue_max,
+            metered=False,
+        ),
+        bulk=MicroBatcher(
+            pipeline.issue,
+            max_batch=settings.batch_max,
+            linger_s=settings.batch_linger_ms / 1000,
+            max_inflight=settings.max_inflight_batches,
+            max_queue=settings.queue_max,
+        ),
     )
     batcher.start()
 

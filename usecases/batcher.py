@@ -27,7 +27,7 @@ from engine.errors import EbillError, ResourceExhausted, Unavailable
 from engine.pipeline import Work
 from ops import metrics
 
-__all__ = ["MicroBatcher"]
+__all__ = ["Lanes", "MicroBatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +139,32 @@ class MicroBatcher(Generic[T]):
         for (_, fut), res in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(res)
+
+
+class Lanes(Generic[T]):
+    """Two batchers in front of one pipeline: interactive and bulk.
+
+    A bill for a patient at a window must not wait behind bulk jobs. With one
+    batcher it did twice: for a pipeline slot (every slot held by a batch of 200)
+    and then inside a batch of 200 (every stage works through all of it before
+    the bill comes out). The interactive lane has pipeline slots of its own that
+    bulk work cannot take, and small batches, so a single bill enters the
+    pipeline at once and comes out after a few bills' work. Bulk keeps its own
+    budget whatever the interactive load, so neither starves the other.
+    """
+
+    def __init__(self, interactive: MicroBatcher[T], bulk: MicroBatcher[T]) -> None:
+        self.interactive = interactive
+        self.bulk = bulk
+
+    def start(self) -> None:
+        self.interactive.start()
+        self.bulk.start()
+
+    async def stop(self) -> None:
+        await self.interactive.stop()
+        await self.bulk.stop()
+
+    async def submit(self, items: Sequence[T], *, interactive: bool) -> list[Outcome]:
+        lane = self.interactive if interactive else self.bulk
+        return await lane.submit(items)

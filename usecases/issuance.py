@@ -30,7 +30,7 @@ from storage.offline import (
     quarantined_offline,
     record_offline,
 )
-from usecases.batcher import MicroBatcher, Outcome
+from usecases.batcher import Lanes, Outcome
 
 __all__ = ["Backlog", "Issuance", "OfflineBill", "final"]
 
@@ -68,19 +68,21 @@ class OfflineBill:
 
 class Issuance:
     def __init__(
-        self, batcher: MicroBatcher[bytes], pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float
+        self, batcher: Lanes[bytes], pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float
     ) -> None:
         self._batcher = batcher
         self._pool = pool
         self._pipeline = pipeline
         self._timeout = timeout_s
 
-    async def _issue(self, raws: list[bytes], timeout_s: float | None) -> list[Outcome]:
+    async def _issue(
+        self, raws: list[bytes], timeout_s: float | None, *, interactive: bool
+    ) -> list[Outcome]:
         wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
         if wait <= 0:  # the caller has given up already: queue nothing for nobody
             raise DeadlineExceeded("the call's deadline passed before it was queued")
         try:
-            return await asyncio.wait_for(self._batcher.submit(raws), wait)
+            return await asyncio.wait_for(self._batcher.submit(raws, interactive=interactive), wait)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"no answer from the pipeline within {wait:g}s; the bills may still be "
@@ -91,7 +93,8 @@ class Issuance:
         """Issue one bill; its refusal is raised with fields under ``bill``.
         ``timeout_s``: the caller's time left (the wait is the shorter of it and
         EBILL_RPC_TIMEOUT_S)."""
-        (outcome,) = await self._issue([raw], timeout_s)
+        # A bill issued one at a time has someone waiting for it at a window.
+        (outcome,) = await self._issue([raw], timeout_s, interactive=True)
         err = final(outcome)
         _count(outcome, err)
         if err is not None:
@@ -110,7 +113,7 @@ class Issuance:
             raise InvalidArgument(
                 f"bills: at most {MAX_BATCH} bills per call, got {len(raws)}", field="bills"
             )
-        outcomes = await self._issue(list(raws), timeout_s)
+        outcomes = await self._issue(list(raws), timeout_s, interactive=False)
         results: list[Work | EbillError] = []
         for i, outcome in enumerate(outcomes):
             err = final(outcome)

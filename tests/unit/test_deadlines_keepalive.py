@@ -18,7 +18,7 @@ from ebill.server import server_options
 from engine.errors import DeadlineExceeded
 from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc
 from tests.unit.test_interceptors import Fake
-from usecases.batcher import MicroBatcher, Outcome
+from usecases.batcher import Lanes, MicroBatcher, Outcome
 from usecases.issuance import Issuance
 
 
@@ -32,7 +32,9 @@ async def _wait(timeout_s: float | None) -> tuple[float, str]:
     batcher: MicroBatcher[bytes] = MicroBatcher(silent, max_batch=10, linger_s=0, max_inflight=1)
     batcher.start()
     # Issuing never touches the pool or the pipeline directly, only the batcher.
-    issuance = Issuance(batcher, cast(Any, None), cast(Any, None), timeout_s=1.0)
+    issuance = Issuance(
+        Lanes(interactive=batcher, bulk=batcher), cast(Any, None), cast(Any, None), timeout_s=1.0
+    )
     started = time.monotonic()
     try:
         with pytest.raises(DeadlineExceeded) as err:
