@@ -26,8 +26,10 @@ from engine.pipeline import Duplicate, Item, Work
 from engine.prepare import Prepared
 from engine.statuses import PaperStatus
 from engine.stock import SegmentCursor, plan_lease
+from engine.translog import LogEntry, bill_entry
 from storage.alerts import evaluate_alerts
 from storage.bill_rows import BILL_SELECT, key_where, lock_states, row_to_bill, row_to_work
+from storage.translog import append_entries
 
 __all__ = [
     "UNIT_LOCK_SQL",
@@ -183,6 +185,7 @@ async def reserve(
         bill_rows: list[tuple[Any, ...]] = []
         charge_rows: list[tuple[Any, ...]] = []
         channel_rows: list[tuple[Any, ...]] = []
+        log: list[LogEntry] = []  # the transparency log's leaves, in this transaction
         for bill_id, (idx, p, segment_id, no) in zip(ids, numbered, strict=True):
             res = Reservation(p.bill_code, str(BillNo(no)), new_check_code(), now)
             canon = p.canonical(res)
@@ -198,6 +201,7 @@ async def reserve(
             )  # fmt: skip
             charge_rows.extend((bill_id, *row) for row in p.charge_rows)
             channel_rows.extend((bill_id, *row) for row in p.channel_rows)
+            log.append(bill_entry(op="bill.issue", principal=p.operator or p.cashier, unit_code=p.unit_code, bill_code=res.bill_code, bill_no=res.bill_no, canonical=canon, at=now, bill_id=bill_id))  # fmt: skip
             out[idx] = Work(
                 bill_id=bill_id,
                 unit_code=p.unit_code,
@@ -230,6 +234,7 @@ async def reserve(
             records=[(bill_id, now + grace) for bill_id in ids],
             columns=("bill_id", "next_attempt_at"),
         )
+        await append_entries(conn, log)
         lifecycle = [
             (bill_id, p)
             for bill_id, (_, p, _, _) in zip(ids, numbered, strict=True)
