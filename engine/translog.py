@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.merkle import leaf_hash
+from engine.prepare import Prepared
 from engine.sm2 import sm3
 
 __all__ = [
@@ -117,22 +118,15 @@ class TreeHead:
 
 
 def bill_entry(
-    *,
-    op: str,
-    principal: str,
-    unit_code: str,
-    bill_code: str,
-    bill_no: str,
-    canonical: bytes,
-    at: datetime,
-    bill_id: int,
+    p: Prepared, bill_code: str, bill_no: str, canonical: bytes, at: datetime, bill_id: int
 ) -> LogEntry:
     """The entry of a bill written by the reserve transaction: its content is the
-    canonical document the unit signature is made over."""
+    canonical document the unit signature is made over; the principal is who
+    issued it (the operator of a lifecycle bill, else the cashier)."""
     return LogEntry(
-        op=op,
-        principal=principal,
-        unit_code=unit_code,
+        op="bill.issue",
+        principal=p.operator or p.cashier,
+        unit_code=p.unit_code,
         ref=f"{bill_code}/{bill_no}",
         occurred_at=at,
         content_digest=sm3(canonical),

@@ -201,7 +201,7 @@ async def reserve(
             )  # fmt: skip
             charge_rows.extend((bill_id, *row) for row in p.charge_rows)
             channel_rows.extend((bill_id, *row) for row in p.channel_rows)
-            log.append(bill_entry(op="bill.issue", principal=p.operator or p.cashier, unit_code=p.unit_code, bill_code=res.bill_code, bill_no=res.bill_no, canonical=canon, at=now, bill_id=bill_id))  # fmt: skip
+            log.append(bill_entry(p, res.bill_code, res.bill_no, canon, now, bill_id))
             out[idx] = Work(
                 bill_id=bill_id,
                 unit_code=p.unit_code,

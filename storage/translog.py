@@ -10,7 +10,6 @@ O(log n) edge nodes of the tree, never old leaves. Proofs read O(log n) nodes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
 
 import asyncpg
 
@@ -34,8 +33,8 @@ __all__ = [
     "inclusion_proof",
     "iter_leaves",
     "latest_head",
-    "leaves_of_bill",
     "leaf_at",
+    "leaves_of_bill",
     "root_at",
     "sequence",
     "store_head",
@@ -77,7 +76,9 @@ async def tree_size(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     return 0 if last is None else int(last) + 1
 
 
-async def _nodes(conn: asyncpg.Connection | asyncpg.Pool, wanted: Iterable[Node]) -> dict[Node, bytes]:
+async def _nodes(
+    conn: asyncpg.Connection | asyncpg.Pool, wanted: Iterable[Node]
+) -> dict[Node, bytes]:
     want = sorted(set(wanted))
     if not want:
         return {}
@@ -181,7 +182,9 @@ async def latest_head(pool: asyncpg.Pool | asyncpg.Connection) -> SignedHead | N
     return None if r is None else _head(r)
 
 
-async def heads(pool: asyncpg.Pool | asyncpg.Connection, size: int | None = None) -> list[SignedHead]:
+async def heads(
+    pool: asyncpg.Pool | asyncpg.Connection, size: int | None = None
+) -> list[SignedHead]:
     """Every signed head in order of size, or the one of ``size``."""
     if size is None:
         rows = await pool.fetch("SELECT * FROM log_heads ORDER BY tree_size")
@@ -248,7 +251,9 @@ async def iter_leaves(conn: asyncpg.Connection, chunk: int = 5000) -> AsyncItera
         after = int(rows[-1]["leaf_index"])
 
 
-async def inclusion_proof(pool: asyncpg.Pool | asyncpg.Connection, index: int, size: int) -> list[bytes]:
+async def inclusion_proof(
+    pool: asyncpg.Pool | asyncpg.Connection, index: int, size: int
+) -> list[bytes]:
     ranges = inclusion_ranges(index, size)
     nodes = await _nodes(pool, (p for s, e in ranges for p in perfect_pieces(s, e)))
     return proof_from_nodes(ranges, nodes)

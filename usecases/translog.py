@@ -18,22 +18,29 @@ from datetime import UTC, datetime
 import asyncpg
 
 from clients.signer import SignerClient
-from engine.audit import LogVerifier, Report, head_from_json, head_to_json, leaf_from_json
-from engine.audit import leaf_to_json
+from engine.audit import (
+    LogVerifier,
+    Report,
+    head_from_json,
+    head_to_json,
+    leaf_from_json,
+    leaf_to_json,
+)
 from engine.errors import FailedPrecondition, InvalidArgument, NotFound
 from engine.sm2 import VerifyingKey
 from engine.translog import SignedHead, StoredLeaf, TreeHead
 from storage import translog as store
 
 __all__ = [
-    "InclusionProof",
     "SEQUENCE_INTERVAL_S",
+    "InclusionProof",
     "consistency",
     "export_log",
     "inclusion_by_bill",
     "inclusion_by_index",
     "sign_head",
     "translog_loop",
+    "tree_head",
     "verify_database",
     "verify_lines",
 ]
@@ -88,7 +95,8 @@ async def translog_loop(pool: asyncpg.Pool, signer: SignerClient, head_interval_
         await asyncio.sleep(SEQUENCE_INTERVAL_S)
 
 
-async def _head_for(pool: asyncpg.Pool, tree_size: int) -> SignedHead:
+async def tree_head(pool: asyncpg.Pool, tree_size: int = 0) -> SignedHead:
+    """The signed head of ``tree_size`` leaves, or the latest (0)."""
     if tree_size:
         found = await store.heads(pool, tree_size)
         if not found:
@@ -104,7 +112,7 @@ async def inclusion_by_index(
     pool: asyncpg.Pool, index: int, tree_size: int = 0
 ) -> tuple[SignedHead, InclusionProof]:
     """The proof of leaf ``index`` in the signed head of ``tree_size`` (0: latest)."""
-    head = await _head_for(pool, tree_size)
+    head = await tree_head(pool, tree_size)
     if not 0 <= index < head.head.size:
         raise InvalidArgument(
             f"leaf_index: {index} is not in the signed tree of {head.head.size} leaves",
@@ -122,7 +130,7 @@ async def inclusion_by_bill(
 ) -> tuple[SignedHead, list[InclusionProof]]:
     """Proofs of every leaf of a bill (its issuance, then its events) that the
     signed head covers."""
-    head = await _head_for(pool, tree_size)
+    head = await tree_head(pool, tree_size)
     leaves = [
         lf
         for lf in await store.leaves_of_bill(pool, bill_code, bill_no)
@@ -150,7 +158,7 @@ async def consistency(
         raise InvalidArgument(
             f"first: need 0 < first <= second, got {first} and {second}", field="first"
         )
-    a, b = await _head_for(pool, first), await _head_for(pool, second)
+    a, b = await tree_head(pool, first), await tree_head(pool, second)
     return a, b, await store.consistency_proof(pool, first, second)
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from engine import merkle
 from engine.audit import LogVerifier
 from engine.sm2 import SigningKey, sm3
 from engine.translog import LogEntry, SignedHead, TreeHead
@@ -50,7 +49,9 @@ async def test_sequencing_proofs_and_events(db: asyncpg.Pool) -> None:
         "INSERT INTO stock_events (unit_code, bill_code, op, start_no, end_no, operator)"
         " VALUES ('T00000003', '01010101', 'distribute', 1, 9, '张三')"
     )
-    size, root = await store.sequence(db)  # type: ignore[misc]
+    done = await store.sequence(db)
+    assert done is not None
+    size, root = done
     assert size == start + 6
     assert await store.root_at(db, size) == root
     leaves = [await store.leaf_at(db, i) for i in range(size)]
@@ -70,21 +71,23 @@ async def test_sequencing_proofs_and_events(db: asyncpg.Pool) -> None:
 async def test_the_verifier_names_an_edited_row(db: asyncpg.Pool) -> None:
     start = await _fresh(db)
     now = datetime.now(UTC)
-    await store.append_entries(
-        db._conn,  # type: ignore[attr-defined]
-        [LogEntry(f"user.op{i}", "admin", "U", f"r{i}", now, sm3(bytes([i]))) for i in range(8)],
-    )
-    size, root = await store.sequence(db)  # type: ignore[misc]
+    async with db.acquire() as conn:
+        entries = [
+            LogEntry(f"user.op{i}", "admin", "U", f"r{i}", now, sm3(bytes([i]))) for i in range(8)
+        ]
+        await store.append_entries(conn, entries)
+    done = await store.sequence(db)
+    assert done is not None
+    size, root = done
     key = SigningKey.generate()
     head = TreeHead(size, root, now)
     await store.store_head(db, SignedHead(head, key.sign(head.message()), "k", key.public.point))
-    conn = db._conn  # type: ignore[attr-defined]
-    assert (await verify_database(conn, key.public)).ok
+    async with db.acquire() as conn:
+        assert (await verify_database(conn, key.public)).ok
     target = start + 3
-    await db.execute(
-        "UPDATE log_entries SET principal = 'mallory' WHERE leaf_index = $1", target
-    )
-    report = await verify_database(conn, key.public)
+    await db.execute("UPDATE log_entries SET principal = 'mallory' WHERE leaf_index = $1", target)
+    async with db.acquire() as conn:
+        report = await verify_database(conn, key.public)
     assert report.first is not None
     assert (report.first.index, report.first.kind) == (target, "altered")
     # A head signed by another key is refused.
