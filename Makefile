@@ -40,7 +40,7 @@ fmt: $(STAMP) ## Format and fix what ruff can fix
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy engine config storage clients usecases actors ebill ops bench
+	$(VENV)/bin/mypy engine config wire storage clients actors usecases ebill ops bench
 
 bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stack
 	$(PY) -m bench.issuance

@@ -30,7 +30,6 @@ from config.tuning import (
     KEY_FETCH_TIMEOUT_S,
     SIGNER_TIMEOUT_S,
 )
-from ebill.convert import bill_from_pb
 from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, InvalidArgument, Unavailable
 from engine.model import BillStatus, Catalog
@@ -43,6 +42,7 @@ from storage import bills as bill_store
 from storage.catalog import load_catalog
 from storage.db import connect_pool
 from storage.errors import is_retryable, translate
+from wire.bills import bill_from_pb
 
 __all__ = [
     "ArchiveStage",

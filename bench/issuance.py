@@ -43,12 +43,12 @@ from pathlib import Path
 import grpc
 
 from bench.baseline import run_baseline, setup_baseline
-from ebill.convert import input_to_pb
 from engine.sm2 import SigningKey
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage.db import connect_pool
 from usecases import demo
+from wire.bills import input_to_pb
 
 __all__ = [
     "SM2_SIGNS_PER_BILL",

@@ -24,9 +24,9 @@ from typing import Any  # noqa: E402
 import grpc  # noqa: E402
 from locust import User, between, events, task  # noqa: E402
 
-from ebill.convert import input_to_pb  # noqa: E402
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc  # noqa: E402
 from usecases import demo  # noqa: E402
+from wire.bills import input_to_pb  # noqa: E402
 
 BATCH = int(os.environ.get("EBILL_LOCUST_BATCH", "100"))
 _RUN = uuid.uuid4().hex[:6].upper()

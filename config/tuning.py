@@ -14,6 +14,7 @@ __all__ = [
     "DB_ATTEMPTS",
     "DB_RETRY_FACTOR",
     "DB_RETRY_FIRST_DELAY_S",
+    "ENGINE_MAX_MESSAGE_BYTES",
     "FISCAL_ADMIN_TIMEOUT_S",
     "GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS",
     "GRPC_KEEPALIVE_TIMEOUT_MS",
@@ -22,12 +23,19 @@ __all__ = [
     "GRPC_MAX_RECONNECT_BACKOFF_MS",
     "GRPC_MIN_RECONNECT_BACKOFF_MS",
     "KEY_FETCH_TIMEOUT_S",
+    "LIST_DEFAULT_PAGE",
+    "LIST_MAX_PAGE",
+    "MAX_BATCH",
+    "MAX_PAPER_RANGE",
+    "RED_MAX_BATCH",
+    "RED_MAX_INFLIGHT",
     "RETRY_ATTEMPTS",
     "RETRY_INITIAL_BACKOFF_S",
     "RETRY_MAX_BACKOFF_S",
     "RETRY_MULTIPLIER",
     "SIGNER_TIMEOUT_S",
     "SMTP_TIMEOUT_S",
+    "STATS_INTERVAL_S",
 ]
 
 # -- pipeline stages -------------------------------------------------------------
@@ -80,3 +88,26 @@ RETRY_MAX_BACKOFF_S: Final = 1.0
 
 # Connecting to and talking with the SMTP server (low-stock warnings).
 SMTP_TIMEOUT_S: Final = 10.0
+
+# -- the engine's own API ------------------------------------------------------------
+
+# Bills per IssueBatch call: a batch of 200 fills one pipeline batch (EBILL_BATCH_MAX's
+# default) and its answer stays well under the message limit below.
+MAX_BATCH: Final = 200
+# What the engine's server accepts and sends: a full IssueBatch answer carries every
+# bill's canonical bytes and signatures, above gRPC's 4 MiB default.
+ENGINE_MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
+# ListBills pages: a window's screen wants about a hundred; five hundred bounds one
+# query and one answer.
+LIST_DEFAULT_PAGE: Final = 100
+LIST_MAX_PAGE: Final = 500
+# Blank paper received or voided in one call: a year's paper of a large hospital,
+# and a bound on the rows one call writes.
+MAX_PAPER_RANGE: Final = 1_000_000
+# Red-flushes from many windows share pipeline batches (a second micro-batcher);
+# two in flight leave the issuance batcher the larger share of the pipeline.
+RED_MAX_BATCH: Final = 200
+RED_MAX_INFLIGHT: Final = 2
+# How often stage counters, stock and backlog gauges are brought into Prometheus:
+# under a scrape interval, cheap next to issuance.
+STATS_INTERVAL_S: Final = 2.0

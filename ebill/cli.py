@@ -19,7 +19,6 @@ import grpc
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config.settings import Settings, load
-from ebill.convert import input_to_pb
 from engine.canonical import countersign_message
 from protos.ebill.v1 import (
     bill_pb2,
@@ -31,6 +30,7 @@ from protos.ebill.v1 import (
     stock_pb2_grpc,
 )
 from usecases import demo
+from wire.bills import input_to_pb
 
 __all__ = ["main"]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import asyncpg
 import grpc
 
-from ebill.convert import input_to_pb
 from engine.sm2 import VerifyingKey
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
@@ -25,6 +24,7 @@ from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
 from tests.gm_reference import gm_verify
 from usecases import demo
+from wire.bills import input_to_pb
 
 FAST_RECOVERY = {
     "EBILL_OUTBOX_GRACE_S": "2",

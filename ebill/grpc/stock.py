@@ -16,21 +16,20 @@ import grpc
 from clients.fiscal import FiscalClient
 from config.settings import Settings
 from ebill.grpc import stock_mappers as pb
-from ebill.rpc import (
-    code8,
-    day,
-    digits,
-    number_range,
-    observed,
-    operator_any,
-    operator_office,
-    operator_point,
-)
 from engine.errors import InvalidArgument
 from engine.numbers import NumberRange
 from engine.statuses import Medium
 from protos.ebill.v1 import stock_pb2, stock_pb2_grpc
 from usecases.stock import alerts, destruction, grants, movements, writeoff
+from wire.requests import (
+    code8,
+    day,
+    digits,
+    number_range,
+    operator_any,
+    operator_office,
+    operator_point,
+)
 
 __all__ = ["StockServicer"]
 
@@ -66,7 +65,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
 
     # -- grant applications -----------------------------------------------------
 
-    @observed
     async def CreateGrantApplication(
         self, request: stock_pb2.GrantApplicationRequest, context: Ctx
     ) -> stock_pb2.GrantApplication:
@@ -81,7 +79,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.application_pb(app)
 
-    @observed
     async def UpdateGrantApplication(
         self, request: stock_pb2.GrantApplicationRequest, context: Ctx
     ) -> stock_pb2.GrantApplication:
@@ -96,7 +93,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.application_pb(app)
 
-    @observed
     async def DeleteGrantApplication(
         self, request: stock_pb2.ByIdRequest, context: Ctx
     ) -> stock_pb2.Empty:
@@ -104,7 +100,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         await grants.delete_application(self._pool, unit_code=unit, app_id=request.id)
         return stock_pb2.Empty()
 
-    @observed
     async def SubmitGrantApplication(
         self, request: stock_pb2.ByIdRequest, context: Ctx
     ) -> stock_pb2.GrantApplication:
@@ -114,7 +109,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.application_pb(app)
 
-    @observed
     async def SyncGrantApplications(
         self, request: stock_pb2.OperatorOnly, context: Ctx
     ) -> stock_pb2.GrantApplications:
@@ -122,7 +116,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         await grants.sync_grants(self._pool, self._fiscal, unit)
         return pb.applications_pb(await grants.list_applications(self._pool, unit))
 
-    @observed
     async def EnableGrant(
         self, request: stock_pb2.ByIdRequest, context: Ctx
     ) -> stock_pb2.GrantApplication:
@@ -130,7 +123,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         app = await grants.enable_grant(self._pool, unit_code=unit, app_id=request.id, operator=who)
         return pb.application_pb(app)
 
-    @observed
     async def ListGrantApplications(
         self, request: stock_pb2.OperatorOnly, context: Ctx
     ) -> stock_pb2.GrantApplications:
@@ -139,7 +131,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
 
     # -- opening stock, requisitions, distribution --------------------------------
 
-    @observed
     async def EnterOpeningStock(
         self, request: stock_pb2.OpeningStockRequest, context: Ctx
     ) -> stock_pb2.IdResponse:
@@ -156,7 +147,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.IdResponse(id=entry)
 
-    @observed
     async def ConfirmOpeningStock(
         self, request: stock_pb2.ByIdRequest, context: Ctx
     ) -> stock_pb2.IdResponse:
@@ -166,7 +156,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.IdResponse(id=seg)
 
-    @observed
     async def RequestRequisition(
         self, request: stock_pb2.RequisitionRequest, context: Ctx
     ) -> stock_pb2.IdResponse:
@@ -182,7 +171,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.IdResponse(id=req_id)
 
-    @observed
     async def DecideRequisition(
         self, request: stock_pb2.DecisionRequest, context: Ctx
     ) -> stock_pb2.Ranges:
@@ -197,7 +185,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.ranges_pb(moved)
 
-    @observed
     async def Distribute(
         self, request: stock_pb2.DistributeRequest, context: Ctx
     ) -> stock_pb2.Ranges:
@@ -224,7 +211,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.ranges_pb(moved)
 
-    @observed
     async def SetAutoDistribution(
         self, request: stock_pb2.AutoDistributionRequest, context: Ctx
     ) -> stock_pb2.Empty:
@@ -243,7 +229,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
 
     # -- stock --------------------------------------------------------------------
 
-    @observed
     async def QueryStock(
         self, request: stock_pb2.StockQuery, context: Ctx
     ) -> stock_pb2.StockResponse:
@@ -256,7 +241,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.StockResponse(segments=[pb.segment_pb(s) for s in segs])
 
-    @observed
     async def SetSegmentEnabled(
         self, request: stock_pb2.SegmentEnabledRequest, context: Ctx
     ) -> stock_pb2.Empty:
@@ -270,7 +254,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.Empty()
 
-    @observed
     async def VoidStock(self, request: stock_pb2.RangeRequest, context: Ctx) -> stock_pb2.Empty:
         unit, who = operator_any(request.operator)
         numbers = _numbers(request.start_no, request.end_no)
@@ -287,7 +270,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.Empty()
 
-    @observed
     async def RequestReturn(
         self, request: stock_pb2.RangeRequest, context: Ctx
     ) -> stock_pb2.IdResponse:
@@ -304,7 +286,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.IdResponse(id=ret)
 
-    @observed
     async def DecideReturn(
         self, request: stock_pb2.DecisionRequest, context: Ctx
     ) -> stock_pb2.Empty:
@@ -319,7 +300,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.Empty()
 
-    @observed
     async def GetStockIdentity(
         self, request: stock_pb2.OperatorOnly, context: Ctx
     ) -> stock_pb2.StockIdentity:
@@ -329,7 +309,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
 
     # -- warnings -----------------------------------------------------------------
 
-    @observed
     async def SetAlertRule(
         self, request: stock_pb2.AlertRuleRequest, context: Ctx
     ) -> stock_pb2.Empty:
@@ -348,7 +327,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.Empty()
 
-    @observed
     async def ListAlerts(
         self, request: stock_pb2.ListAlertsRequest, context: Ctx
     ) -> stock_pb2.Alerts:
@@ -360,7 +338,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
 
     # -- write-offs, audit reports, destruction ---------------------------------------
 
-    @observed
     async def CreateWriteOff(
         self, request: stock_pb2.CreateWriteOffRequest, context: Ctx
     ) -> stock_pb2.WriteOff:
@@ -379,7 +356,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.write_off_pb(wo)
 
-    @observed
     async def UpdateWriteOff(
         self, request: stock_pb2.UpdateWriteOffRequest, context: Ctx
     ) -> stock_pb2.WriteOff:
@@ -400,7 +376,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.write_off_pb(wo)
 
-    @observed
     async def SubmitWriteOff(
         self, request: stock_pb2.ByIdRequest, context: Ctx
     ) -> stock_pb2.WriteOff:
@@ -410,7 +385,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.write_off_pb(wo)
 
-    @observed
     async def ListWriteOffs(
         self, request: stock_pb2.OperatorOnly, context: Ctx
     ) -> stock_pb2.WriteOffs:
@@ -418,7 +392,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         wos = await writeoff.list_write_offs(self._pool, unit)
         return stock_pb2.WriteOffs(write_offs=[pb.write_off_pb(w) for w in wos])
 
-    @observed
     async def SubmitAuditReport(
         self, request: stock_pb2.AuditReportRequest, context: Ctx
     ) -> stock_pb2.AuditReport:
@@ -429,7 +402,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return pb.audit_report_pb(report)
 
-    @observed
     async def RequestDestruction(
         self, request: stock_pb2.DestructionRequest, context: Ctx
     ) -> stock_pb2.IdResponse:
@@ -450,7 +422,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         )
         return stock_pb2.IdResponse(id=req_id)
 
-    @observed
     async def DecideDestruction(
         self, request: stock_pb2.DecisionRequest, context: Ctx
     ) -> stock_pb2.Empty:

@@ -17,7 +17,6 @@ import asyncpg
 import grpc
 import pytest
 
-from ebill.convert import input_to_pb
 from engine.model import BillInput
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
@@ -26,6 +25,7 @@ from tests.e2e.conftest import SCARCE_POINT, SCARCE_STOCK
 from tests.gm_reference import gm_verify
 from tests.resilience import public_keys
 from usecases import demo
+from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,6 @@ import asyncpg
 import grpc
 import pytest
 
-from ebill.convert import input_to_pb
 from engine.model import BillInput, ChargeItemInput, PayChannelInput, PayerInput
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc, lifecycle_pb2
@@ -30,6 +29,7 @@ from tests.gm_reference import gm_verify
 from tests.refusal import refused
 from tests.resilience import public_keys
 from usecases import demo
+from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
 

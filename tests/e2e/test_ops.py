@@ -12,10 +12,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from ebill.convert import input_to_pb
 from ops.stack import Stack
 from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc
 from usecases import demo
+from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ebill.convert import input_to_pb
 from ops.raycluster import LocalRayCluster
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from storage.db import connect_pool
 from tests.e2e.test_ops import scrape
 from tests.resilience import check_invariants, own_stack, public_keys, wait_until_settled
 from usecases import demo
+from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,6 @@ import asyncpg
 import grpc
 import pytest
 
-from ebill.convert import input_to_pb
 from protos.ebill.v1 import (
     bill_pb2,
     issuance_pb2,
@@ -32,6 +31,7 @@ from tests.e2e.conftest import STOCK_POINTS, Mailbox
 from tests.factories import non_medical
 from tests.refusal import refused
 from usecases import demo
+from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 # (layer name, package prefixes), lowest first.
@@ -28,7 +26,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("actors", ("actors",)),
     ("usecases", ("usecases",)),
     ("ebill", ("ebill",)),
-    ("ops", ("ops", "bench")),
+    # The CLI is the outermost entry point: `ebill run` starts the whole stack
+    # through the launcher (ops.stack), so it stands beside it, not with the servers.
+    ("ops", ("ops", "bench", "ebill.cli")),
 )
 
 # Third-party packages a layer must not import, whatever the layer order says.
@@ -133,7 +133,6 @@ def check_layers(root: Path) -> list[Violation]:
 # -- the rule, on the real tree ------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="layout lands with the #10 merge")
 def test_no_module_imports_a_higher_layer() -> None:
     bad = check_layers(ROOT)
     assert not bad, "\n".join(map(str, bad))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ebill.convert import bill_from_pb, input_to_pb
 from engine.serde import input_from_dict, input_to_dict
 from protos.ebill.v1 import bill_pb2
 from usecases import demo
+from wire.bills import bill_from_pb, input_to_pb
 
 
 def test_round_trips() -> None:

@@ -1,24 +1,19 @@
-"""What every gRPC servicer of the engine shares: errors to status codes, metrics,
-and reading the common parts of requests (bill keys, operators, numbers, dates),
-each refused with INVALID_ARGUMENT naming its field."""
+"""Reading the common parts of requests: bill keys, operators, numbers, dates.
+
+Each reader refuses a malformed value with InvalidArgument naming its field, the
+path the caller sent, so every servicer (gRPC now, HTTP next) words it the same.
+"""
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any, TypeVar
 
-import grpc
-
-from ebill.batcher import Outcome
-from engine.errors import EbillError, InvalidArgument
+from engine.errors import InvalidArgument
+from engine.fields import prefixed
 from engine.lifecycle import BillKey
 from engine.model import CST
-from engine.outcome import outcome_error
+from engine.operator import Operator
 from engine.validation import parse_stamp
-from ops import metrics
 from protos.ebill.v1 import issuance_pb2, lifecycle_pb2
 
 __all__ = [
@@ -26,63 +21,15 @@ __all__ = [
     "code8",
     "day",
     "digits",
-    "final",
     "number_range",
-    "observed",
+    "office",
     "operator_any",
     "operator_office",
     "operator_point",
+    "point",
     "prefixed",
     "stamp",
 ]
-
-
-R = TypeVar("R")
-
-
-def observed(
-    method: Callable[..., Awaitable[R]],
-) -> Callable[..., Awaitable[R]]:
-    """Count calls by final status code and time them."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            return await method(self, request, context)
-        except EbillError as exc:
-            code = exc.code
-            await context.abort(
-                grpc.StatusCode[exc.code],
-                exc.message,
-                trailing_metadata=(("ebill-field", exc.field),) if exc.field else (),
-            )
-            raise
-        except Exception:
-            code = context.code().name if context.code() else "INTERNAL"
-            raise
-        finally:
-            metrics.RPCS.labels(method.__name__, code).inc()
-            metrics.RPC_LATENCY.labels(method.__name__).observe(time.perf_counter() - started)
-
-    return wrapper
-
-
-def prefixed(err: EbillError, prefix: str) -> EbillError:
-    if not err.field:
-        return err
-    field = f"{prefix}.{err.field}"
-    message = err.message
-    if message.startswith(err.field + ":"):
-        message = f"{prefix}.{message}"
-    return type(err)(message, field=field)
-
-
-def final(outcome: Outcome) -> EbillError | None:
-    if isinstance(outcome, EbillError):
-        return outcome
-    return outcome_error(outcome)
 
 
 def bill_key(req: issuance_pb2.GetBillRequest, *, unit_code: str = "", field: str = "") -> BillKey:
@@ -176,3 +123,15 @@ def stamp(text: str, field: str) -> datetime:
         return parse_stamp(text).replace(tzinfo=CST)
     except ValueError:
         raise InvalidArgument(f"{field}: not a valid time: {text!r}", field=field) from None
+
+
+def point(op: lifecycle_pb2.Operator) -> Operator:
+    """An issuing point's operator, as a value."""
+    unit, place, who = operator_point(op)
+    return Operator(unit_code=unit, person=who, place_code=place)
+
+
+def office(op: lifecycle_pb2.Operator) -> Operator:
+    """The bill office's operator, as a value."""
+    unit, who = operator_office(op)
+    return Operator(unit_code=unit, person=who)

@@ -1,4 +1,4 @@
-"""Wire types to domain types and back. engine/ and storage/ never see *_pb2."""
+"""Bill messages to domain types and back. engine/ and storage/ never see *_pb2."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from engine.model import (
 from engine.money import format_fen
 from engine.pipeline import Work
 from engine.serde import input_to_dict
+from engine.statuses import PaperStatus
 from protos.ebill.v1 import bill_pb2
 
 __all__ = [
@@ -36,9 +37,9 @@ _STATUS = {
 }
 
 _PAPER = {
-    "none": bill_pb2.PAPER_STATUS_NONE,
-    "printed": bill_pb2.PAPER_STATUS_PRINTED,
-    "voided": bill_pb2.PAPER_STATUS_VOIDED,
+    PaperStatus.NONE: bill_pb2.PAPER_STATUS_NONE,
+    PaperStatus.PRINTED: bill_pb2.PAPER_STATUS_PRINTED,
+    PaperStatus.VOIDED: bill_pb2.PAPER_STATUS_VOIDED,
 }
 PAPER_FROM_PB = {v: k for k, v in _PAPER.items()}
 
@@ -146,7 +147,7 @@ def bill_to_pb(b: IssuedBill) -> bill_pb2.IssuedBill:
         red_of=b.red_of,
         red_by=b.red_by,
         replaces=b.replaces,
-        paper_status=_PAPER[b.paper_status],
+        paper_status=_PAPER[PaperStatus(b.paper_status)],
         origin=b.origin,
         operator=b.operator,
     )
