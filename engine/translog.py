@@ -22,6 +22,7 @@ from engine.sm2 import sm3
 
 __all__ = [
     "LEAF_VERSION",
+    "InclusionProof",
     "Leaf",
     "LogEntry",
     "SignedHead",
@@ -150,3 +151,12 @@ class StoredLeaf:
     leaf_hash: bytes
     content: Any = None
     bill_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """A stored leaf and its audit path to the tree of ``tree_size`` leaves."""
+
+    leaf: StoredLeaf
+    tree_size: int
+    path: list[bytes]

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -28,12 +27,11 @@ from engine.audit import (
 )
 from engine.errors import FailedPrecondition, InvalidArgument, NotFound
 from engine.sm2 import VerifyingKey
-from engine.translog import SignedHead, StoredLeaf, TreeHead
+from engine.translog import InclusionProof, SignedHead, StoredLeaf, TreeHead
 from storage import translog as store
 
 __all__ = [
     "SEQUENCE_INTERVAL_S",
-    "InclusionProof",
     "consistency",
     "export_log",
     "inclusion_by_bill",
@@ -49,13 +47,6 @@ log = logging.getLogger(__name__)
 
 # How often queued entries are sequenced: a leaf is provable within about this.
 SEQUENCE_INTERVAL_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class InclusionProof:
-    leaf: StoredLeaf
-    tree_size: int
-    path: list[bytes]
 
 
 async def sign_head(pool: asyncpg.Pool, signer: SignerClient) -> SignedHead | None:

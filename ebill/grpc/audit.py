@@ -12,43 +12,13 @@ import asyncpg
 import grpc
 
 from engine.errors import InvalidArgument
-from engine.translog import SignedHead, format_time
 from protos.ebill.v1 import audit_pb2, audit_pb2_grpc
 from usecases import translog
-from usecases.translog import InclusionProof
+from wire.audit import head_to_pb, proof_to_pb
 
 __all__ = ["AuditServicer"]
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
-
-
-def head_to_pb(sh: SignedHead) -> audit_pb2.SignedTreeHead:
-    return audit_pb2.SignedTreeHead(
-        tree_size=sh.head.size,
-        root_hash=sh.head.root,
-        timestamp=format_time(sh.head.timestamp),
-        signature=sh.signature,
-        key_id=sh.key_id,
-        public_key=sh.public_key,
-        message=sh.head.message(),
-    )
-
-
-def proof_to_pb(p: InclusionProof) -> audit_pb2.InclusionProof:
-    lf = p.leaf.leaf
-    return audit_pb2.InclusionProof(
-        leaf=audit_pb2.LogLeaf(
-            leaf_index=lf.index,
-            op=lf.op,
-            principal=lf.principal,
-            unit_code=lf.unit_code,
-            ref=lf.ref,
-            occurred_at=format_time(lf.occurred_at),
-            content_digest=lf.content_digest,
-            leaf_data=lf.data(),
-        ),
-        audit_path=p.path,
-    )
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
