@@ -13,8 +13,8 @@ from engine.sm2 import SigningKey, sm3
 from engine.translog import LogEntry, SignedHead, TreeHead
 from storage import translog as store
 from storage.bills import reserve
+from tests.merkle_reference import ref_mth, ref_path, ref_subproof
 from tests.storage.test_reserve import prepared, setup
-from tests.unit.test_merkle import ref_mth, ref_path, ref_subproof
 from usecases.translog import verify_database
 
 

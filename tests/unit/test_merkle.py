@@ -7,10 +7,16 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from gmssl import func, sm3
 
 from engine import merkle
 from engine.sm2 import sm3 as merkle_sm3
+from tests.merkle_reference import (
+    ref_mth,
+    ref_path,
+    ref_subproof,
+    root_from_path,
+    roots_from_consistency,
+)
 
 LEAVES = [
     bytes.fromhex(x)
@@ -156,47 +162,6 @@ def test_consistency_proofs_match_the_vectors(first: int, second: int, expected:
         assert not merkle.verify_consistency(first, second, r1, r2, proof[:-1], sha256)
 
 
-# --- An independent SM3 reference: RFC 6962 section 2.1 written out literally. ---
-
-
-def ref_sm3(data: bytes) -> bytes:
-    return bytes.fromhex(sm3.sm3_hash(func.bytes_to_list(data)))
-
-
-def ref_k(n: int) -> int:
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-def ref_mth(d: list[bytes]) -> bytes:
-    if not d:
-        return ref_sm3(b"")
-    if len(d) == 1:
-        return ref_sm3(b"\x00" + d[0])
-    k = ref_k(len(d))
-    return ref_sm3(b"\x01" + ref_mth(d[:k]) + ref_mth(d[k:]))
-
-
-def ref_path(m: int, d: list[bytes]) -> list[bytes]:
-    if len(d) == 1:
-        return []
-    k = ref_k(len(d))
-    if m < k:
-        return [*ref_path(m, d[:k]), ref_mth(d[k:])]
-    return [*ref_path(m - k, d[k:]), ref_mth(d[:k])]
-
-
-def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
-    if m == len(d):
-        return [] if b else [ref_mth(d)]
-    k = ref_k(len(d))
-    if m <= k:
-        return [*ref_subproof(m, d[:k], b), ref_mth(d[k:])]
-    return [*ref_subproof(m - k, d[k:], False), ref_mth(d[:k])]
-
-
 def test_sm3_is_the_default_and_agrees_with_the_reference() -> None:
     data = [f"leaf {i}".encode() for i in range(21)]
     nodes = _nodes(data, merkle_sm3)
@@ -206,10 +171,15 @@ def test_sm3_is_the_default_and_agrees_with_the_reference() -> None:
         for m in range(n):
             proof = merkle.proof_from_nodes(merkle.inclusion_ranges(m, n), nodes)
             assert proof == ref_path(m, data[:n])
+            assert root_from_path(merkle.leaf_hash(data[m]), m, n, proof) == root
             assert merkle.verify_inclusion(merkle.leaf_hash(data[m]), m, n, proof, root)
         for m in range(1, n + 1):
             proof = merkle.proof_from_nodes(merkle.consistency_ranges(m, n), nodes)
             assert proof == ref_subproof(m, data[:n], True)
+            assert roots_from_consistency(m, n, proof, ref_mth(data[:m])) == (
+                ref_mth(data[:m]),
+                root,
+            )
             assert merkle.verify_consistency(m, n, ref_mth(data[:m]), root, proof)
 
 
