@@ -167,6 +167,14 @@ def verify(stack: Stack, unit_key: bytes, *extra: str) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
+async def swap(pool: asyncpg.Pool, a: int, b: int) -> None:
+    """Exchange the places of two leaves (through -1: the index is unique)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE log_entries SET leaf_index = -1 WHERE leaf_index = $1", a)
+        await conn.execute("UPDATE log_entries SET leaf_index = $1 WHERE leaf_index = $2", a, b)
+        await conn.execute("UPDATE log_entries SET leaf_index = $1 WHERE leaf_index = -1", b)
+
+
 async def signed_size(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT coalesce(max(tree_size), 0) FROM log_heads"))
 
@@ -214,22 +222,12 @@ async def test_the_verifier_names_an_edited_a_deleted_and_a_swapped_row(
         )
 
         # Two rows swapped.
-        await pool.execute(
-            "UPDATE log_entries SET leaf_index = CASE leaf_index WHEN $1 THEN $2 ELSE $1 END"
-            " WHERE leaf_index IN ($1, $2)",
-            target,
-            target + 1,
-        )
+        await swap(pool, target, target + 1)
         out = verify(stack, unit_key)
         assert out.returncode == 1, out.stdout
         assert f"first bad leaf {target}:" in out.stdout
         assert f"holds the entry recorded as leaf {target + 1} (reordered)" in out.stdout
-        await pool.execute(
-            "UPDATE log_entries SET leaf_index = CASE leaf_index WHEN $1 THEN $2 ELSE $1 END"
-            " WHERE leaf_index IN ($1, $2)",
-            target,
-            target + 1,
-        )
+        await swap(pool, target, target + 1)
     finally:
         await pool.execute(
             "UPDATE log_entries SET principal = $2 WHERE leaf_index = $1", target, row["principal"]
