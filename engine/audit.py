@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.merkle import CompactRange
-from engine.sm2 import VerifyingKey
+from engine.sm2 import VerifyingKey, sm3
 from engine.translog import Leaf, SignedHead, StoredLeaf, TreeHead, content_digest, format_time
 
 __all__ = [
@@ -86,6 +86,12 @@ class LogVerifier:
         self.report.leaves += 1
         if row.content is not None and content_digest(row.content) != row.leaf.content_digest:
             self._finding(i, "altered", f"leaf {i}: its content does not match its digest")
+        if row.bill_canonical is not None and sm3(row.bill_canonical) != row.leaf.content_digest:
+            self._finding(
+                i,
+                "altered",
+                f"leaf {i}: bill {row.leaf.ref} no longer has the content it was issued with",
+            )
         recomputed = row.leaf.hash()
         if recomputed != row.leaf_hash:
             self._bad[i] = row

@@ -151,6 +151,8 @@ class StoredLeaf:
     leaf_hash: bytes
     content: Any = None
     bill_id: int | None = None
+    # For a bill.issue leaf read from the database: the bill's canonical bytes now.
+    bill_canonical: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

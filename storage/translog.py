@@ -207,17 +207,21 @@ def _stored(r: asyncpg.Record) -> StoredLeaf:
         bytes(r["leaf_hash"]),
         r["content"],
         r["bill_id"],
+        None if r["canonical"] is None else bytes(r["canonical"]),
     )
 
 
+# The bill's canonical bytes ride along with its issuance leaf, so the verifier
+# also sees a bill row edited after the fact.
 _LEAF_SELECT = (
-    "SELECT leaf_index, op, principal, unit_code, ref, occurred_at, content_digest, content,"
-    " bill_id, leaf_hash FROM log_entries"
+    "SELECT e.leaf_index, e.op, e.principal, e.unit_code, e.ref, e.occurred_at,"
+    " e.content_digest, e.content, e.bill_id, e.leaf_hash, b.canonical FROM log_entries e"
+    " LEFT JOIN bills b ON b.id = e.bill_id AND e.op = 'bill.issue'"
 )
 
 
 async def leaf_at(pool: asyncpg.Pool | asyncpg.Connection, index: int) -> StoredLeaf | None:
-    r = await pool.fetchrow(_LEAF_SELECT + " WHERE leaf_index = $1", index)
+    r = await pool.fetchrow(_LEAF_SELECT + " WHERE e.leaf_index = $1", index)
     return None if r is None else _stored(r)
 
 
@@ -226,8 +230,8 @@ async def leaves_of_bill(
 ) -> list[StoredLeaf]:
     """The sequenced leaves that name a bill (its issuance, then its events)."""
     rows = await pool.fetch(
-        _LEAF_SELECT + " WHERE bill_id = (SELECT id FROM bills WHERE bill_code = $1"
-        " AND bill_no = $2) AND leaf_index IS NOT NULL ORDER BY leaf_index",
+        _LEAF_SELECT + " WHERE e.bill_id = (SELECT id FROM bills WHERE bill_code = $1"
+        " AND bill_no = $2) AND e.leaf_index IS NOT NULL ORDER BY e.leaf_index",
         bill_code,
         bill_no,
     )
@@ -242,7 +246,7 @@ async def iter_leaves(conn: asyncpg.Connection, chunk: int = 5000) -> AsyncItera
     after = -1
     while True:
         rows = await conn.fetch(
-            _LEAF_SELECT + " WHERE leaf_index > $1 ORDER BY leaf_index LIMIT $2", after, chunk
+            _LEAF_SELECT + " WHERE e.leaf_index > $1 ORDER BY e.leaf_index LIMIT $2", after, chunk
         )
         for r in rows:
             yield _stored(r)

@@ -94,3 +94,22 @@ async def test_the_verifier_names_an_edited_row(db: asyncpg.Pool) -> None:
     other = SigningKey.generate()
     verifier = LogVerifier(await store.heads(db), other.public)
     assert any(f.kind == "signature" for f in verifier.finish().findings)
+
+
+async def test_the_verifier_sees_a_bill_edited_after_issue(db: asyncpg.Pool) -> None:
+    await setup(db, numbers=10)
+    out = await reserve(db, [(i, prepared(i + 1)) for i in range(2)])
+    assert await store.sequence(db) is not None
+    async with db.acquire() as conn:
+        assert (await verify_database(conn, None)).ok
+    bill_id = out[1].bill_id  # type: ignore[union-attr]
+    index = await db.fetchval("SELECT leaf_index FROM log_entries WHERE bill_id = $1", bill_id)
+    await db.execute(
+        "UPDATE bills SET canonical = replace(canonical::text, '0', '9')::bytea WHERE id = $1",
+        bill_id,
+    )
+    async with db.acquire() as conn:
+        report = await verify_database(conn, None)
+    assert report.first is not None
+    assert (report.first.index, report.first.kind) == (index, "altered")
+    assert "no longer has the content it was issued with" in report.first.message
