@@ -75,3 +75,50 @@ BEGIN
 END $$;
 CREATE TRIGGER stock_events_log AFTER INSERT ON stock_events
     FOR EACH ROW EXECUTE FUNCTION log_stock_event();
+
+-- The other state-changing rows of stock and paper management, logged whatever
+-- writes them: the row as it is after the change (before, for a deletion). The
+-- principal is the first of the named person columns that is set (the decider
+-- of a decided request, else who asked). op is '<name>.insert|update|delete'.
+CREATE FUNCTION log_row_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r jsonb := CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
+    who text := '';
+    i int;
+BEGIN
+    FOR i IN 1 .. TG_NARGS - 1 LOOP
+        IF coalesce(r ->> TG_ARGV[i], '') <> '' THEN
+            who := r ->> TG_ARGV[i];
+            EXIT;
+        END IF;
+    END LOOP;
+    INSERT INTO log_entries (op, principal, unit_code, ref, content)
+    VALUES (
+        TG_ARGV[0] || '.' || lower(TG_OP), who, coalesce(r ->> 'unit_code', ''),
+        TG_TABLE_NAME || ':' || coalesce(r ->> 'id', ''), r
+    );
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER grant_applications_log AFTER INSERT OR UPDATE OR DELETE ON grant_applications
+    FOR EACH ROW EXECUTE FUNCTION log_row_change('stock.grant_application', 'created_by');
+CREATE TRIGGER opening_stock_log AFTER INSERT OR UPDATE ON opening_stock
+    FOR EACH ROW EXECUTE FUNCTION log_row_change('stock.opening', 'confirmed_by', 'entered_by');
+CREATE TRIGGER requisitions_log AFTER INSERT OR UPDATE ON requisitions
+    FOR EACH ROW EXECUTE FUNCTION
+    log_row_change('stock.requisition', 'decided_by', 'requested_by');
+CREATE TRIGGER auto_distribution_log AFTER INSERT OR UPDATE OR DELETE ON auto_distribution
+    FOR EACH ROW EXECUTE FUNCTION log_row_change('stock.auto_distribution');
+CREATE TRIGGER stock_returns_log AFTER INSERT OR UPDATE ON stock_returns
+    FOR EACH ROW EXECUTE FUNCTION log_row_change('stock.return', 'decided_by', 'requested_by');
+CREATE TRIGGER write_offs_log AFTER INSERT OR UPDATE ON write_offs
+    FOR EACH ROW EXECUTE FUNCTION log_row_change('stock.write_off', 'created_by');
+CREATE TRIGGER write_off_submissions_log AFTER INSERT OR UPDATE ON write_off_submissions
+    FOR EACH ROW EXECUTE FUNCTION log_row_change('stock.write_off_submission', 'submitted_by');
+CREATE TRIGGER audit_reports_log AFTER INSERT OR UPDATE ON audit_reports
+    FOR EACH ROW EXECUTE FUNCTION log_row_change('stock.audit_report', 'reported_by');
+CREATE TRIGGER destruction_requests_log AFTER INSERT OR UPDATE ON destruction_requests
+    FOR EACH ROW EXECUTE FUNCTION
+    log_row_change('stock.destruction', 'decided_by', 'requested_by');
+CREATE TRIGGER offline_bills_log AFTER INSERT OR UPDATE ON offline_bills
+    FOR EACH ROW EXECUTE FUNCTION log_row_change('bill.offline', 'operator');

@@ -113,3 +113,25 @@ async def test_the_verifier_sees_a_bill_edited_after_issue(db: asyncpg.Pool) -> 
     assert report.first is not None
     assert (report.first.index, report.first.kind) == (index, "altered")
     assert "no longer has the content it was issued with" in report.first.message
+
+
+async def test_requests_and_decisions_are_logged_with_who_decided(db: asyncpg.Pool) -> None:
+    await setup(db, numbers=10)
+    rid = await db.fetchval(
+        "INSERT INTO requisitions (unit_code, place_code, bill_code, count, status, requested_by)"
+        " VALUES ('T00000003', $1, $2, 5, 'pending', 'cashier A') RETURNING id",
+        prepared(1).place_code,
+        prepared(1).bill_code,
+    )
+    await db.execute(
+        "UPDATE requisitions SET status = 'approved', decided_by = 'office B' WHERE id = $1", rid
+    )
+    rows = await db.fetch(
+        "SELECT op, principal, ref, content FROM log_entries WHERE ref = $1 ORDER BY id",
+        f"requisitions:{rid}",
+    )
+    assert [(r["op"], r["principal"]) for r in rows] == [
+        ("stock.requisition.insert", "cashier A"),
+        ("stock.requisition.update", "office B"),
+    ]
+    assert rows[1]["content"]["status"] == "approved"
