@@ -100,6 +100,8 @@ class Settings:
     paper_retention_days: int
     # How often automatic distribution tops issuing points up.
     stock_interval_s: float
+    # Transparency log: how often a new tree head is signed (when the log grew).
+    log_head_interval_s: float
 
     def public(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
@@ -138,6 +140,7 @@ def load() -> Settings:
         smtp_timeout_s=_float("EBILL_SMTP_TIMEOUT_S", SMTP_TIMEOUT_S),
         paper_retention_days=_int("EBILL_PAPER_RETENTION_DAYS", 5 * 365),
         stock_interval_s=_float("EBILL_STOCK_INTERVAL_S", 2.0),
+        log_head_interval_s=_float("EBILL_LOG_HEAD_INTERVAL_S", 10.0),
     )
 
 

@@ -19,6 +19,7 @@ import grpc
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config.settings import Settings, load
+from ebill import auditcmd
 from engine.canonical import countersign_message
 from protos.ebill.v1 import (
     bill_pb2,
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     issue.add_argument("--addr", default="")
     sub.add_parser("signer", help="run the signing-server (HSM) sandbox")
     sub.add_parser("fiscal", help="run the fiscal-platform sandbox")
+    auditcmd.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.cmd == "serve":
@@ -252,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd_run(settings, args)
     elif args.cmd == "issue":
         cmd_issue(settings, args)
+    elif args.cmd == "audit":
+        auditcmd.run(settings, args)
     elif args.cmd == "signer":
         from ops.sandboxes import signer
 

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
+from clients.signer import SignerClient
 from config.settings import Settings, read_public_key
 from config.tuning import (
     ENGINE_MAX_MESSAGE_BYTES,
@@ -27,12 +28,15 @@ from config.tuning import (
     SERVER_MIN_PING_INTERVAL_MS,
     STATS_INTERVAL_S,
 )
+from ebill.grpc.audit import AuditServicer
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
 from ebill.interceptors import interceptors
 from ops import metrics
 from protos.ebill.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     issuance_pb2,
     issuance_pb2_grpc,
     lifecycle_pb2,
@@ -48,6 +52,7 @@ from usecases.paper import Paper
 from usecases.recovery import recover_forever
 from usecases.stats import poll_stats
 from usecases.stock.loop import stock_loop
+from usecases.translog import translog_loop
 
 __all__ = ["serve", "server_options"]
 
@@ -166,6 +171,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         LifecycleServicer(lifecycle, Paper(pool)), server
     )
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(pool, settings), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(pool), server)
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the
     # pipeline is warm, or load balancers send bills to an engine not ready.
@@ -177,6 +183,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             issuance_pb2.DESCRIPTOR.services_by_name["IssuanceService"].full_name,
             lifecycle_pb2.DESCRIPTOR.services_by_name["LifecycleService"].full_name,
             stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
+            audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -207,6 +214,14 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             )
         ),
         asyncio.create_task(stock_loop(pool, settings)),
+        # Sequences the transparency log and signs its heads with the unit key.
+        asyncio.create_task(
+            translog_loop(
+                pool,
+                SignerClient(settings.signer_addr, settings.signer_key_id),
+                settings.log_head_interval_s,
+            )
+        ),
     ]
     log.info("engine serving on %s (metrics :%s)", settings.grpc_addr, settings.metrics_port)
     print(f"engine ready on {settings.grpc_addr}", flush=True)

@@ -34,6 +34,7 @@ from engine.pipeline import Duplicate, Item, Work
 from engine.prepare import Prepared
 from engine.statuses import PaperStatus
 from engine.stock import SegmentCursor, plan_lease
+from engine.translog import LogEntry, bill_entry
 from storage.alerts import evaluate_alerts
 from storage.bill_rows import (
     BILL_SELECT,
@@ -44,6 +45,7 @@ from storage.bill_rows import (
     row_to_work,
     stored_digest,
 )
+from storage.translog import append_entries
 
 __all__ = [
     "UNIT_LOCK_SQL",
@@ -279,6 +281,7 @@ async def _write(
     bill_rows: list[tuple[Any, ...]] = []
     charge_rows: list[tuple[Any, ...]] = []
     channel_rows: list[tuple[Any, ...]] = []
+    leaves: list[LogEntry] = []  # the transparency log's leaves, in this transaction
     for bill_id, (idx, p, segment_id, no) in zip(ids, numbered, strict=True):
         res = Reservation(p.bill_code, str(BillNo(no)), new_check_code(), now)
         canon = p.canonical(res)
@@ -294,6 +297,7 @@ async def _write(
         )  # fmt: skip
         charge_rows.extend((bill_id, *row) for row in p.charge_rows)
         channel_rows.extend((bill_id, *row) for row in p.channel_rows)
+        leaves.append(bill_entry(p, res.bill_code, res.bill_no, canon, now, bill_id))
         out[idx] = Work(
             bill_id=bill_id,
             unit_code=p.unit_code,
@@ -326,6 +330,7 @@ async def _write(
         records=[(bill_id, now + grace) for bill_id in ids],
         columns=("bill_id", "next_attempt_at"),
     )
+    await append_entries(conn, leaves)
     lifecycle = [
         (bill_id, p) for bill_id, (_, p, _, _) in zip(ids, numbered, strict=True) if p.op != "issue"
     ]

@@ -80,6 +80,8 @@ def stack(mailbox: Mailbox) -> Iterator[Stack]:
             "EBILL_SMTP_HOST": "127.0.0.1",
             "EBILL_SMTP_PORT": str(mailbox.port),
             "EBILL_STOCK_INTERVAL_S": "0.5",
+            # Tree heads every second, so proofs of new bills come quickly.
+            "EBILL_LOG_HEAD_INTERVAL_S": "1",
         },
     )
     with Stack(config) as s:
