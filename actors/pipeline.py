@@ -26,6 +26,7 @@ from actors.stages import (
     UnitSignStage,
     ValidateStage,
 )
+from config.tls import TlsFiles
 from engine.errors import EbillError
 from engine.pipeline import Item, Work, resolve_duplicates
 from engine.prepare import Prepared
@@ -47,6 +48,9 @@ class PipelineConfig:
     replicas: int = 1
     fiscal_timeout_s: float = 3.0
     outbox_grace_s: float = 30.0
+    # Mutual TLS towards the signer and the platform; None: plaintext.
+    signer_tls: TlsFiles | None = None
+    fiscal_tls: TlsFiles | None = None
 
 
 def init_ray(address: str = "", num_cpus: int = 2) -> None:
@@ -79,7 +83,7 @@ class _Placed:
         return str(ray.get_runtime_context().get_node_id())
 
 
-def _actor(cls: type, *args: Any) -> Any:
+def _actor(cls: type, *args: Any, **kwargs: Any) -> Any:
     placed = type(cls.__name__, (cls, _Placed), {})
     # num_cpus=0: the stages are I/O-bound coordinators, and five of them must fit
     # beside the signer and the database on a 2-core machine. SPREAD puts the
@@ -87,7 +91,7 @@ def _actor(cls: type, *args: Any) -> Any:
     return (
         ray.remote(placed)
         .options(num_cpus=0, max_concurrency=64, scheduling_strategy="SPREAD")
-        .remote(*args)
+        .remote(*args, **kwargs)
     )
 
 
@@ -102,14 +106,28 @@ class Pipeline:
                 _actor(ReserveStage, config.database_url, config.outbox_grace_s) for _ in range(n)
             ],
             "unit_sign": [
-                _actor(UnitSignStage, config.signer_addr, config.signer_key_id) for _ in range(n)
+                _actor(
+                    UnitSignStage, config.signer_addr, config.signer_key_id, tls=config.signer_tls
+                )
+                for _ in range(n)
             ],
             "countersign": [
-                _actor(CountersignStage, config.fiscal_addr, config.fiscal_timeout_s)
+                _actor(
+                    CountersignStage,
+                    config.fiscal_addr,
+                    config.fiscal_timeout_s,
+                    tls=config.fiscal_tls,
+                )
                 for _ in range(n)
             ],
             "archive": [
-                _actor(ArchiveStage, config.database_url, config.fiscal_addr, config.verify_fiscal)
+                _actor(
+                    ArchiveStage,
+                    config.database_url,
+                    config.fiscal_addr,
+                    config.verify_fiscal,
+                    tls=config.fiscal_tls,
+                )
                 for _ in range(n)
             ],
         }

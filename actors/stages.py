@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from config.tls import TlsFiles
 from config.tuning import (
     CATALOG_TTL_S,
     DB_ATTEMPTS,
@@ -187,9 +188,15 @@ class ReserveStage(_DbStage):
 class UnitSignStage(_Timed):
     """Has the hospital's signing server (HSM) sign the canonical bytes, one call per batch."""
 
-    def __init__(self, signer_addr: str, key_id: str, timeout_s: float = SIGNER_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        signer_addr: str,
+        key_id: str,
+        timeout_s: float = SIGNER_TIMEOUT_S,
+        tls: TlsFiles | None = None,
+    ) -> None:
         super().__init__()
-        self.signer = SignerClient(signer_addr, key_id, timeout_s)
+        self.signer = SignerClient(signer_addr, key_id, timeout_s, tls=tls)
 
     async def run(self, items: Sequence[Item]) -> list[Item]:
         started = time.perf_counter()
@@ -216,11 +223,13 @@ class UnitSignStage(_Timed):
 class CountersignStage(_Timed):
     """Has the fiscal platform verify and countersign (监制), one call per batch."""
 
-    def __init__(self, fiscal_addr: str, timeout_s: float = 3.0) -> None:
+    def __init__(
+        self, fiscal_addr: str, timeout_s: float = 3.0, tls: TlsFiles | None = None
+    ) -> None:
         super().__init__()
         # Inline issuance waits timeout_s for the platform; past it, bills go out
         # unit-signed and pending, and the recovery loop countersigns them later.
-        self.fiscal = FiscalClient(fiscal_addr, timeout_s)
+        self.fiscal = FiscalClient(fiscal_addr, timeout_s, tls=tls)
         self.breaker = CircuitBreaker(failure_threshold=3, cooldown_s=2.0, max_cooldown_s=30.0)
 
     def stats(self) -> dict[str, float]:
@@ -281,9 +290,15 @@ class CountersignStage(_Timed):
 class ArchiveStage(_DbStage):
     """Checks the countersignature and archives the final e-bills, one statement per batch."""
 
-    def __init__(self, database_url: str, fiscal_addr: str, verify_fiscal: bool = True) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        fiscal_addr: str,
+        verify_fiscal: bool = True,
+        tls: TlsFiles | None = None,
+    ) -> None:
         super().__init__(database_url)
-        self.fiscal = FiscalClient(fiscal_addr, KEY_FETCH_TIMEOUT_S)
+        self.fiscal = FiscalClient(fiscal_addr, KEY_FETCH_TIMEOUT_S, tls=tls)
         self._verify = verify_fiscal
 
     async def fiscal_key(self) -> VerifyingKey:

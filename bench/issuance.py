@@ -291,7 +291,9 @@ def run_locust(addr: str, users: int, seconds: int, out_dir: Path) -> list[Resul
         "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
         "--host", addr, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
-    subprocess.run(cmd, check=False, capture_output=True, timeout=seconds + 120)
+    # The locustfile finds the stack's TLS client certificate under EBILL_DATA_DIR.
+    env = {**os.environ, "EBILL_DATA_DIR": str(out_dir)}
+    subprocess.run(cmd, check=False, capture_output=True, timeout=seconds + 120, env=env)
     results = []
     with open(f"{prefix}_stats.csv", newline="") as f:
         for row in csv.DictReader(f):
@@ -318,7 +320,7 @@ def run_locust(addr: str, users: int, seconds: int, out_dir: Path) -> list[Resul
 async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> list[Result]:
     results = _Results(ceiling)
     tag = f"B{int(time.time()):x}".upper()
-    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+    async with stack.channel() as ch:
         stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
         # Warm-up: connections, actor start-up, catalog.
         await run_batch(stub, 400, 2, f"{tag}W")
@@ -340,7 +342,9 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> list[
     if args.baseline:
         pool = await connect_pool(stack.database_url, migrate=False)
         try:
-            key = await setup_baseline(pool, stack.config.fiscal_addr, args.baseline * 2)
+            key = await setup_baseline(
+                pool, stack.config.fiscal_addr, args.baseline * 2, tls=stack.tls("engine")
+            )
             issued, secs, lat = await run_baseline(
                 pool,
                 stack.config.fiscal_addr,
@@ -348,6 +352,7 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> list[
                 args.baseline,
                 args.baseline_clients,
                 f"{tag}N",
+                tls=stack.tls("engine"),
             )
         finally:
             await pool.close()

@@ -10,7 +10,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,8 +56,9 @@ class His:
     """A HIS that resends the same bills (same bus_no) until each is acknowledged,
     the way an integration is told to after a timeout or an error."""
 
-    def __init__(self, addr: str) -> None:
-        self.addr = addr
+    def __init__(self, connect: Callable[[], grpc.aio.Channel]) -> None:
+        # Stack.channel: TLS with the demo client's certificate.
+        self.connect = connect
         self.acked: dict[str, bill_pb2.IssuedBill] = {}
         self.errors = 0
 
@@ -67,7 +68,7 @@ class His:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(todo)} bills never acknowledged")
             # A fresh channel per attempt: no reconnect backoff carried over a restart.
-            async with grpc.aio.insecure_channel(self.addr) as ch:
+            async with self.connect() as ch:
                 stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
                 try:
                     resp = await stub.IssueBatch(
@@ -111,11 +112,11 @@ async def wait_until_settled(pool: asyncpg.Pool, timeout: float = 120) -> None:
 
 
 async def public_keys(stack: Stack) -> tuple[bytes, bytes]:
-    async with grpc.aio.insecure_channel(stack.config.signer_addr) as ch:
+    async with stack.channel("signer") as ch:
         unit = await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
             signer_pb2.ExportPublicKeyRequest(key_id="unit-sign")
         )
-    async with grpc.aio.insecure_channel(stack.config.fiscal_addr) as ch:
+    async with stack.channel("fiscal") as ch:
         fiscal = await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
             fiscal_pb2.GetPublicKeyRequest()
         )
