@@ -75,6 +75,9 @@ class Settings:
     batch_max: int
     batch_linger_ms: float
     max_inflight_batches: int
+    # Bills waiting for a pipeline batch; past it issuing calls are refused at once
+    # with RESOURCE_EXHAUSTED (retry shortly) instead of queueing without bound.
+    queue_max: int
     # Empty: a private local Ray; else the address of a running cluster.
     ray_address: str
     ray_num_cpus: int
@@ -145,6 +148,7 @@ def load() -> Settings:
         batch_max=_int("EBILL_BATCH_MAX", 200),
         batch_linger_ms=_float("EBILL_BATCH_LINGER_MS", 3.0),
         max_inflight_batches=_int("EBILL_MAX_INFLIGHT", 6),
+        queue_max=_int("EBILL_QUEUE_MAX", 4000),
         ray_address=_str("EBILL_RAY_ADDRESS", ""),
         ray_num_cpus=_int("EBILL_RAY_NUM_CPUS", 2),
         stage_replicas=_int("EBILL_STAGE_REPLICAS", 1),

@@ -26,13 +26,20 @@ __all__ = [
     "LIST_DEFAULT_PAGE",
     "LIST_MAX_PAGE",
     "MAX_BATCH",
+    "MAX_ERROR_MESSAGE_CHARS",
+    "MAX_FIELD_VIOLATIONS",
     "MAX_PAPER_RANGE",
+    "OVERLOAD_RETRY_S",
     "RED_MAX_BATCH",
     "RED_MAX_INFLIGHT",
     "RETRY_ATTEMPTS",
     "RETRY_INITIAL_BACKOFF_S",
     "RETRY_MAX_BACKOFF_S",
     "RETRY_MULTIPLIER",
+    "SERVER_KEEPALIVE_TIMEOUT_MS",
+    "SERVER_KEEPALIVE_TIME_MS",
+    "SERVER_MAX_CONNECTION_IDLE_MS",
+    "SERVER_MIN_PING_INTERVAL_MS",
     "SIGNER_TIMEOUT_S",
     "SMTP_TIMEOUT_S",
     "STATS_INTERVAL_S",
@@ -108,6 +115,30 @@ MAX_PAPER_RANGE: Final = 1_000_000
 # two in flight leave the issuance batcher the larger share of the pipeline.
 RED_MAX_BATCH: Final = 200
 RED_MAX_INFLIGHT: Final = 2
+# A call refused because the issuance queue is full (EBILL_QUEUE_MAX) is told to come
+# back after this long (google.rpc.RetryInfo): about one pipeline batch's time, so the
+# retry finds the queue drained by a batch rather than hammering it at once.
+OVERLOAD_RETRY_S: Final = 0.2
+# Errors travel in trailing metadata, which clients refuse past 8-16 KiB (gRPC's
+# default limits): one message or violation is cut at this many characters (they
+# quote values short anyway), and a BadRequest lists at most this many violations
+# (a cashier fixes the first few; the count of the rest is given).
+MAX_ERROR_MESSAGE_CHARS: Final = 200
+MAX_FIELD_VIOLATIONS: Final = 10
+# The engine's server: it pings a HIS connection with calls in flight every
+# SERVER_KEEPALIVE_TIME_MS and drops it if unanswered within SERVER_KEEPALIVE_TIMEOUT_MS,
+# so a call whose client vanished (a till switched off, a NAT that forgot the flow)
+# stops holding a slot; pings continue while a long IssueBatch sends no data.
+# Only with calls in flight (as our own clients: GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS).
+SERVER_KEEPALIVE_TIME_MS: Final = 60_000
+SERVER_KEEPALIVE_TIMEOUT_MS: Final = 20_000
+# Clients that ping (ours every GRPC_KEEPALIVE_TIME_MS = 30 s) are accepted down to
+# this interval; below it gRPC's server answers GOAWAY "too_many_pings". Kept under
+# the clients' own interval so a HIS set up like our clients is never cut off.
+SERVER_MIN_PING_INTERVAL_MS: Final = 10_000
+# A connection without calls this long is closed gracefully (GOAWAY); its client
+# reconnects on its next call. Bounds what idle tills hold on the server.
+SERVER_MAX_CONNECTION_IDLE_MS: Final = 10 * 60_000
 # How often stage counters, stock and backlog gauges are brought into Prometheus:
 # under a scrape interval, cheap next to issuance.
 STATS_INTERVAL_S: Final = 2.0

@@ -4,7 +4,8 @@ of a decorator on each method: metrics, logging, and the mapping of the error tr
 
 Interceptors wrap the unary-unary methods of the ``ebill.v1`` services only:
 health and reflection are not the engine's API and were never counted. The
-order given to the server is outermost first: metrics, logging, errors.
+order given to the server is outermost first: metrics, logging, errors, and the
+request guard (wire.guard) innermost, its refusals mapped like any other.
 """
 
 from __future__ import annotations
@@ -15,21 +16,31 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
+from config.tuning import MAX_ERROR_MESSAGE_CHARS, MAX_FIELD_VIOLATIONS
 from engine.errors import EbillError
 from ops import metrics
+from wire.guard import check_request
 
 __all__ = [
     "SERVICE_PREFIX",
+    "STATUS_DETAILS_KEY",
     "ErrorInterceptor",
     "LoggingInterceptor",
     "MetricsInterceptor",
+    "RequestGuardInterceptor",
     "interceptors",
+    "rich_status",
 ]
 
 log = logging.getLogger(__name__)
 
 SERVICE_PREFIX = "/ebill.v1."
+# Where gRPC carries a google.rpc.Status with details (what grpcio-status's
+# rpc_status.from_call reads on the client).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
@@ -40,14 +51,60 @@ def method_name(details: grpc.HandlerCallDetails) -> str:
     return str(details.method).rsplit("/", 1)[-1]
 
 
+def _short(text: str, limit: int) -> str:
+    # A last bound on what travels in trailers: every message is built to be short
+    # (engine.validation.quote), this keeps it so whatever a message grows into.
+    # ASCII "...": a text header (ebill-field) refuses anything else.
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def rich_status(exc: EbillError) -> status_pb2.Status:
+    """The google.rpc.Status for an engine error: BadRequest with every field
+    violation (at most MAX_FIELD_VIOLATIONS, the count of the rest in the last), and
+    RetryInfo when the error says when to retry."""
+    status = status_pb2.Status(
+        code=grpc.StatusCode[exc.code].value[0],
+        message=_short(exc.message, MAX_ERROR_MESSAGE_CHARS),
+    )
+    violations = exc.field_errors
+    if violations:
+        shown = violations[:MAX_FIELD_VIOLATIONS]
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=_short(v.field, MAX_ERROR_MESSAGE_CHARS),
+                    description=_short(v.message, MAX_ERROR_MESSAGE_CHARS),
+                )
+                for v in shown
+            ]
+        )
+        if len(violations) > len(shown):
+            bad.field_violations[
+                -1
+            ].description += f" (and {len(violations) - len(shown)} more violations not listed)"
+        detail = any_pb2.Any()
+        detail.Pack(bad)
+        status.details.append(detail)
+    if exc.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(exc.retry_after_s * 1e9))
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        status.details.append(detail)
+    return status
+
+
 async def abort(context: grpc.aio.ServicerContext, exc: EbillError) -> None:
     """End the call with the error's code and message; the field it names, if any,
-    travels as ``ebill-field`` trailing metadata. Raises (grpc's AbortError)."""
-    await context.abort(
-        grpc.StatusCode[exc.code],
-        exc.message,
-        trailing_metadata=(("ebill-field", exc.field),) if exc.field else (),
+    travels as ``ebill-field`` trailing metadata, and every field violation and
+    the retry delay as google.rpc.Status details. Raises (grpc's AbortError)."""
+    status = rich_status(exc)
+    metadata: tuple[tuple[str, str | bytes], ...] = (
+        (STATUS_DETAILS_KEY, status.SerializeToString()),
     )
+    if exc.field:
+        metadata = (("ebill-field", _short(exc.field, MAX_ERROR_MESSAGE_CHARS)), *metadata)
+    await context.abort(grpc.StatusCode[exc.code], status.message, trailing_metadata=metadata)
 
 
 def code_of(context: grpc.aio.ServicerContext) -> str:
@@ -137,6 +194,23 @@ class ErrorInterceptor(_UnaryInterceptor):
             raise
 
 
+class RequestGuardInterceptor(_UnaryInterceptor):
+    """Every string of the request bounded, shaped and free of control characters
+    (wire.guard) before a servicer reads it: a refused call writes nothing, and
+    no request field, old or added later, escapes the check."""
+
+    async def around(
+        self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        check_request(request)
+        return await behavior(request, context)
+
+
 def interceptors() -> list[grpc.aio.ServerInterceptor]:
     """The engine server's interceptors, outermost first."""
-    return [MetricsInterceptor(), LoggingInterceptor(), ErrorInterceptor()]
+    return [
+        MetricsInterceptor(),
+        LoggingInterceptor(),
+        ErrorInterceptor(),
+        RequestGuardInterceptor(),
+    ]

@@ -17,7 +17,15 @@ from prometheus_client import start_http_server
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
 from config.settings import Settings
-from config.tuning import ENGINE_MAX_MESSAGE_BYTES, STATS_INTERVAL_S
+from config.tuning import (
+    ENGINE_MAX_MESSAGE_BYTES,
+    GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+    SERVER_KEEPALIVE_TIME_MS,
+    SERVER_KEEPALIVE_TIMEOUT_MS,
+    SERVER_MAX_CONNECTION_IDLE_MS,
+    SERVER_MIN_PING_INTERVAL_MS,
+    STATS_INTERVAL_S,
+)
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
@@ -40,9 +48,28 @@ from usecases.recovery import recover_forever
 from usecases.stats import poll_stats
 from usecases.stock.loop import stock_loop
 
-__all__ = ["serve"]
+__all__ = ["serve", "server_options"]
 
 log = logging.getLogger(__name__)
+
+
+def server_options(
+    *, max_connection_idle_ms: int = SERVER_MAX_CONNECTION_IDLE_MS
+) -> list[tuple[str, int]]:
+    """Channel options of the engine's gRPC server: message sizes and keepalive
+    (config.tuning says why each value)."""
+    return [
+        ("grpc.max_receive_message_length", ENGINE_MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", ENGINE_MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", SERVER_KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", SERVER_KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", int(GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS)),
+        # Keep pinging through a long call that sends no data (the default stops at 2).
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS),
+        ("grpc.max_connection_idle_ms", max_connection_idle_ms),
+    ]
 
 
 async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) -> None:
@@ -74,6 +101,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         max_batch=settings.batch_max,
         linger_s=settings.batch_linger_ms / 1000,
         max_inflight=settings.max_inflight_batches,
+        max_queue=settings.queue_max,
     )
     batcher.start()
 
@@ -83,13 +111,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     )
     lifecycle.start()
 
-    server = grpc.aio.server(
-        interceptors=interceptors(),
-        options=[
-            ("grpc.max_receive_message_length", ENGINE_MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", ENGINE_MAX_MESSAGE_BYTES),
-        ],
-    )
+    server = grpc.aio.server(interceptors=interceptors(), options=server_options())
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(issuance), server)
     lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(
         LifecycleServicer(lifecycle, Paper(pool)), server

@@ -40,18 +40,56 @@ class EbillError(Exception):
 
     code: str = "INTERNAL"
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    # How long a caller should wait before retrying (google.rpc.RetryInfo at the
+    # edge); None: retrying the same request will not help. The classes whose
+    # failures pass with time set a default; an instance may say better.
+    retry_after_s: float | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        retry_after_s: float | None = None,
+        violations: tuple[FieldError, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
+        # Every invalid value of the request (google.rpc.BadRequest at the edge);
+        # ``field``/``message`` name the first. Empty: only ``field``, if any.
+        self.violations = violations
+
+    @property
+    def field_errors(self) -> tuple[FieldError, ...]:
+        """Every field violation: the collected ones, else the one ``field`` names."""
+        if self.violations:
+            return self.violations
+        if self.field:
+            text = self.message
+            if text.startswith(self.field + ": "):
+                text = text[len(self.field) + 2 :]
+            return (FieldError(self.field, text),)
+        return ()
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Errors cross process boundaries (Ray); keep the keyword-only field.
-        return (_rebuild, (type(self), self.message, self.field))
+        # Errors cross process boundaries (Ray); keep the keyword-only fields.
+        return (
+            _rebuild,
+            (type(self), self.message, self.field, self.retry_after_s, self.violations),
+        )
 
 
-def _rebuild(cls: type[EbillError], message: str, field: str) -> EbillError:
-    return cls(message, field=field)
+def _rebuild(
+    cls: type[EbillError],
+    message: str,
+    field: str,
+    retry_after_s: float | None = None,
+    violations: tuple[FieldError, ...] = (),
+) -> EbillError:
+    return cls(message, field=field, retry_after_s=retry_after_s, violations=violations)
 
 
 class InvalidArgument(EbillError):
@@ -61,9 +99,12 @@ class InvalidArgument(EbillError):
 
     @classmethod
     def from_errors(cls, errors: list[FieldError]) -> InvalidArgument:
+        """The first error as message and field (as before), every one as violations."""
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return cls(f"{first.field}: {first.message}{more}", field=first.field)
+        return cls(
+            f"{first.field}: {first.message}{more}", field=first.field, violations=tuple(errors)
+        )
 
 
 class NotFound(EbillError):
@@ -87,15 +128,20 @@ class FailedPrecondition(EbillError):
 
 
 class ResourceExhausted(EbillError):
-    """No bill numbers left in stock for the issuing point."""
+    """No bill numbers left in stock for the issuing point, or the engine's queue
+    is full (then with a short ``retry_after_s``)."""
 
     code = "RESOURCE_EXHAUSTED"
+    # Stock is topped up by automatic distribution every few seconds.
+    retry_after_s: float | None = 2.0
 
 
 class Unavailable(EbillError):
     """A dependency (database, signer, fiscal platform) cannot be reached."""
 
     code = "UNAVAILABLE"
+    # A dependency back after a blip: the clients' own reconnect backoff is ~1 s.
+    retry_after_s: float | None = 1.0
 
 
 class DeadlineExceeded(EbillError):
@@ -103,6 +149,8 @@ class DeadlineExceeded(EbillError):
     the same bus_no to get the bill)."""
 
     code = "DEADLINE_EXCEEDED"
+    # The work may finish meanwhile; the retry (same bus_no) then replays it.
+    retry_after_s: float | None = 1.0
 
 
 class Internal(EbillError):

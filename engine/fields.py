@@ -16,4 +16,9 @@ def prefixed(err: EbillError, prefix: str) -> EbillError:
     message = err.message
     if message.startswith(err.field + ":"):
         message = f"{prefix}.{message}"
-    return type(err)(message, field=field)
+    return type(err)(
+        message,
+        field=field,
+        retry_after_s=err.retry_after_s,
+        violations=tuple(v.prefixed(prefix) for v in err.violations),
+    )

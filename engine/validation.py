@@ -27,11 +27,17 @@ from engine.model import (
 from engine.money import format_fen, parse_fen, parse_quantity
 
 __all__ = [
+    "BUS_NO",
+    "EMAIL",
+    "ID_CARD",
     "MAX_CHARGE_ITEMS",
     "MAX_LIST_ITEMS",
     "MAX_PAY_CHANNELS",
     "NON_MEDICAL_KINDS",
+    "QUOTE_LIMIT",
     "SEXES",
+    "TEL",
+    "FieldChecks",
     "check",
     "parse_stamp",
     "quote",
@@ -142,6 +148,16 @@ class _Errors:
         else:
             return True
         return False
+
+
+# The checks of a bill, for the edge to check every other request string alike
+# (wire.guard): the same bounds, control-character refusal and quoting.
+FieldChecks = _Errors
+# Shapes shared with the edge: a serial (bus_no) is the same everywhere, etc.
+BUS_NO = _BUS_NO
+EMAIL = _EMAIL
+ID_CARD = _ID_CARD
+TEL = _TEL
 
 
 def _amount(errs: _Errors, path: str, text: str, *, required: bool = True) -> int:

@@ -11,6 +11,7 @@ __all__ = [
     "FISCAL_CIRCUIT_OPEN",
     "INFLIGHT",
     "OLDEST_UNFINISHED",
+    "OVERLOAD_REFUSED",
     "QUEUE_DEPTH",
     "RECOVERED",
     "RPCS",
@@ -39,6 +40,9 @@ BATCH_LATENCY = Histogram(
     "ebill_batch_seconds", "Time of one batch through all stages", buckets=_LATENCY_BUCKETS
 )
 QUEUE_DEPTH = Gauge("ebill_queue_depth", "Bills waiting for a pipeline batch")
+OVERLOAD_REFUSED = Counter(
+    "ebill_overload_refused_total", "Issuing calls refused at once because the queue was full"
+)
 INFLIGHT = Gauge("ebill_inflight_batches", "Batches in the pipeline")
 STAGE_ITEMS = Counter("ebill_stage_items_total", "Bills processed by a stage", ["stage"])
 STAGE_BATCHES = Counter("ebill_stage_batches_total", "Batches processed by a stage", ["stage"])

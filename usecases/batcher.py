@@ -5,6 +5,12 @@ once a pipeline slot is free, from everything that queued meanwhile: under load
 batches grow by themselves (fewer, larger hops), and at low load a lone request
 waits at most ``linger`` for company. Forming batches before a slot is free
 would instead queue many tiny batches behind the busy pipeline.
+
+The queue is bounded (``max_queue`` bills): past it a call is refused at once
+with RESOURCE_EXHAUSTED and a retry delay, instead of waiting out its deadline
+behind work the pipeline cannot reach in time while memory grows. A call is
+admitted whole or not at all, and always when the queue is empty (a batch
+larger than the bound still gets through an idle engine).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from engine.errors import EbillError, Unavailable
+from config.tuning import OVERLOAD_RETRY_S
+from engine.errors import EbillError, ResourceExhausted, Unavailable
 from engine.pipeline import Work
 from ops import metrics
 
@@ -42,12 +49,16 @@ class MicroBatcher(Generic[T]):
         max_batch: int,
         linger_s: float,
         max_inflight: int,
+        max_queue: int | None = None,
         metered: bool = True,
     ) -> None:
         self._run = run
         self._max = max_batch
         self._linger = linger_s
         self._metered = metered
+        self._max_queue = max_queue
+        # Calls refused because the queue was full (tests and the metric read it).
+        self.refused = 0
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[Outcome]]] = asyncio.Queue()
         self._slots = asyncio.Semaphore(max_inflight)
         self._task: asyncio.Task[None] | None = None
@@ -65,6 +76,16 @@ class MicroBatcher(Generic[T]):
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def submit(self, bills: Sequence[T]) -> list[Outcome]:
+        queued = self._queue.qsize()
+        if self._max_queue is not None and queued and queued + len(bills) > self._max_queue:
+            self.refused += 1
+            if self._metered:
+                metrics.OVERLOAD_REFUSED.inc()
+            raise ResourceExhausted(
+                f"engine overloaded: {queued} bills already wait for the pipeline "
+                f"(bound {self._max_queue}); nothing was issued, retry shortly",
+                retry_after_s=OVERLOAD_RETRY_S,
+            )
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in bills]
         for bill, fut in zip(bills, futures, strict=True):

@@ -67,18 +67,23 @@ class Issuance:
         self._pipeline = pipeline
         self._timeout = timeout_s
 
-    async def _issue(self, raws: list[bytes]) -> list[Outcome]:
+    async def _issue(self, raws: list[bytes], timeout_s: float | None) -> list[Outcome]:
+        wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
+        if wait <= 0:  # the caller has given up already: queue nothing for nobody
+            raise DeadlineExceeded("the call's deadline passed before it was queued")
         try:
-            return await asyncio.wait_for(self._batcher.submit(raws), self._timeout)
+            return await asyncio.wait_for(self._batcher.submit(raws), wait)
         except TimeoutError:
             raise DeadlineExceeded(
-                f"no answer from the pipeline within {self._timeout:g}s; the bills may still be "
+                f"no answer from the pipeline within {wait:g}s; the bills may still be "
                 "issued: send the same request (same bus_no) again to get them"
             ) from None
 
-    async def issue_one(self, raw: bytes) -> Work:
-        """Issue one bill; its refusal is raised with fields under ``bill``."""
-        (outcome,) = await self._issue([raw])
+    async def issue_one(self, raw: bytes, *, timeout_s: float | None = None) -> Work:
+        """Issue one bill; its refusal is raised with fields under ``bill``.
+        ``timeout_s``: the caller's time left (the wait is the shorter of it and
+        EBILL_RPC_TIMEOUT_S)."""
+        (outcome,) = await self._issue([raw], timeout_s)
         err = final(outcome)
         _count(outcome, err)
         if err is not None:
@@ -86,7 +91,9 @@ class Issuance:
         assert isinstance(outcome, Work)
         return outcome
 
-    async def issue_batch(self, raws: Sequence[bytes]) -> list[Work | EbillError]:
+    async def issue_batch(
+        self, raws: Sequence[bytes], *, timeout_s: float | None = None
+    ) -> list[Work | EbillError]:
         """Issue many; one outcome per bill, in order, each refusal with fields
         under ``bills[i]``. A refused bill does not stop the others."""
         if not raws:
@@ -95,7 +102,7 @@ class Issuance:
             raise InvalidArgument(
                 f"bills: at most {MAX_BATCH} bills per call, got {len(raws)}", field="bills"
             )
-        outcomes = await self._issue(list(raws))
+        outcomes = await self._issue(list(raws), timeout_s)
         results: list[Work | EbillError] = []
         for i, outcome in enumerate(outcomes):
             err = final(outcome)

@@ -139,7 +139,11 @@ class Lifecycle:
 
     # -- red-flush and refund -----------------------------------------------
 
-    async def red_flush(self, op: Operator, cmd: RedFlush) -> RedFlushed:
+    async def red_flush(
+        self, op: Operator, cmd: RedFlush, *, timeout_s: float | None = None
+    ) -> RedFlushed:
+        """``timeout_s``: the caller's time left; the pipeline is waited for the
+        shorter of it and EBILL_RPC_TIMEOUT_S (likewise for refund)."""
         original = await self._original(cmd.original, op, "original")
         red = await self._replay(op.unit_code, cmd.bus_no, original.state)
         if red is not None:
@@ -161,11 +165,13 @@ class Lifecycle:
             void_paper=cmd.void_paper,
             op="red_flush",
         )
-        (work,) = await self._issue([prepared], atomic=False)
+        (work,) = await self._issue([prepared], atomic=False, timeout_s=timeout_s)
         red, now = await bill_store.bills_by_id(self._pool, [work.bill_id, original.state.bill_id])
         return RedFlushed(replace(red, replayed=work.replayed), now)
 
-    async def refund(self, op: Operator, cmd: Refund) -> Refunded:
+    async def refund(
+        self, op: Operator, cmd: Refund, *, timeout_s: float | None = None
+    ) -> Refunded:
         original = await self._original(cmd.original, op, "original")
         state = original.state
         red = await self._replay(op.unit_code, cmd.red_bus_no, state)
@@ -191,7 +197,9 @@ class Lifecycle:
             void_paper=cmd.void_paper,
             op="refund",
         )
-        works = await self._issue([red_p] if rem is None else [red_p, rem], atomic=True)
+        works = await self._issue(
+            [red_p] if rem is None else [red_p, rem], atomic=True, timeout_s=timeout_s
+        )
         *made, now = await bill_store.bills_by_id(
             self._pool, [w.bill_id for w in works] + [state.bill_id]
         )
@@ -285,7 +293,9 @@ class Lifecycle:
         check_own(original.state, op.unit_code, op.place_code)
         return original
 
-    async def _issue(self, prepared: list[Prepared], *, atomic: bool) -> list[Work]:
+    async def _issue(
+        self, prepared: list[Prepared], *, atomic: bool, timeout_s: float | None
+    ) -> list[Work]:
         """Through the pipeline from reserve on. Atomic groups (a refund) travel
         alone; single red bills are batched with others."""
         run = (
@@ -293,11 +303,12 @@ class Lifecycle:
             if atomic
             else self._reds.submit(prepared)
         )
+        wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
         try:
-            outcomes = await asyncio.wait_for(run, self._timeout)
+            outcomes = await asyncio.wait_for(run, wait)
         except TimeoutError:
             raise DeadlineExceeded(
-                f"no answer from the pipeline within {self._timeout:g}s; send the same request "
+                f"no answer from the pipeline within {wait:g}s; send the same request "
                 "(same bus_no) again to get the outcome"
             ) from None
         works: list[Work] = []

@@ -13,7 +13,7 @@ from engine.fields import prefixed
 from engine.lifecycle import BillKey
 from engine.model import CST
 from engine.operator import Operator
-from engine.validation import parse_stamp
+from engine.validation import parse_stamp, quote
 from protos.ebill.v1 import issuance_pb2, lifecycle_pb2
 
 __all__ = [
@@ -90,7 +90,7 @@ def operator_point(op: lifecycle_pb2.Operator) -> tuple[str, str, str]:
 
 def digits(value: str, n: int, field: str) -> int:
     if not (len(value) == n and value.isdigit()):
-        raise InvalidArgument(f"{field}: must be {n} digits, got {value!r}", field=field)
+        raise InvalidArgument(f"{field}: must be {n} digits, got {quote(value)}", field=field)
     return int(value)
 
 
@@ -112,17 +112,19 @@ def day(value: str, field: str) -> date:
     try:
         return datetime.strptime(value, "%Y%m%d").date()
     except ValueError:
-        raise InvalidArgument(f"{field}: must be yyyyMMdd, got {value!r}", field=field) from None
+        raise InvalidArgument(
+            f"{field}: must be yyyyMMdd, got {quote(value)}", field=field
+        ) from None
 
 
 def stamp(text: str, field: str) -> datetime:
     """yyyyMMddHHmmssSSS (local time, UTC+8) as an aware datetime."""
     if not (len(text) == 17 and text.isdigit()):
-        raise InvalidArgument(f"{field}: must be yyyyMMddHHmmssSSS, got {text!r}", field=field)
+        raise InvalidArgument(f"{field}: must be yyyyMMddHHmmssSSS, got {quote(text)}", field=field)
     try:
         return parse_stamp(text).replace(tzinfo=CST)
     except ValueError:
-        raise InvalidArgument(f"{field}: not a valid time: {text!r}", field=field) from None
+        raise InvalidArgument(f"{field}: not a valid time: {quote(text)}", field=field) from None
 
 
 def point(op: lifecycle_pb2.Operator) -> Operator:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from ebill.grpc.deadline import time_left
 from engine.errors import EbillError, InvalidArgument
 from engine.model import BillStatus
 from engine.statuses import PaperStatus
@@ -29,13 +30,17 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
     ) -> issuance_pb2.IssueBillResponse:
         if not request.HasField("bill"):
             raise InvalidArgument("bill: is required", field="bill")
-        work = await self._issuance.issue_one(request.bill.SerializeToString())
+        work = await self._issuance.issue_one(
+            request.bill.SerializeToString(), timeout_s=time_left(context)
+        )
         return issuance_pb2.IssueBillResponse(bill=work_to_pb(work))
 
     async def IssueBatch(
         self, request: issuance_pb2.IssueBatchRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.IssueBatchResponse:
-        outcomes = await self._issuance.issue_batch([b.SerializeToString() for b in request.bills])
+        outcomes = await self._issuance.issue_batch(
+            [b.SerializeToString() for b in request.bills], timeout_s=time_left(context)
+        )
         results = []
         for i, (src, outcome) in enumerate(zip(request.bills, outcomes, strict=True)):
             item = issuance_pb2.ItemResult(index=i, bus_no=src.bus_no)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grpc
 
+from ebill.grpc.deadline import time_left
 from engine.errors import InvalidArgument
 from engine.money import parse_fen
 from engine.numbers import BillNo, NumberRange
@@ -52,6 +53,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                 reason=request.reason,
                 void_paper=request.void_paper,
             ),
+            timeout_s=time_left(context),
         )
         return lifecycle_pb2.RedFlushResponse(
             red_bill=bill_to_pb(done.red_bill), original=bill_to_pb(done.original)
@@ -80,6 +82,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                 ),
                 void_paper=request.void_paper,
             ),
+            timeout_s=time_left(context),
         )
         return lifecycle_pb2.RefundResponse(
             red_bill=bill_to_pb(done.red_bill),
