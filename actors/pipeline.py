@@ -30,6 +30,7 @@ from actors.stages import (
     UnitSignStage,
     ValidateStage,
 )
+from config.tls import TlsFiles
 from config.tuning import BULK_COUNTERSIGN_INFLIGHT
 from engine.errors import EbillError
 from engine.pipeline import Item, Work, resolve_duplicates
@@ -55,6 +56,9 @@ class PipelineConfig:
     # The fiscal platform's public key, pinned (config.settings.read_public_key);
     # empty: trusted on first use.
     fiscal_public_key: bytes = b""
+    # Mutual TLS towards the signer and the platform; None: plaintext.
+    signer_tls: TlsFiles | None = None
+    fiscal_tls: TlsFiles | None = None
 
 
 def init_ray(address: str = "", num_cpus: int = 2) -> None:
@@ -104,7 +108,7 @@ class _Placed:
         return True
 
 
-def _actor(cls: type, *args: Any) -> Any:
+def _actor(cls: type, *args: Any, **kwargs: Any) -> Any:
     placed = type(cls.__name__, (cls, _Placed), {})
     # num_cpus=0: the stages are I/O-bound coordinators, and five of them must fit
     # beside the signer and the database on a 2-core machine. SPREAD puts the
@@ -118,7 +122,7 @@ def _actor(cls: type, *args: Any) -> Any:
             max_restarts=-1,
             max_task_retries=MAX_TASK_RETRIES,
         )
-        .remote(*args)
+        .remote(*args, **kwargs)
     )
 
 
@@ -148,7 +152,10 @@ class Pipeline:
                 _actor(ReserveStage, config.database_url, config.outbox_grace_s) for _ in range(n)
             ],
             "unit_sign": [
-                _actor(UnitSignStage, config.signer_addr, config.signer_key_id) for _ in range(n)
+                _actor(
+                    UnitSignStage, config.signer_addr, config.signer_key_id, tls=config.signer_tls
+                )
+                for _ in range(n)
             ],
             "countersign": [
                 _actor(
@@ -157,6 +164,8 @@ class Pipeline:
                     config.fiscal_timeout_s,
                     config.signer_addr,
                     config.signer_key_id,
+                    tls=config.fiscal_tls,
+                    signer_tls=config.signer_tls,
                 )
                 for _ in range(n)
             ],
@@ -167,6 +176,7 @@ class Pipeline:
                     config.fiscal_addr,
                     config.verify_fiscal,
                     config.fiscal_public_key,
+                    tls=config.fiscal_tls,
                 )
                 for _ in range(n)
             ],

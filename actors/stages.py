@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from config.tls import TlsFiles
 from config.tuning import (
     CATALOG_TTL_S,
     DB_ATTEMPTS,
@@ -187,9 +188,15 @@ class ReserveStage(_DbStage):
 class UnitSignStage(_Timed):
     """Has the hospital's signing server (HSM) sign the canonical bytes, one call per batch."""
 
-    def __init__(self, signer_addr: str, key_id: str, timeout_s: float = SIGNER_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        signer_addr: str,
+        key_id: str,
+        timeout_s: float = SIGNER_TIMEOUT_S,
+        tls: TlsFiles | None = None,
+    ) -> None:
         super().__init__()
-        self.signer = SignerClient(signer_addr, key_id, timeout_s)
+        self.signer = SignerClient(signer_addr, key_id, timeout_s, tls=tls)
 
     async def run(self, items: Sequence[Item]) -> list[Item]:
         started = time.perf_counter()
@@ -217,15 +224,21 @@ class CountersignStage(_Timed):
     """Has the fiscal platform verify and countersign (监制), one call per batch."""
 
     def __init__(
-        self, fiscal_addr: str, timeout_s: float = 3.0, signer_addr: str = "", key_id: str = ""
+        self,
+        fiscal_addr: str,
+        timeout_s: float = 3.0,
+        signer_addr: str = "",
+        key_id: str = "",
+        tls: TlsFiles | None = None,
+        signer_tls: TlsFiles | None = None,
     ) -> None:
         super().__init__()
         # Inline issuance waits timeout_s for the platform; past it, bills go out
         # unit-signed and pending, and the recovery loop countersigns them later.
-        self.fiscal = FiscalClient(fiscal_addr, timeout_s)
+        self.fiscal = FiscalClient(fiscal_addr, timeout_s, tls=tls)
         self.breaker = CircuitBreaker(failure_threshold=3, cooldown_s=2.0, max_cooldown_s=30.0)
         # The unit's key, to check a unit signature the platform hands back.
-        self.signer = SignerClient(signer_addr, key_id) if signer_addr else None
+        self.signer = SignerClient(signer_addr, key_id, tls=signer_tls) if signer_addr else None
 
     async def unit_key(self) -> VerifyingKey | None:
         if self.signer is None:
@@ -309,9 +322,10 @@ class ArchiveStage(_DbStage):
         fiscal_addr: str,
         verify_fiscal: bool = True,
         pinned_key: bytes = b"",
+        tls: TlsFiles | None = None,
     ) -> None:
         super().__init__(database_url)
-        self.fiscal = FiscalClient(fiscal_addr, KEY_FETCH_TIMEOUT_S)
+        self.fiscal = FiscalClient(fiscal_addr, KEY_FETCH_TIMEOUT_S, tls=tls)
         self._verify = verify_fiscal
         self._pinned = VerifyingKey(pinned_key) if pinned_key else None
         if self._pinned is None and verify_fiscal:

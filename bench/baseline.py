@@ -18,6 +18,7 @@ import asyncpg
 from gmssl import sm2 as gm
 
 from clients.fiscal import FiscalClient
+from config.tls import TlsFiles
 from engine.pipeline import Work, finish
 from engine.prepare import prepare
 from engine.sm2 import SigningKey, encode_signature
@@ -34,7 +35,9 @@ BASELINE_UNIT = "BASELINE01"
 BASELINE_FISCAL_TIMEOUT_S = 30.0
 
 
-async def setup_baseline(pool: asyncpg.Pool, fiscal_addr: str, stock: int) -> SigningKey:
+async def setup_baseline(
+    pool: asyncpg.Pool, fiscal_addr: str, stock: int, *, tls: TlsFiles | None
+) -> SigningKey:
     """A unit of its own, with a key held in-process and a segment of its own."""
     key = SigningKey.generate()
     await ensure_unit(
@@ -45,7 +48,7 @@ async def setup_baseline(pool: asyncpg.Pool, fiscal_addr: str, stock: int) -> Si
         charge_codes=demo.CHARGE_CODES,
         bill_codes=demo.BILL_CODES,
     )
-    async with FiscalClient(fiscal_addr, BASELINE_FISCAL_TIMEOUT_S) as fiscal:
+    async with FiscalClient(fiscal_addr, BASELINE_FISCAL_TIMEOUT_S, tls=tls) as fiscal:
         await fiscal.register_unit(BASELINE_UNIT, "baseline", key.public)
         await grant_stock(
             pool,
@@ -59,7 +62,14 @@ async def setup_baseline(pool: asyncpg.Pool, fiscal_addr: str, stock: int) -> Si
 
 
 async def run_baseline(
-    pool: asyncpg.Pool, fiscal_addr: str, key: SigningKey, n: int, concurrency: int, tag: str
+    pool: asyncpg.Pool,
+    fiscal_addr: str,
+    key: SigningKey,
+    n: int,
+    concurrency: int,
+    tag: str,
+    *,
+    tls: TlsFiles | None,
 ) -> tuple[int, float, list[float]]:
     """Issue n bills the naive way; returns (issued, seconds, latencies in ms)."""
     catalog = await load_catalog(pool)
@@ -68,7 +78,7 @@ async def run_baseline(
     latencies: list[float] = []
     issued = 0
     queue = iter(bills)
-    async with FiscalClient(fiscal_addr, BASELINE_FISCAL_TIMEOUT_S) as fiscal:
+    async with FiscalClient(fiscal_addr, BASELINE_FISCAL_TIMEOUT_S, tls=tls) as fiscal:
 
         async def one_at_a_time() -> None:
             nonlocal issued

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import grpc
 
 from bench.chaos_check import Report, check
 from bench.chaos_load import Load, prepare
@@ -206,11 +205,11 @@ class Faults:
 
 
 async def public_keys(stack: Stack) -> tuple[bytes, bytes]:
-    async with grpc.aio.insecure_channel(stack.config.signer_addr) as ch:
+    async with stack.channel("signer") as ch:
         unit = await signer_pb2_grpc.SignerStub(ch).ExportPublicKey(
             signer_pb2.ExportPublicKeyRequest(key_id="unit-sign")
         )
-    async with grpc.aio.insecure_channel(stack.config.fiscal_addr) as ch:
+    async with stack.channel("fiscal") as ch:
         fiscal = await fiscal_pb2_grpc.FiscalPlatformStub(ch).GetPublicKey(
             fiscal_pb2.GetPublicKeyRequest()
         )
@@ -236,9 +235,9 @@ async def _scenario(
     stack: Stack, proxies: dict[str, FaultProxy], engine_env: dict[str, str], seed: int,
     seconds: float, faults: list[Fault], gmssl_sample: int,
 ) -> ChaosResult:  # fmt: skip
-    await prepare(stack.config.grpc_addr, office_count=50_000, paper_count=100_000)
+    await prepare(stack.config.grpc_addr, office_count=50_000, paper_count=100_000, tls=stack.tls())
     keys = await public_keys(stack)
-    load = Load(stack.config.grpc_addr, seed)
+    load = Load(stack.config.grpc_addr, seed, tls=stack.tls())
     player = Faults(stack, proxies, engine_env)
     started = time.monotonic()
     # The clients stop starting new work at the end of the load; the faults may

@@ -353,7 +353,9 @@ def run_locust(
         "--host", addr, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
         "--logfile", f"{prefix}.log", *classes,
     ]  # fmt: skip
-    subprocess.run(cmd, check=False, capture_output=True, timeout=seconds + 120)
+    # The locustfile finds the stack's TLS client certificate under EBILL_DATA_DIR.
+    env = {**os.environ, "EBILL_DATA_DIR": str(out_dir)}
+    subprocess.run(cmd, check=False, capture_output=True, timeout=seconds + 120, env=env)
     results: list[Result] = []
     if not Path(f"{prefix}_stats.csv").exists():  # Locust failed: its log says why
         return results
@@ -393,7 +395,7 @@ def agreement_line(own: Result, locust: Result) -> str:
 async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> _Results:
     results = _Results(ceiling)
     tag = f"B{int(time.time()):x}".upper()
-    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+    async with stack.channel() as ch:
         stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
         # Warm-up: connections, actor start-up, catalog.
         await run_batch(stub, 400, 2, f"{tag}W")
@@ -447,7 +449,9 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> _Resu
     if args.baseline:
         pool = await connect_pool(stack.database_url, migrate=False)
         try:
-            key = await setup_baseline(pool, stack.config.fiscal_addr, args.baseline * 2)
+            key = await setup_baseline(
+                pool, stack.config.fiscal_addr, args.baseline * 2, tls=stack.tls("engine")
+            )
             issued, secs, lat = await run_baseline(
                 pool,
                 stack.config.fiscal_addr,
@@ -455,6 +459,7 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> _Resu
                 args.baseline,
                 args.baseline_clients,
                 f"{tag}N",
+                tls=stack.tls("engine"),
             )
         finally:
             await pool.close()

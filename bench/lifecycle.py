@@ -83,7 +83,7 @@ async def concurrently(name: str, calls: list[object], clients: int) -> Result:
 
 async def bench(args: argparse.Namespace, stack: Stack) -> list[Result]:
     results = []
-    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+    async with stack.channel() as ch:
         issuance = issuance_pb2_grpc.IssuanceServiceStub(ch)
         lifecycle = lifecycle_pb2_grpc.LifecycleServiceStub(ch)
         stock = stock_pb2_grpc.StockServiceStub(ch)

@@ -24,6 +24,9 @@ from typing import Any  # noqa: E402
 import grpc  # noqa: E402
 from locust import User, between, events, task  # noqa: E402
 
+from config.settings import load  # noqa: E402
+from ops import pki  # noqa: E402
+from ops.stack import sync_channel  # noqa: E402
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc  # noqa: E402
 from usecases import demo  # noqa: E402
 from wire.bills import input_to_pb  # noqa: E402
@@ -44,7 +47,9 @@ class _GrpcUser(User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        self._channel = grpc.insecure_channel(self.host or "127.0.0.1:50051")
+        settings = load()
+        addr = self.host or settings.grpc_addr
+        self._channel = sync_channel(addr, pki.client_files(settings))
         self.stub = issuance_pb2_grpc.IssuanceServiceStub(self._channel)
 
     def on_stop(self) -> None:

@@ -27,12 +27,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import grpc
 
 from config import tuning
+from config.tls import TlsFiles
 from engine.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -52,8 +54,10 @@ __all__ = [
     "GrpcClient",
     "RetryPolicy",
     "call",
+    "channel_credentials",
     "channel_options",
     "open_channel",
+    "server_credentials",
     "to_error",
 ]
 
@@ -76,11 +80,45 @@ def channel_options() -> list[tuple[str, int]]:
     ]
 
 
-def open_channel(addr: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
-    """A channel to ``addr``: TLS with ``credentials``, plaintext without (today)."""
-    if credentials is None:
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"TLS {what} {path}: {exc.strerror} (README, Transport security)") from exc
+
+
+def channel_credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
+    """Mutual TLS as a client: trust ``tls.ca``, present ``tls.cert``.
+
+    The server's certificate must name the host dialled (a SAN of 127.0.0.1 for
+    the embedded default; a FaultProxy in between listens there too, and TLS
+    passes through it untouched)."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(tls.ca, "CA file"),
+        private_key=_read(tls.key, "key file"),
+        certificate_chain=_read(tls.cert, "certificate file"),
+    )
+
+
+def server_credentials(tls: TlsFiles, *, client_auth: bool) -> grpc.ServerCredentials:
+    """TLS as a server with ``tls.cert``; with ``client_auth`` a client must show
+    a certificate that chains to ``tls.ca``, or the handshake fails.
+
+    Hook for application certificates (issue #12, item 2): ``tls.ca`` may hold
+    several CAs; the caller's verified certificate reaches the servicers as
+    ``context.auth_context()["x509_common_name"]`` / ``["x509_pem_cert"]``."""
+    return grpc.ssl_server_credentials(
+        [(_read(tls.key, "key file"), _read(tls.cert, "certificate file"))],
+        root_certificates=_read(tls.ca, "CA file"),
+        require_client_auth=client_auth,
+    )
+
+
+def open_channel(addr: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
+    """A channel to ``addr``: mutual TLS with ``tls``, plaintext without."""
+    if tls is None:
         return grpc.aio.insecure_channel(addr, options=channel_options())
-    return grpc.aio.secure_channel(addr, credentials, options=channel_options())
+    return grpc.aio.secure_channel(addr, channel_credentials(tls), options=channel_options())
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,11 +220,11 @@ class GrpcClient(Generic[Stub]):
         addr: str,
         make_stub: Callable[[grpc.aio.Channel], Stub],
         *,
-        credentials: grpc.ChannelCredentials | None = None,
+        tls: TlsFiles | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.addr = addr
-        self._credentials = credentials
+        self._tls = tls
         self._retry = retry
         self._make_stub = make_stub
         self._channel: grpc.aio.Channel | None = None
@@ -194,7 +232,7 @@ class GrpcClient(Generic[Stub]):
 
     def stub(self) -> Stub:
         if self._stub is None:
-            self._channel = open_channel(self.addr, self._credentials)
+            self._channel = open_channel(self.addr, self._tls)
             self._stub = self._make_stub(self._channel)
         return self._stub
 

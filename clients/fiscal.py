@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-import grpc
-
 from clients._grpc import DEFAULT_RETRY, GrpcClient, RetryPolicy, call
 from config import tuning
+from config.tls import TlsFiles
 from engine.numbers import BillNo, NumberRange
 from engine.pipeline import Work
 from engine.sm2 import VerifyingKey
@@ -178,12 +177,10 @@ class FiscalClient(GrpcClient[fiscal_pb2_grpc.FiscalPlatformStub]):
         addr: str,
         timeout_s: float = tuning.FISCAL_ADMIN_TIMEOUT_S,
         *,
-        credentials: grpc.ChannelCredentials | None = None,
+        tls: TlsFiles | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
-        super().__init__(
-            addr, fiscal_pb2_grpc.FiscalPlatformStub, credentials=credentials, retry=retry
-        )
+        super().__init__(addr, fiscal_pb2_grpc.FiscalPlatformStub, tls=tls, retry=retry)
         self.timeout_s = timeout_s
         self._public_key: VerifyingKey | None = None
 

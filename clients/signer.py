@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import grpc
-
 from clients._grpc import DEFAULT_RETRY, GrpcClient, RetryPolicy, call
 from config import tuning
+from config.tls import TlsFiles
 from engine.errors import Internal
 from engine.sm2 import VerifyingKey
 from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
@@ -38,10 +37,10 @@ class SignerClient(GrpcClient[signer_pb2_grpc.SignerStub]):
         key_id: str,
         timeout_s: float = tuning.SIGNER_TIMEOUT_S,
         *,
-        credentials: grpc.ChannelCredentials | None = None,
+        tls: TlsFiles | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
-        super().__init__(addr, signer_pb2_grpc.SignerStub, credentials=credentials, retry=retry)
+        super().__init__(addr, signer_pb2_grpc.SignerStub, tls=tls, retry=retry)
         self.key_id = key_id
         self.timeout_s = timeout_s
         self._public_key: VerifyingKey | None = None

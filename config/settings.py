@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from config.tls import TlsFiles
 from config.tuning import SMTP_TIMEOUT_S
 
 __all__ = ["Settings", "load", "read_public_key"]
@@ -44,6 +45,15 @@ def _bool(name: str, default: bool) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name) or default).resolve()
+
+
+def _optional_path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw).resolve() if raw else None
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,31 @@ class Settings:
     stock_interval_s: float
     # Transparency log: how often a new tree head is signed (when the log grew).
     log_head_interval_s: float
+    # TLS (README "Transport security"): on by default with a local CA under
+    # data_dir/pki (ops/pki.py); the engine's certificate serves its port and is
+    # its client certificate towards the signer and the platform, unless a hop
+    # has a directory of its own (ca.pem, client.pem, client.key).
+    tls: bool
+    tls_ca_file: Path
+    tls_cert_file: Path
+    tls_key_file: Path
+    tls_client_auth: bool
+    signer_tls_dir: Path | None
+    fiscal_tls_dir: Path | None
+
+    def server_tls(self) -> TlsFiles | None:
+        """What this process serves TLS with; None: plaintext."""
+        if not self.tls:
+            return None
+        return TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+
+    def hop_tls(self, hop_dir: Path | None) -> TlsFiles | None:
+        """Mutual TLS towards the signer (``signer_tls_dir``) or the platform."""
+        if not self.tls:
+            return None
+        if hop_dir is None:
+            return self.server_tls()
+        return TlsFiles.in_dir(hop_dir, "client")
 
     def public(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
@@ -141,6 +176,13 @@ def load() -> Settings:
         paper_retention_days=_int("EBILL_PAPER_RETENTION_DAYS", 5 * 365),
         stock_interval_s=_float("EBILL_STOCK_INTERVAL_S", 2.0),
         log_head_interval_s=_float("EBILL_LOG_HEAD_INTERVAL_S", 10.0),
+        tls=_bool("EBILL_TLS", True),
+        tls_ca_file=_path("EBILL_TLS_CA_FILE", data_dir / "pki" / "ca.pem"),
+        tls_cert_file=_path("EBILL_TLS_CERT_FILE", data_dir / "pki" / "engine.pem"),
+        tls_key_file=_path("EBILL_TLS_KEY_FILE", data_dir / "pki" / "engine.key"),
+        tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
+        signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
+        fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
     )
 
 

@@ -53,7 +53,10 @@ async def _key(settings: Settings, args: argparse.Namespace) -> VerifyingKey | N
     if args.public_key:
         return VerifyingKey(bytes.fromhex(args.public_key))
     if args.fetch_key:
-        return await SignerClient(settings.signer_addr, settings.signer_key_id).public_key()
+        # As the engine would: its certificate on the signer hop.
+        tls = settings.hop_tls(settings.signer_tls_dir)
+        async with SignerClient(settings.signer_addr, settings.signer_key_id, tls=tls) as signer:
+            return await signer.public_key()
     return None
 
 

@@ -14,11 +14,11 @@ import sys
 import time
 from collections import Counter
 
-import grpc
-
+from clients._grpc import open_channel
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config.settings import Settings, load
+from config.tls import TlsFiles
 from ebill import auditcmd
 from engine.canonical import countersign_message
 from protos.ebill.v1 import (
@@ -44,6 +44,7 @@ async def issue_demo(
     addr: str,
     count: int,
     *,
+    tls: TlsFiles | None,
     batch: int = 100,
     concurrency: int = 4,
     prefix: str | None = None,
@@ -62,7 +63,7 @@ async def issue_demo(
     errors: Counter[str] = Counter()
     started = time.perf_counter()
     sem = asyncio.Semaphore(concurrency)
-    async with grpc.aio.insecure_channel(addr) as ch:
+    async with open_channel(addr, tls) as ch:
         stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
 
         async def send(chunk: list[bill_pb2.BillRequest]) -> None:
@@ -97,10 +98,17 @@ async def issue_demo(
 
 
 async def verify_bills(
-    bills: list[bill_pb2.IssuedBill], signer_addr: str, key_id: str, fiscal_addr: str
+    bills: list[bill_pb2.IssuedBill],
+    signer_addr: str,
+    key_id: str,
+    fiscal_addr: str,
+    tls: TlsFiles | None,
 ) -> int:
     """Check unit and fiscal signatures of issued bills; returns how many hold."""
-    async with SignerClient(signer_addr, key_id) as signer, FiscalClient(fiscal_addr) as fiscal:
+    async with (
+        SignerClient(signer_addr, key_id, tls=tls) as signer,
+        FiscalClient(fiscal_addr, tls=tls) as fiscal,
+    ):
         unit_pub = await signer.public_key()
         fiscal_pub = await fiscal.public_key()
     return sum(
@@ -114,7 +122,9 @@ async def verify_bills(
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from ebill.server import serve
+    from ops import pki
 
+    pki.ensure_for(settings)
     asyncio.run(serve(settings))
 
 
@@ -138,11 +148,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         fiscal_port=_port(settings.fiscal_addr),
         metrics_port=settings.metrics_port,
         log_dir=settings.data_dir / "logs",
+        tls=settings.tls,
     )
     with Stack(config) as stack:
         print(f"PostgreSQL   {stack.database_url}")
         print(f"signer       {config.signer_addr}  (HSM sandbox)")
         print(f"fiscal       {config.fiscal_addr}  (fiscal platform sandbox)")
+        pki_dir = config.data_dir.resolve() / "pki"
+        print(f"TLS          {f'on, local CA {pki_dir}/ca.pem' if config.tls else 'off'}")
 
         stack.seed_demo(stock=100_000)
         print(f"seeded demo unit {demo.UNIT_CODE} {demo.UNIT_NAME}")
@@ -152,9 +165,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             f"engine       {config.grpc_addr}  metrics http://127.0.0.1:{config.metrics_port}/metrics"
         )
         if args.demo:
-            bills = asyncio.run(issue_demo(config.grpc_addr, args.demo, batch=args.batch))
+            tls = stack.tls()
+            bills = asyncio.run(issue_demo(config.grpc_addr, args.demo, batch=args.batch, tls=tls))
             ok = asyncio.run(
-                verify_bills(bills, config.signer_addr, settings.signer_key_id, config.fiscal_addr)
+                verify_bills(
+                    bills, config.signer_addr, settings.signer_key_id, config.fiscal_addr, tls
+                )
             )
             print(f"verified unit signature and fiscal countersignature of {ok}/{len(bills)} bills")
             if bills:
@@ -165,7 +181,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
                 )
 
             if bills:
-                asyncio.run(lifecycle_demo(config.grpc_addr, bills[0]))
+                asyncio.run(lifecycle_demo(config.grpc_addr, bills[0], tls))
 
         if args.once:
             return
@@ -177,9 +193,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             print("\nstopping")
 
 
-async def lifecycle_demo(addr: str, bill: bill_pb2.IssuedBill) -> None:
+async def lifecycle_demo(addr: str, bill: bill_pb2.IssuedBill, tls: TlsFiles | None) -> None:
     """Red-flush one demo bill and show the stock identity, over the engine's own API."""
-    async with grpc.aio.insecure_channel(addr) as ch:
+    async with open_channel(addr, tls) as ch:
         operator = lifecycle_pb2.Operator(
             unit_code=bill.unit_code, place_code=bill.place_code, operator="demo-clerk"
         )
@@ -216,6 +232,8 @@ async def lifecycle_demo(addr: str, bill: bill_pb2.IssuedBill) -> None:
 
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> None:
+    from ops import pki
+
     asyncio.run(
         issue_demo(
             args.addr or settings.grpc_addr,
@@ -223,6 +241,7 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> None:
             batch=args.batch,
             concurrency=args.concurrency,
             place_code=args.place_code,
+            tls=pki.client_files(settings),
         )
     )
 

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
+from clients._grpc import server_credentials
 from clients.signer import SignerClient
 from config.settings import Settings, read_public_key
 from config.tuning import (
@@ -126,6 +127,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             signer_addr=settings.signer_addr,
             signer_key_id=settings.signer_key_id,
             fiscal_addr=settings.fiscal_addr,
+            signer_tls=settings.hop_tls(settings.signer_tls_dir),
+            fiscal_tls=settings.hop_tls(settings.fiscal_tls_dir),
             verify_fiscal=settings.verify_fiscal,
             fiscal_timeout_s=settings.fiscal_timeout_s,
             outbox_grace_s=settings.outbox_grace_s,
@@ -189,7 +192,13 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         ),
         server,
     )
-    if server.add_insecure_port(settings.grpc_addr) == 0:
+    tls = settings.server_tls()
+    if tls is None:
+        port = server.add_insecure_port(settings.grpc_addr)
+    else:
+        creds = server_credentials(tls, client_auth=settings.tls_client_auth)
+        port = server.add_secure_port(settings.grpc_addr, creds)
+    if port == 0:
         raise SystemExit(f"cannot listen on {settings.grpc_addr}")
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
@@ -218,12 +227,21 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         asyncio.create_task(
             translog_loop(
                 pool,
-                SignerClient(settings.signer_addr, settings.signer_key_id),
+                SignerClient(
+                    settings.signer_addr,
+                    settings.signer_key_id,
+                    tls=settings.hop_tls(settings.signer_tls_dir),
+                ),
                 settings.log_head_interval_s,
             )
         ),
     ]
-    log.info("engine serving on %s (metrics :%s)", settings.grpc_addr, settings.metrics_port)
+    log.info(
+        "engine serving on %s (%s; metrics :%s)",
+        settings.grpc_addr,
+        "plaintext" if tls is None else "TLS" + " + client certificates" * settings.tls_client_auth,
+        settings.metrics_port,
+    )
     print(f"engine ready on {settings.grpc_addr}", flush=True)
     if ready:
         ready()

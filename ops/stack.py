@@ -22,13 +22,17 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clients._grpc import channel_credentials, open_channel
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from config.settings import load
+from config.tls import TlsFiles
+from ops import pki
 from ops.sandboxes.signer import KeyStore
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.bootstrap import bootstrap_demo
 
-__all__ = ["Stack", "StackConfig", "free_port"]
+__all__ = ["Stack", "StackConfig", "free_port", "sync_channel"]
 
 
 def free_port() -> int:
@@ -50,6 +54,8 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     # Where process logs go; None: inherit the terminal.
     log_dir: Path | None = None
+    # TLS everywhere with the local PKI under data_dir/pki (EBILL_TLS, default on).
+    tls: bool = field(default_factory=lambda: load().tls)
 
     def __post_init__(self) -> None:
         self.grpc_port = self.grpc_port or free_port()
@@ -89,12 +95,31 @@ class Stack:
             EBILL_METRICS_PORT=str(c.metrics_port),
             EBILL_FISCAL_LATENCY_MS=str(c.fiscal_latency_ms),
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
+            EBILL_TLS="1" if c.tls else "0",
         )
         if self.fiscal_key_file.exists():
             # make run and the tests run pinned to the sandbox platform's key.
             env["EBILL_FISCAL_PUBLIC_KEY_FILE"] = str(self.fiscal_key_file)
         env.update(c.extra_env)
         return env
+
+    def tls(self, name: str = "client") -> TlsFiles | None:
+        """The local PKI's files of ``name`` (ops/pki.py); None with TLS off. The
+        engine is "engine"; tests, the CLI and benchmarks are "client"."""
+        if not self.config.tls:
+            return None
+        return TlsFiles.in_dir(self.config.data_dir.resolve() / "pki", name)
+
+    def channel(self, to: str = "engine") -> grpc.aio.Channel:
+        """A channel to the engine (or "signer", "fiscal") as the demo client:
+        TLS with its client certificate when TLS is on. Every test, benchmark and
+        CLI call to the stack goes through here."""
+        addr = {
+            "engine": self.config.grpc_addr,
+            "signer": self.config.signer_addr,
+            "fiscal": self.config.fiscal_addr,
+        }[to]
+        return open_channel(addr, self.tls())
 
     @property
     def fiscal_key_file(self) -> Path:
@@ -139,8 +164,9 @@ class Stack:
                     SignerClient(
                         self.config.signer_addr,
                         self.env().get("EBILL_SIGNER_KEY_ID", "unit-sign"),
+                        tls=self.tls("engine"),
                     ) as signer,
-                    FiscalClient(self.config.fiscal_addr) as fiscal,
+                    FiscalClient(self.config.fiscal_addr, tls=self.tls("engine")) as fiscal,
                 ):
                     await bootstrap_demo(pool, signer, fiscal, stock=stock)
             finally:
@@ -150,13 +176,13 @@ class Stack:
 
     def start_signer(self) -> None:
         self._spawn("signer", "ops.sandboxes.signer")
-        wait_for_channel(self.config.signer_addr, self.procs["signer"])
+        wait_for_channel(self.config.signer_addr, self.procs["signer"], self.tls())
 
     def start_fiscal(self, **env: str) -> None:
         """Start (or restart) the fiscal sandbox; env overrides e.g. its latency."""
         self.pin_fiscal_key()
         self._spawn("fiscal", "ops.sandboxes.fiscal", env=env)
-        wait_for_channel(self.config.fiscal_addr, self.procs["fiscal"])
+        wait_for_channel(self.config.fiscal_addr, self.procs["fiscal"], self.tls())
 
     def start_sandboxes(self) -> None:
         self.start_signer()
@@ -164,7 +190,7 @@ class Stack:
 
     def start_engine(self, timeout: float = 120, **env: str) -> None:
         self._spawn("engine", "ebill.cli", "serve", env=env)
-        wait_for_health(self.config.grpc_addr, self.procs["engine"], timeout)
+        wait_for_health(self.config.grpc_addr, self.procs["engine"], timeout, self.tls())
 
     def kill_process(self, name: str) -> None:
         """SIGKILL a process and everything in its process group: no clean-up runs."""
@@ -203,6 +229,9 @@ class Stack:
             os.killpg(proc.pid, signal.SIGKILL)
 
     def __enter__(self) -> Stack:
+        if self.config.tls:
+            # Made here, once, before the processes that read it start.
+            pki.ensure(self.config.data_dir.resolve() / "pki")
         self.start_database()
         self.start_sandboxes()
         return self
@@ -220,12 +249,21 @@ class Stack:
         self.stop()
 
 
-def wait_for_channel(addr: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def sync_channel(addr: str, tls: TlsFiles | None) -> grpc.Channel:
+    """A blocking channel (readiness checks, locust): TLS with ``tls``."""
+    if tls is None:
+        return grpc.insecure_channel(addr)
+    return grpc.secure_channel(addr, channel_credentials(tls))
+
+
+def wait_for_channel(
+    addr: str, proc: subprocess.Popen[bytes], tls: TlsFiles | None, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"process for {addr} exited with {proc.returncode}")
-        with grpc.insecure_channel(addr) as ch:
+        with sync_channel(addr, tls) as ch:
             try:
                 grpc.channel_ready_future(ch).result(timeout=0.5)
                 return
@@ -234,9 +272,11 @@ def wait_for_channel(addr: str, proc: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"nothing listening on {addr} after {timeout}s")
 
 
-def wait_for_health(addr: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_for_health(
+    addr: str, proc: subprocess.Popen[bytes], timeout: float, tls: TlsFiles | None
+) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(addr) as ch:
+    with sync_channel(addr, tls) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,8 +48,9 @@ class His:
     """A HIS that resends the same bills (same bus_no) until each is acknowledged,
     the way an integration is told to after a timeout or an error."""
 
-    def __init__(self, addr: str) -> None:
-        self.addr = addr
+    def __init__(self, connect: Callable[[], grpc.aio.Channel]) -> None:
+        # Stack.channel: TLS with the demo client's certificate.
+        self.connect = connect
         self.acked: dict[str, bill_pb2.IssuedBill] = {}
         self.errors = 0
 
@@ -59,7 +60,7 @@ class His:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(todo)} bills never acknowledged")
             # A fresh channel per attempt: no reconnect backoff carried over a restart.
-            async with grpc.aio.insecure_channel(self.addr) as ch:
+            async with self.connect() as ch:
                 stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
                 try:
                     resp = await stub.IssueBatch(

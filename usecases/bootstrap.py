@@ -26,28 +26,14 @@ async def register_unit(
 
 async def grant_stock(
     pool: asyncpg.Pool,
-    fiscal: FiscalClient | str,
+    fiscal: FiscalClient,
     *,
     unit_code: str,
     place_code: str,
     bill_code: str,
     count: int,
 ) -> NumberRange:
-    """Ask the platform for a segment and give it to an issuing point.
-
-    ``fiscal`` may be the platform's address (scripts, tests): a client is then
-    opened for this one grant.
-    """
-    if isinstance(fiscal, str):
-        async with FiscalClient(fiscal) as client:
-            return await grant_stock(
-                pool,
-                client,
-                unit_code=unit_code,
-                place_code=place_code,
-                bill_code=bill_code,
-                count=count,
-            )
+    """Ask the platform for a segment and give it to an issuing point."""
     grant = await fiscal.grant_segment(unit_code, bill_code, count)
     await add_segment(
         pool,

@@ -61,7 +61,9 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self._pool = pool
         self._settings = settings
-        self._fiscal = FiscalClient(settings.fiscal_addr)
+        self._fiscal = FiscalClient(
+            settings.fiscal_addr, tls=settings.hop_tls(settings.fiscal_tls_dir)
+        )
 
     # -- grant applications -----------------------------------------------------
 

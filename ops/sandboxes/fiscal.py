@@ -30,7 +30,7 @@ import grpc
 
 from engine.canonical import countersign_message
 from engine.sm2 import SigningKey, VerifyingKey
-from ops.sandboxes.common import new_server, serve_forever
+from ops.sandboxes.common import new_server, sandbox_tls, serve_forever
 from ops.sandboxes.fiscal_rules import (
     Amounts,
     amounts_of,
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.data_dir) / "fiscal", latency_ms=args.latency_ms, failure_rate=args.failure_rate
     )
     fiscal_pb2_grpc.add_FiscalPlatformServicer_to_server(service, server)
-    serve_forever(server, args.addr, "fiscal")
+    serve_forever(server, args.addr, "fiscal", sandbox_tls("fiscal", Path(args.data_dir)))
 
 
 if __name__ == "__main__":

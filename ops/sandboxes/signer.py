@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 
 from engine.sm2 import SigningKey, VerifyingKey
-from ops.sandboxes.common import new_server, serve_forever
+from ops.sandboxes.common import new_server, sandbox_tls, serve_forever
 from protos.hsm.v1 import signer_pb2, signer_pb2_grpc
 
 __all__ = ["KeyStore", "SignerService", "main"]
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     signer_pb2_grpc.add_SignerServicer_to_server(
         SignerService(KeyStore(Path(args.data_dir) / "signer")), server
     )
-    serve_forever(server, args.addr, "signer")
+    serve_forever(server, args.addr, "signer", sandbox_tls("signer", Path(args.data_dir)))
 
 
 if __name__ == "__main__":

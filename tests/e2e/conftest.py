@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import grpc
 import pytest
 import pytest_asyncio
 from aiosmtpd.controller import Controller
 
+from clients.fiscal import FiscalClient
 from ops.stack import Stack, StackConfig, free_port
 from protos.ebill.v1 import issuance_pb2_grpc, lifecycle_pb2_grpc, stock_pb2_grpc
 from storage.catalog import ensure_unit
@@ -82,6 +82,8 @@ def stack(mailbox: Mailbox) -> Iterator[Stack]:
             "EBILL_STOCK_INTERVAL_S": "0.5",
             # Tree heads every second, so proofs of new bills come quickly.
             "EBILL_LOG_HEAD_INTERVAL_S": "1",
+            # TLS is on by default; the suite also requires client certificates.
+            "EBILL_TLS_CLIENT_AUTH": "1",
         },
     )
     with Stack(config) as s:
@@ -100,14 +102,15 @@ def stack(mailbox: Mailbox) -> Iterator[Stack]:
                     charge_codes=[],
                     bill_codes=[],
                 )
-                await grant_stock(
-                    pool,
-                    config.fiscal_addr,
-                    unit_code=demo.UNIT_CODE,
-                    place_code=SCARCE_POINT,
-                    bill_code="44060119",
-                    count=SCARCE_STOCK,
-                )
+                async with FiscalClient(config.fiscal_addr, tls=s.tls("engine")) as fiscal:
+                    await grant_stock(
+                        pool,
+                        fiscal,
+                        unit_code=demo.UNIT_CODE,
+                        place_code=SCARCE_POINT,
+                        bill_code="44060119",
+                        count=SCARCE_STOCK,
+                    )
             finally:
                 await pool.close()
 
@@ -127,17 +130,17 @@ async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest_asyncio.fixture(scope="session")
 async def issuance(stack: Stack) -> AsyncIterator[issuance_pb2_grpc.IssuanceServiceStub]:
-    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+    async with stack.channel() as ch:
         yield issuance_pb2_grpc.IssuanceServiceStub(ch)
 
 
 @pytest_asyncio.fixture(scope="session")
 async def lifecycle(stack: Stack) -> AsyncIterator[lifecycle_pb2_grpc.LifecycleServiceStub]:
-    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+    async with stack.channel() as ch:
         yield lifecycle_pb2_grpc.LifecycleServiceStub(ch)
 
 
 @pytest_asyncio.fixture(scope="session")
 async def stock(stack: Stack) -> AsyncIterator[stock_pb2_grpc.StockServiceStub]:
-    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+    async with stack.channel() as ch:
         yield stock_pb2_grpc.StockServiceStub(ch)

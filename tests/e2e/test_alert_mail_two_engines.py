@@ -24,16 +24,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
 from aiosmtpd.controller import Controller
 
+from clients._grpc import open_channel
 from ops.stack import Stack, StackConfig, free_port, wait_for_health
 from protos.ebill.v1 import bill_pb2
 from storage.alerts import usable_at
@@ -116,7 +118,7 @@ def two_engine_stack(mailbox: SlowMailbox) -> Iterator[tuple[Stack, str, str]]:
                 start_new_session=True,
             )
         try:
-            wait_for_health(addr2, second, 120)
+            wait_for_health(addr2, second, 120, stack.tls())
             stack.procs["engine2"] = second
             yield stack, config.grpc_addr, addr2
         finally:
@@ -171,7 +173,11 @@ def test_two_engines_one_killed_mail_every_warning_once() -> None:
             async def scenario() -> None:
                 pool = await connect_pool(stack.database_url, migrate=False)
                 seq = [0]
-                his = [His(addr1), His(addr2), His(addr2)]
+
+                def to(addr: str) -> Callable[[], grpc.aio.Channel]:
+                    return lambda: open_channel(addr, stack.tls())
+
+                his = [His(to(addr1)), His(to(addr2)), His(to(addr2))]
 
                 async def load(h: His, tag: str, stop: float) -> None:
                     while time.monotonic() < stop:
@@ -184,7 +190,7 @@ def test_two_engines_one_killed_mail_every_warning_once() -> None:
                 mailed_before_kill = len(mailbox.messages)
                 await asyncio.to_thread(stack.kill_process, "engine2")
                 for h in his:
-                    h.addr = addr1  # the HIS fails over to the surviving engine
+                    h.connect = to(addr1)  # the HIS fails over to the surviving engine
                 await asyncio.gather(*tasks)
                 rounds = await arming
 

@@ -18,6 +18,8 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from clients._grpc import open_channel
+from config.tls import TlsFiles
 from engine.money import format_fen
 from engine.sm2 import SigningKey
 from ops.stack import free_port
@@ -28,7 +30,7 @@ INPATIENT = "44060219"
 
 
 @pytest.fixture(scope="module")
-def fiscal_addr() -> Iterator[str]:
+def fiscal_addr() -> Iterator[tuple[str, TlsFiles]]:
     data_dir = Path(tempfile.mkdtemp(prefix="ebill-fiscal-rules-"))
     addr = f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
@@ -44,15 +46,18 @@ def fiscal_addr() -> Iterator[str]:
                 break
         else:
             raise RuntimeError("the fiscal sandbox did not start")
-        yield addr
+        # TLS on (the default): the sandbox made the local PKI in its data dir.
+        yield addr, TlsFiles.in_dir(data_dir / "pki", "client")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
 @pytest_asyncio.fixture
-async def fiscal(fiscal_addr: str) -> AsyncIterator[fiscal_pb2_grpc.FiscalPlatformStub]:
-    async with grpc.aio.insecure_channel(fiscal_addr) as ch:
+async def fiscal(
+    fiscal_addr: tuple[str, TlsFiles],
+) -> AsyncIterator[fiscal_pb2_grpc.FiscalPlatformStub]:
+    async with open_channel(*fiscal_addr) as ch:
         yield fiscal_pb2_grpc.FiscalPlatformStub(ch)
 
 

@@ -101,7 +101,7 @@ async def test_single_bill_is_issued_signed_countersigned_and_archived(
     )
     assert sum(i["amt_fen"] for i in items) == row["total_fen"]
 
-    async with grpc.aio.insecure_channel(stack.config.fiscal_addr) as ch:
+    async with stack.channel("fiscal") as ch:
         fiscal = fiscal_pb2_grpc.FiscalPlatformStub(ch)
         found = await fiscal.VerifyBill(
             fiscal_pb2.VerifyBillRequest(

@@ -144,7 +144,7 @@ async def test_red_flush_issues_a_signed_negative_red_bill_once(
     assert_signed(red, await public_keys(stack))
 
     # The platform holds the red bill with its negative total.
-    async with grpc.aio.insecure_channel(stack.config.fiscal_addr) as ch:
+    async with stack.channel("fiscal") as ch:
         found = await fiscal_pb2_grpc.FiscalPlatformStub(ch).VerifyBill(
             fiscal_pb2.VerifyBillRequest(
                 bill_code=red.bill_code, bill_no=red.bill_no, check_code=red.check_code

@@ -70,7 +70,7 @@ async def test_metrics_show_stages_batches_errors_stock_and_backlog(
 
 
 async def test_health_and_reflection(stack: Stack) -> None:
-    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+    async with stack.channel() as ch:
         health = health_pb2_grpc.HealthStub(ch)
         for service in ("", "ebill.v1.IssuanceService"):
             resp = await health.Check(health_pb2.HealthCheckRequest(service=service))

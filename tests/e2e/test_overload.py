@@ -72,7 +72,7 @@ def test_overload_is_refused_at_once_and_no_acknowledged_bill_is_lost() -> None:
                     depths.append(await asyncio.to_thread(queue_depth, stack.config.metrics_port))
                     await asyncio.sleep(0.05)
 
-            channels = [grpc.aio.insecure_channel(stack.config.grpc_addr) for _ in range(4)]
+            channels = [stack.channel() for _ in range(4)]
             stubs = [issuance_pb2_grpc.IssuanceServiceStub(ch) for ch in channels]
             stop = asyncio.Event()
             watcher = asyncio.create_task(watch(stop))

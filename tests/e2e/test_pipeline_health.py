@@ -48,8 +48,8 @@ def stage_pids(stack: Stack, stage: str) -> list[int]:
     return out
 
 
-async def health(addr: str) -> int:
-    async with grpc.aio.insecure_channel(addr) as ch:
+async def health(stack: Stack) -> int:
+    async with stack.channel() as ch:
         try:
             resp = await health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=3
@@ -59,10 +59,10 @@ async def health(addr: str) -> int:
         return int(resp.status)
 
 
-async def wait_health(addr: str, want: int, timeout: float) -> float:
+async def wait_health(stack: Stack, want: int, timeout: float) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if await health(addr) == want:
+        if await health(stack) == want:
             return time.monotonic() - started
         await asyncio.sleep(0.25)
     raise AssertionError(f"health never became {want} in {timeout} s")
@@ -76,10 +76,9 @@ def test_a_killed_stage_restarts_and_health_follows_the_database() -> None:
             stack.start_engine(
                 EBILL_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{pg.port}/ebill"
             )
-            addr = stack.config.grpc_addr
 
             async def scenario() -> None:
-                his = His(addr)
+                his = His(stack.channel)
                 await his.issue(new_bills(20, "R"), deadline=time.monotonic() + 60)
                 for stage in ("ReserveStage", "ArchiveStage"):
                     [pid] = stage_pids(stack, stage)
@@ -94,13 +93,13 @@ def test_a_killed_stage_restarts_and_health_follows_the_database() -> None:
                     await his.issue(new_bills(20, "R"), deadline=time.monotonic() + 30)
                 assert his.errors == errors
                 assert len(his.acked) == 100
-                await wait_health(addr, SERVING, 10)
+                await wait_health(stack, SERVING, 10)
                 # The database away: NOT_SERVING; back: SERVING.
                 pg.refuse(True)
                 pg.cut()
-                await wait_health(addr, NOT_SERVING, 15)
+                await wait_health(stack, NOT_SERVING, 15)
                 pg.refuse(False)
-                await wait_health(addr, SERVING, 30)
+                await wait_health(stack, SERVING, 30)
                 await his.issue(new_bills(20, "R"), deadline=time.monotonic() + 60)
 
             asyncio.run(scenario())

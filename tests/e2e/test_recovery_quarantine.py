@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import grpc
 import pytest
 
 from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc, lifecycle_pb2
@@ -44,8 +43,8 @@ def test_a_bad_offline_bill_is_quarantined_and_the_others_recover() -> None:
                 pool, unit_code=unit, place_code=place, paper_code=PAPER,
                 start_no=1, end_no=100, operator="收费员01",
             )  # fmt: skip
-            his = His(stack.config.grpc_addr)
-            async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+            his = His(stack.channel)
+            async with stack.channel() as ch:
                 stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
                 lifecycle = lc_grpc.LifecycleServiceStub(ch)
                 await his.issue([converted], deadline=time.monotonic() + 60)

@@ -38,10 +38,10 @@ def test_fiscal_outage_bills_issue_pending_and_are_countersigned_after() -> None
             pool = await connect_pool(stack.database_url, migrate=False)
             keys = await public_keys(stack)
             stack.stop_process("fiscal")
-            his = His(stack.config.grpc_addr)
+            his = His(stack.channel)
             started = time.monotonic()
             await his.issue(new_bills(150, "OUT"), deadline=time.monotonic() + 60)
-            async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+            async with stack.channel() as ch:
                 stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
                 for _ in range(10):
                     single = new_bills(1, "OUTS")[0]
@@ -66,7 +66,7 @@ def test_fiscal_outage_bills_issue_pending_and_are_countersigned_after() -> None
             stack.start_fiscal()
             await wait_until_settled(pool, timeout=90)
             assert await check_invariants(pool, his.acked, keys) == 160
-            async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+            async with stack.channel() as ch:
                 stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
                 backlog = await stub.GetBacklog(issuance_pb2.GetBacklogRequest())
                 assert (backlog.pending_countersign, backlog.reserved) == (0, 0)
@@ -83,7 +83,7 @@ def test_kill_9_of_the_engine_under_load_loses_and_duplicates_nothing() -> None:
         async def scenario() -> None:
             pool = await connect_pool(stack.database_url, migrate=False)
             keys = await public_keys(stack)
-            clients = [His(stack.config.grpc_addr) for _ in range(4)]
+            clients = [His(stack.channel) for _ in range(4)]
             load = [
                 asyncio.create_task(c.run(25, batch=40, tag=f"K{i}")) for i, c in enumerate(clients)
             ]
@@ -135,7 +135,7 @@ def test_connections_cut_mid_batch_to_database_signer_and_fiscal() -> None:
             async def scenario() -> None:
                 pool = await connect_pool(stack.database_url, migrate=False)
                 keys = await public_keys(stack)
-                clients = [His(stack.config.grpc_addr) for _ in range(4)]
+                clients = [His(stack.channel) for _ in range(4)]
                 load = [
                     asyncio.create_task(c.run(15, batch=40, tag=f"C{i}"))
                     for i, c in enumerate(clients)
@@ -172,7 +172,7 @@ def test_offline_paper_bills_are_back_issued_as_e_bills_when_the_platform_return
             )  # fmt: skip
             leased = "SELECT sum(next_no - start_no) FROM segments"
             before = await pool.fetchval(leased)
-            async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+            async with stack.channel() as ch:
                 stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
 
                 def offline(
@@ -237,14 +237,14 @@ def test_signer_away_rpc_deadline_then_the_same_request_gets_the_bill() -> None:
             keys = await public_keys(stack)
             stack.stop_process("signer")
             (bill,) = new_bills(1, "DL")
-            async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+            async with stack.channel() as ch:
                 stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=bill))
                 assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
                 assert "same bus_no" in (err.value.details() or "")
                 stack.start_signer()
-                his = His(stack.config.grpc_addr)
+                his = His(stack.channel)
                 await his.issue([bill], deadline=time.monotonic() + 60)
             await wait_until_settled(pool, timeout=60)
             # One bill for the charge, numbered once, whichever path finished it.
@@ -265,7 +265,7 @@ def test_slow_fiscal_platform_bills_return_pending_then_are_countersigned() -> N
         async def scenario() -> None:
             pool = await connect_pool(stack.database_url, migrate=False)
             keys = await public_keys(stack)
-            his = His(stack.config.grpc_addr)
+            his = His(stack.channel)
             started = time.monotonic()
             await his.issue(new_bills(20, "SLOW"), deadline=time.monotonic() + 60)
             # The HIS is answered after the inline wait, not after the platform.

@@ -19,7 +19,7 @@ UNIT = "SANDBOX01"
 
 
 async def test_signer_signs_batches_gmssl_verifies_and_key_survives(stack: Stack) -> None:
-    async with grpc.aio.insecure_channel(stack.config.signer_addr) as ch:
+    async with stack.channel("signer") as ch:
         signer = signer_pb2_grpc.SignerStub(ch)
         data = [f"bill {i}".encode() for i in range(50)]
         sigs = (
@@ -53,7 +53,7 @@ async def test_fiscal_countersigns_only_good_unit_signatures_on_granted_numbers(
     stack: Stack,
 ) -> None:
     unit_key = SigningKey.generate()
-    async with grpc.aio.insecure_channel(stack.config.fiscal_addr) as ch:
+    async with stack.channel("fiscal") as ch:
         fiscal = fiscal_pb2_grpc.FiscalPlatformStub(ch)
         await fiscal.RegisterUnit(
             fiscal_pb2.RegisterUnitRequest(

@@ -7,7 +7,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from ops.raycluster import LocalRayCluster
@@ -37,7 +36,7 @@ def test_stages_spread_over_nodes_and_issue() -> None:
             async def issue() -> None:
                 pool = await connect_pool(stack.database_url, migrate=False)
                 acked: dict[str, bill_pb2.IssuedBill] = {}
-                async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+                async with stack.channel() as ch:
                     stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
                     calls = [
                         stub.IssueBatch(

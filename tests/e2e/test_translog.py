@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 @pytest_asyncio.fixture(scope="module")
 async def audit(stack: Stack) -> AsyncIterator[audit_pb2_grpc.AuditServiceStub]:
-    async with grpc.aio.insecure_channel(stack.config.grpc_addr) as ch:
+    async with stack.channel() as ch:
         yield audit_pb2_grpc.AuditServiceStub(ch)
 
 
