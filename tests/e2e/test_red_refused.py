@@ -16,7 +16,7 @@ import pytest
 
 from protos.ebill.v1 import bill_pb2, issuance_pb2_grpc, lifecycle_pb2
 from protos.ebill.v1 import lifecycle_pb2_grpc as lc_grpc
-from tests.e2e.test_lifecycle import by_number, charge, op, serial
+from tests.e2e.lifecycle_support import by_number, charge, op, serial
 from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
