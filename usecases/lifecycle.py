@@ -15,7 +15,14 @@ import asyncpg
 
 from actors.pipeline import Pipeline
 from config.tuning import LIST_DEFAULT_PAGE, LIST_MAX_PAGE, RED_MAX_BATCH, RED_MAX_INFLIGHT
-from engine.errors import AlreadyExists, DeadlineExceeded, EbillError, InvalidArgument, NotFound
+from engine.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    EbillError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from engine.fields import prefixed
 from engine.lifecycle import (
     BillKey,
@@ -25,7 +32,7 @@ from engine.lifecycle import (
     check_refund,
     red_prepared,
 )
-from engine.model import CST, IssuedBill
+from engine.model import CST, BillStatus, IssuedBill
 from engine.operator import Operator
 from engine.pipeline import Work
 from engine.prepare import Prepared
@@ -329,6 +336,16 @@ class Lifecycle:
             raise AlreadyExists(
                 f"bus_no: {bus_no} is already the serial of bill "
                 f"{existing.bill_code}/{existing.bill_no}",
+                field="bus_no",
+            )
+        if existing.status is BillStatus.REJECTED:
+            # The platform refused that red bill and the original is issued again;
+            # answering with it would pass a bill that cancels nothing as issued.
+            # Its serial stays spent (numbers and serials are never reused).
+            raise FailedPrecondition(
+                f"bus_no: {bus_no} is the serial of red bill "
+                f"{existing.bill_code}/{existing.bill_no}, which the fiscal platform "
+                f"refused; {state.label} is issued again: red-flush it under a new bus_no",
                 field="bus_no",
             )
         return replace(existing, replayed=True)

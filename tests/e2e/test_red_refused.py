@@ -17,6 +17,7 @@ import pytest
 from protos.ebill.v1 import bill_pb2, issuance_pb2_grpc, lifecycle_pb2
 from protos.ebill.v1 import lifecycle_pb2_grpc as lc_grpc
 from tests.e2e.lifecycle_support import by_number, charge, op, serial
+from tests.refusal import refused
 from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
@@ -67,3 +68,17 @@ async def test_a_red_bill_the_platform_refuses_leaves_the_original_issued(
     assert ops[-1] == "red_flush_refused"
     got = await issuance.GetBill(by_number(entered))
     assert got.status == bill_pb2.BILL_STATUS_ISSUED and got.red_by == ""
+
+    # The same call again (same bus_no) does not answer with the refused red bill
+    # as if it were issued: it is refused, naming the serial, and changes nothing.
+    err = await refused(
+        pool,
+        lifecycle.RedFlush(
+            lifecycle_pb2.RedFlushRequest(
+                operator=op(), original=by_number(entered), bus_no=red_no, reason="refund"
+            )
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        field="bus_no",
+    )
+    assert red_no in (err.details() or "") and "refused" in (err.details() or "")
