@@ -43,13 +43,15 @@ async def ebill_figures(
 ) -> WriteOffFigures:
     lo, hi = day_bounds(period_from, period_to)
     row = await conn.fetchrow(
+        # A red bill the platform refused ('rejected', migration 0006) cancelled
+        # nothing and is final: not a red bill to declare, and not unfinished.
         "SELECT count(*) FILTER (WHERE red_of IS NULL) AS issued_count,"
         " coalesce(sum(total_fen) FILTER (WHERE red_of IS NULL), 0) AS issued_fen,"
         " count(*) FILTER (WHERE red_of IS NOT NULL) AS red_count,"
         " coalesce(sum(total_fen) FILTER (WHERE red_of IS NOT NULL), 0) AS red_fen,"
         " count(*) FILTER (WHERE status NOT IN ('issued', 'red_flushed')) AS unfinished"
         " FROM bills WHERE unit_code = $1 AND bill_code = $2 AND origin = 'engine'"
-        " AND issued_at >= $3 AND issued_at < $4",
+        " AND status <> 'rejected' AND issued_at >= $3 AND issued_at < $4",
         unit_code,
         bill_code,
         lo,
@@ -58,7 +60,8 @@ async def ebill_figures(
     assert row is not None
     flushed = await conn.fetchval(
         "SELECT count(*) FROM bills o JOIN bills r ON r.red_of = o.id"
-        " WHERE r.unit_code = $1 AND r.bill_code = $2 AND r.issued_at >= $3 AND r.issued_at < $4",
+        " WHERE r.unit_code = $1 AND r.bill_code = $2 AND r.status <> 'rejected'"
+        " AND r.issued_at >= $3 AND r.issued_at < $4",
         unit_code,
         bill_code,
         lo,
@@ -309,12 +312,13 @@ async def audit_figures(
     pool: asyncpg.Pool, unit_code: str, period_from: date, period_to: date
 ) -> list[AuditFigure]:
     """Per bill code: bills issued here in the period, their total, and how many are
-    not yet archived (the issued-vs-archived difference)."""
+    not yet archived (the issued-vs-archived difference). Red bills the platform
+    refused are not counted: they are on no platform record and cancel nothing."""
     lo, hi = day_bounds(period_from, period_to)
     rows = await pool.fetch(
         "SELECT bill_code, count(*) AS n, coalesce(sum(total_fen), 0) AS fen,"
         " count(*) FILTER (WHERE archived_at IS NULL) AS unarchived"
-        " FROM bills WHERE unit_code = $1 AND origin = 'engine'"
+        " FROM bills WHERE unit_code = $1 AND origin = 'engine' AND status <> 'rejected'"
         " AND issued_at >= $2 AND issued_at < $3 GROUP BY 1 ORDER BY 1",
         unit_code,
         lo,
