@@ -164,7 +164,11 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
 
     issuance = Issuance(batcher, pool, pipeline, settings.rpc_timeout_s)
     lifecycle = Lifecycle(
-        pool, pipeline, settings.rpc_timeout_s, linger_s=settings.batch_linger_ms / 1000
+        pool,
+        pipeline,
+        settings.rpc_timeout_s,
+        linger_s=settings.batch_linger_ms / 1000,
+        max_queue=settings.queue_max,
     )
     lifecycle.start()
 

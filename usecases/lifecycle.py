@@ -124,8 +124,16 @@ class Page:
 
 class Lifecycle:
     def __init__(
-        self, pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float, linger_s: float = 0.003
+        self,
+        pool: asyncpg.Pool,
+        pipeline: Pipeline,
+        timeout_s: float,
+        linger_s: float = 0.003,
+        max_queue: int | None = None,
     ) -> None:
+        """``max_queue``: red bills waiting for a pipeline batch (EBILL_QUEUE_MAX, as
+        for issuance); past it a red-flush is refused at once with RESOURCE_EXHAUSTED
+        and a retry delay instead of queueing without bound. None: no bound."""
         self._pool = pool
         self._pipeline = pipeline
         self._timeout = timeout_s
@@ -135,6 +143,7 @@ class Lifecycle:
             max_batch=RED_MAX_BATCH,
             linger_s=linger_s,
             max_inflight=RED_MAX_INFLIGHT,
+            max_queue=max_queue,
             metered=False,
         )
 
