@@ -41,9 +41,12 @@ BATCH_SIZE = Histogram(
 BATCH_LATENCY = Histogram(
     "ebill_batch_seconds", "Time of one batch through all stages", buckets=_LATENCY_BUCKETS
 )
-QUEUE_DEPTH = Gauge("ebill_queue_depth", "Bills waiting for a pipeline batch")
+# Summed over both issuance lanes and the red-flush batcher (no lane label: one
+# series, as the dashboard and the overload test read it).
+QUEUE_DEPTH = Gauge("ebill_queue_depth", "Bills waiting for a pipeline batch, all batchers")
 OVERLOAD_REFUSED = Counter(
-    "ebill_overload_refused_total", "Issuing calls refused at once because the queue was full"
+    "ebill_overload_refused_total",
+    "Issuing and red-flush calls refused at once because their batcher's queue was full",
 )
 INFLIGHT = Gauge("ebill_inflight_batches", "Batches in the pipeline")
 STAGE_ITEMS = Counter("ebill_stage_items_total", "Bills processed by a stage", ["stage"])

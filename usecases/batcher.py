@@ -38,8 +38,11 @@ T = TypeVar("T")
 class MicroBatcher(Generic[T]):
     """Batches items of type T (serialised requests, prepared red bills) for ``run``.
 
-    ``metered``: report queue depth, batch sizes and latencies (the issuance
-    batcher); a second batcher in the same process leaves the gauges to it.
+    Every batcher adds its queue to ``ebill_queue_depth`` and its refusals to
+    ``ebill_overload_refused_total``: the one series is the sum over both issuance
+    lanes and the red-flush batcher, so an overloaded interactive lane shows there
+    too. ``metered``: also report batch sizes, latencies and batches in flight (the
+    bulk issuance lane); the others leave those series to it.
     """
 
     def __init__(
@@ -59,6 +62,8 @@ class MicroBatcher(Generic[T]):
         self._max_queue = max_queue
         # Calls refused because the queue was full (tests and the metric read it).
         self.refused = 0
+        # This batcher's share of the shared queue-depth gauge, as last reported.
+        self._reported_depth = 0
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[Outcome]]] = asyncio.Queue()
         self._slots = asyncio.Semaphore(max_inflight)
         self._task: asyncio.Task[None] | None = None
@@ -74,13 +79,21 @@ class MicroBatcher(Generic[T]):
                 await self._task
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        # Stopped: whatever is still queued is nobody's work any more.
+        self._report_depth(0)
+
+    def _report_depth(self, depth: int | None = None) -> None:
+        """Moves the shared gauge by this batcher's change only (inc/dec, not set):
+        several batchers in one process add up instead of overwriting each other."""
+        now = self._queue.qsize() if depth is None else depth
+        metrics.QUEUE_DEPTH.inc(now - self._reported_depth)
+        self._reported_depth = now
 
     async def submit(self, bills: Sequence[T]) -> list[Outcome]:
         queued = self._queue.qsize()
         if self._max_queue is not None and queued and queued + len(bills) > self._max_queue:
             self.refused += 1
-            if self._metered:
-                metrics.OVERLOAD_REFUSED.inc()
+            metrics.OVERLOAD_REFUSED.inc()
             raise ResourceExhausted(
                 f"engine overloaded: {queued} bills already wait for the pipeline "
                 f"(bound {self._max_queue}); nothing was issued, retry shortly",
@@ -90,8 +103,7 @@ class MicroBatcher(Generic[T]):
         futures = [loop.create_future() for _ in bills]
         for bill, fut in zip(bills, futures, strict=True):
             self._queue.put_nowait((bill, fut))
-        if self._metered:
-            metrics.QUEUE_DEPTH.set(self._queue.qsize())
+        self._report_depth()
         return list(await asyncio.gather(*futures))
 
     async def _loop(self) -> None:
@@ -113,8 +125,7 @@ class MicroBatcher(Generic[T]):
                     batch.append(await asyncio.wait_for(self._queue.get(), left))
                 except TimeoutError:
                     break
-            if self._metered:
-                metrics.QUEUE_DEPTH.set(self._queue.qsize())
+            self._report_depth()
             task = asyncio.create_task(self._dispatch(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
