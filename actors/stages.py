@@ -39,6 +39,7 @@ from engine.prepare import Prepared, prepare
 from engine.sm2 import VerifyingKey
 from engine.validation import check
 from protos.ebill.v1 import bill_pb2
+from storage import archive as archive_store
 from storage import bills as bill_store
 from storage.catalog import load_catalog
 from storage.db import connect_pool
@@ -384,7 +385,7 @@ class ArchiveStage(_DbStage):
         if works:
             pool = await self.pool()
             try:
-                await _with_db_retry(lambda: bill_store.archive(pool, works))
+                await _with_db_retry(lambda: archive_store.archive(pool, works))
             except EbillError as exc:
                 out = [exc if isinstance(it, Work) else it for it in out]
         self.record(len(works), started)

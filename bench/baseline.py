@@ -23,6 +23,7 @@ from engine.pipeline import Work, finish
 from engine.prepare import prepare
 from engine.sm2 import SigningKey, encode_signature
 from engine.validation import validate
+from storage import archive as archive_store
 from storage import bills as bill_store
 from storage.catalog import ensure_unit, load_catalog
 from usecases import demo
@@ -94,7 +95,7 @@ async def run_baseline(
                 (r,) = await fiscal.countersign_batch([work])
                 if r.ok:
                     work = replace(work, fiscal_signature=r.fiscal_signature)
-                await bill_store.archive(pool, [finish(work)])  # another commit
+                await archive_store.archive(pool, [finish(work)])  # another commit
                 latencies.append((time.perf_counter() - t) * 1000)
                 issued += 1 if r.ok else 0
 

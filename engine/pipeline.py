@@ -41,7 +41,7 @@ class Work(BillRecord):
     # waiting will not help, the caller is told so.
     rejected: bool = False
     # The platform itself refused the bill (not a countersignature that failed our
-    # check): a refused red bill no longer cancels its original (storage.bills.archive).
+    # check): a refused red bill no longer cancels its original (storage.archive.archive).
     platform_refused: bool = False
 
     @property

@@ -18,7 +18,7 @@ TRANSITIONS: Mapping[BillStatus, frozenset[BillStatus]] = {
     # A reserved row carries everything needed to sign it again after a crash.
     BillStatus.RESERVED: frozenset({BillStatus.PENDING_COUNTERSIGN, BillStatus.ISSUED}),
     # Unit-signed while the fiscal platform was away; countersigned later.
-    # Or refused by the platform for good (a red bill: storage.bills.archive
+    # Or refused by the platform for good (a red bill: storage.archive.archive
     # restores its original to issued in the same transaction).
     BillStatus.PENDING_COUNTERSIGN: frozenset({BillStatus.ISSUED, BillStatus.REJECTED}),
     BillStatus.ISSUED: frozenset({BillStatus.RED_FLUSHED}),

@@ -23,6 +23,7 @@ from engine.model import IssuedBill
 from engine.outcome import outcome_error
 from engine.pipeline import Work
 from ops import metrics
+from storage import archive as archive_store
 from storage import bills as bill_store
 from storage.offline import (
     QuarantinedOffline,
@@ -132,7 +133,7 @@ class Issuance:
         return bill
 
     async def backlog(self) -> Backlog:
-        b = await bill_store.backlog(self._pool)
+        b = await archive_store.backlog(self._pool)
         return Backlog(
             reserved=int(b["reserved"]),
             pending_countersign=int(b["pending_countersign"]),

@@ -14,7 +14,7 @@ from engine.errors import EbillError
 from engine.model import BillStatus
 from engine.pipeline import Work
 from ops import metrics
-from storage import bills as bill_store
+from storage import archive as archive_store
 from storage.offline import link_back_issued, quarantine_offline, waiting_offline
 
 __all__ = ["back_issue_offline", "recover_forever", "recover_once"]
@@ -89,7 +89,7 @@ async def recover_once(pipeline: Pipeline, pool: asyncpg.Pool, batch: int) -> in
         raise
     except Exception:
         log.exception("back-issuing offline bills failed; the outbox goes on")
-    works = await bill_store.claim_due(pool, batch)
+    works = await archive_store.claim_due(pool, batch)
     if works:
         items = await pipeline.recover(works)
         done = sum(1 for it in items if isinstance(it, Work) and it.status is BillStatus.ISSUED)

@@ -11,7 +11,7 @@ from prometheus_client import Counter
 
 from actors.pipeline import Pipeline
 from ops import metrics
-from storage import bills as bill_store
+from storage import archive as archive_store
 from storage.alerts import unread_alerts
 from storage.catalog import stock_available
 
@@ -52,7 +52,7 @@ async def poll_stats(pipeline: Pipeline, pool: asyncpg.Pool, interval_s: float) 
             metrics.FISCAL_CIRCUIT_OPEN.set(
                 max(r.get("circuit_open", 0.0) for r in stats["countersign"])
             )
-            b = await bill_store.backlog(pool)
+            b = await archive_store.backlog(pool)
             metrics.UNFINISHED.labels("reserved").set(b["reserved"])
             metrics.UNFINISHED.labels("pending_countersign").set(b["pending_countersign"])
             metrics.OLDEST_UNFINISHED.set(b["oldest_s"])

@@ -12,7 +12,8 @@ import asyncpg
 from engine.lifecycle import BillKey, red_prepared
 from engine.model import CST, BillStatus
 from engine.pipeline import Work, finish
-from storage.bills import archive, get_bill, reserve
+from storage.archive import archive
+from storage.bills import get_bill, reserve
 from storage.lifecycle import bill_events, load_original
 from tests.storage.test_reserve import UNIT, prepared, setup, work
 

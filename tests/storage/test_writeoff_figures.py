@@ -12,7 +12,7 @@ import asyncpg
 
 from engine.model import CST
 from engine.pipeline import finish
-from storage.bills import archive
+from storage.archive import archive
 from storage.stock.writeoff import audit_figures, ebill_figures
 from tests.storage.test_red_refused import issued_original, red_flush
 from tests.storage.test_reserve import UNIT, setup

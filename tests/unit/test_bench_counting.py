@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bench import ceiling as crypto
 from bench import issuance as bench
 from protos.ebill.v1 import bill_pb2, issuance_pb2
 
@@ -64,7 +65,7 @@ async def test_single_runs_count_only_countersigned_bills() -> None:
 
 
 def test_a_run_with_pending_answers_says_so() -> None:
-    ceiling = bench.CryptoCeiling(2, 2000, 3000, 4000, 6000)
+    ceiling = crypto.CryptoCeiling(2, 2000, 3000, 4000, 6000)
     runs = [
         bench.Result("batch", 900, 0, 1.0, [], pending=100, ceiling=ceiling.bills_per_s),
         bench.Result("baseline, 8 clients", 50, 0, 1.0, [], pending=None),
@@ -78,17 +79,17 @@ def test_a_run_with_pending_answers_says_so() -> None:
 
 
 def test_the_ceiling_follows_the_sm2_operations_per_bill() -> None:
-    c = bench.CryptoCeiling(2, 2000, 3000, 4000, 6000)
-    per_bill = bench.SM2_SIGNS_PER_BILL / 4000 + bench.SM2_VERIFIES_PER_BILL / 6000
+    c = crypto.CryptoCeiling(2, 2000, 3000, 4000, 6000)
+    per_bill = crypto.SM2_SIGNS_PER_BILL / 4000 + crypto.SM2_VERIFIES_PER_BILL / 6000
     assert c.bills_per_s == pytest.approx(1 / per_bill)
     # Two signs (unit, platform) and two verifies (platform, archive) per bill.
-    assert (bench.SM2_SIGNS_PER_BILL, bench.SM2_VERIFIES_PER_BILL) == (2, 2)
+    assert (crypto.SM2_SIGNS_PER_BILL, crypto.SM2_VERIFIES_PER_BILL) == (2, 2)
     r = bench.Result("batch", 500, 0, 1.0, [], ceiling=c.bills_per_s)
     assert f"{500 / c.bills_per_s:.1%}" in r.line()
 
 
 def test_native_sm2_rates_are_measured() -> None:
-    c = bench.measure_sm2(0.05, threads=2)
+    c = crypto.measure_sm2(0.05, threads=2)
     assert c.sign_per_s_one > 100 and c.verify_per_s_one > 100
     assert c.sign_per_s > 100 and c.verify_per_s > 100
     assert 0 < c.bills_per_s < min(c.sign_per_s, c.verify_per_s)
