@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from engine.errors import InvalidArgument
-from engine.fields import prefixed
 from engine.lifecycle import BillKey
 from engine.model import CST
 from engine.operator import Operator
@@ -27,7 +26,6 @@ __all__ = [
     "operator_office",
     "operator_point",
     "point",
-    "prefixed",
     "stamp",
 ]
 
