@@ -18,16 +18,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create the local virtualenv with every dependency
 
-run: $(STAMP) ## Start the whole stack on embedded defaults and issue demo bills
+SYSTEM := $(VENV)/.system
+$(SYSTEM): ops/debian-packages.txt ops/system-deps.sh | $(STAMP)
+	bash ops/system-deps.sh
+	touch $(SYSTEM)
+
+system: $(SYSTEM) ## Install the Debian packages of ops/debian-packages.txt that are missing
+
+run: $(STAMP) $(SYSTEM) ## Start the whole stack on embedded defaults and issue demo bills
 	$(VENV)/bin/ebill run --demo $${DEMO:-500}
 
-test: $(STAMP) ## Run every test: unit, storage and end-to-end (CI)
+test: $(STAMP) $(SYSTEM) ## Run every test: unit, storage and end-to-end (CI)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP) ## Unit and storage tests only (no Ray, no sandboxes; under a minute)
 	$(PY) -m pytest -q tests/unit tests/storage
 
-test-e2e: $(STAMP) ## End-to-end tests on the whole stack (PostgreSQL, Ray, sandboxes)
+test-e2e: $(STAMP) $(SYSTEM) ## End-to-end tests on the whole stack (PostgreSQL, Ray, sandboxes)
 	$(PY) -m pytest -q tests/e2e
 
 protos: $(STAMP) ## Regenerate Python code (+ .pyi stubs) from protos/
@@ -54,4 +61,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv run test test-fast test-e2e protos fmt lint bench bench-lifecycle chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle chaos clean

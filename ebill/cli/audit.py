@@ -11,34 +11,23 @@ beside them.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from clients.signer import SignerClient
-from config.settings import Settings
+from config.settings import Settings, load
 from engine.audit import Report
 from engine.sm2 import VerifyingKey
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.translog import export_log, verify_database, verify_lines
 
-__all__ = ["add_parser", "run"]
+__all__ = ["app"]
 
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    audit = sub.add_parser("audit", help="verify or export the transparency log offline")
-    cmds = audit.add_subparsers(dest="audit_cmd", required=True)
-    verify = cmds.add_parser("verify", help="check every leaf and signed head")
-    verify.add_argument("--database-url", default="", help="default: EBILL_DATABASE_URL")
-    verify.add_argument("--file", default="", help="an exported log (JSON lines) instead")
-    verify.add_argument("--public-key", default="", help="the signer's key, hex 04||x||y")
-    verify.add_argument(
-        "--fetch-key", action="store_true", help="ask the signing server for its key"
-    )
-    export = cmds.add_parser("export", help="write the log as JSON lines")
-    export.add_argument("--database-url", default="", help="default: EBILL_DATABASE_URL")
-    export.add_argument("-o", "--output", default="-", help="file, or - for stdout")
+app = typer.Typer(help="Verify or export the transparency log offline.", no_args_is_help=True)
 
 
 async def _url(settings: Settings, given: str) -> tuple[str, EmbeddedPostgres | None]:
@@ -49,10 +38,10 @@ async def _url(settings: Settings, given: str) -> tuple[str, EmbeddedPostgres | 
     return embedded.url, embedded
 
 
-async def _key(settings: Settings, args: argparse.Namespace) -> VerifyingKey | None:
-    if args.public_key:
-        return VerifyingKey(bytes.fromhex(args.public_key))
-    if args.fetch_key:
+async def _key(settings: Settings, public_key: str, fetch_key: bool) -> VerifyingKey | None:
+    if public_key:
+        return VerifyingKey(bytes.fromhex(public_key))
+    if fetch_key:
         # As the engine would: its certificate on the signer hop.
         tls = settings.hop_tls(settings.signer_tls_dir)
         async with SignerClient(settings.signer_addr, settings.signer_key_id, tls=tls) as signer:
@@ -75,12 +64,14 @@ def _print(report: Report) -> int:
     return 1
 
 
-async def _verify(settings: Settings, args: argparse.Namespace) -> int:
-    key = await _key(settings, args)
-    if args.file:
-        with Path(args.file).open(encoding="utf-8") as f:
+async def _verify(
+    settings: Settings, database_url: str, file: str, public_key: str, fetch_key: bool
+) -> int:
+    key = await _key(settings, public_key, fetch_key)
+    if file:
+        with Path(file).open(encoding="utf-8") as f:
             return _print(verify_lines(f, key))
-    url, embedded = await _url(settings, args.database_url)
+    url, embedded = await _url(settings, database_url)
     pool = await connect_pool(url, size=1, migrate=False)
     try:
         async with pool.acquire() as conn:
@@ -91,8 +82,8 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
             embedded.cleanup()
 
 
-async def _export(settings: Settings, args: argparse.Namespace) -> int:
-    url, embedded = await _url(settings, args.database_url)
+async def _export(settings: Settings, database_url: str, output: str) -> int:
+    url, embedded = await _url(settings, database_url)
     pool = await connect_pool(url, size=1, migrate=False)
     try:
         async with pool.acquire() as conn:
@@ -102,13 +93,31 @@ async def _export(settings: Settings, args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.cleanup()
     text = "".join(line + "\n" for line in lines)
-    if args.output == "-":
+    if output == "-":
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        Path(output).write_text(text, encoding="utf-8")
     return 0
 
 
-def run(settings: Settings, args: argparse.Namespace) -> None:
-    cmd = _verify if args.audit_cmd == "verify" else _export
-    sys.exit(asyncio.run(cmd(settings, args)))
+_DB = typer.Option("--database-url", help="default: EBILL_DATABASE_URL or the embedded one")
+
+
+@app.command("verify")
+def verify(
+    database_url: Annotated[str, _DB] = "",
+    file: Annotated[str, typer.Option(help="an exported log (JSON lines) instead")] = "",
+    public_key: Annotated[str, typer.Option(help="the signer's key, hex 04||x||y")] = "",
+    fetch_key: Annotated[bool, typer.Option(help="ask the signing server for its key")] = False,
+) -> None:
+    """Check every leaf and signed head; exit 1 naming the first bad leaf."""
+    sys.exit(asyncio.run(_verify(load(), database_url, file, public_key, fetch_key)))
+
+
+@app.command("export")
+def export(
+    database_url: Annotated[str, _DB] = "",
+    output: Annotated[str, typer.Option("-o", "--output", help="file, or - for stdout")] = "-",
+) -> None:
+    """Write the log as JSON lines."""
+    sys.exit(asyncio.run(_export(load(), database_url, output)))

@@ -1,11 +1,8 @@
-"""`ebill`: run the engine, its sandboxes, the whole stack, or issue demo bills.
-
-Every flag defaults from its EBILL_* variable (config/settings.py).
-"""
+"""`ebill serve | run | issue | signer | fiscal`: the engine, the whole stack, demo bills
+and the sandboxes. Every flag defaults from its EBILL_* variable (config/settings.py)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import random
@@ -13,13 +10,15 @@ import signal
 import sys
 import time
 from collections import Counter
+from typing import Annotated
+
+import typer
 
 from clients._grpc import open_channel
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
-from config.settings import Settings, load
+from config.settings import load
 from config.tls import TlsFiles
-from ebill import auditcmd
 from engine.canonical import countersign_message
 from protos.ebill.v1 import (
     bill_pb2,
@@ -33,7 +32,7 @@ from protos.ebill.v1 import (
 from usecases import demo
 from wire.bills import input_to_pb
 
-__all__ = ["main"]
+__all__ = ["issue_demo", "register", "verify_bills"]
 
 
 def _port(addr: str) -> int:
@@ -120,10 +119,12 @@ async def verify_bills(
     )
 
 
-def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+def cmd_serve() -> None:
+    """Run the engine's gRPC server."""
     from ebill.server import serve
     from ops import pki
 
+    settings = load()
     pki.ensure_for(settings)
     asyncio.run(serve(settings))
 
@@ -132,8 +133,14 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
-    """The whole stack on embedded defaults, seeded, with demo bills issued."""
+def cmd_run(
+    demo_count: Annotated[int, typer.Option("--demo", help="demo bills to issue once up")] = 500,
+    batch: Annotated[int, typer.Option(help="bills per IssueBatch call")] = 100,
+    once: Annotated[bool, typer.Option("--once", help="stop after the demo")] = False,
+) -> None:
+    """Start the whole stack on embedded defaults, seeded, with demo bills issued."""
+    logging.getLogger().setLevel(logging.WARNING)
+    settings = load()
     from ops.stack import Stack, StackConfig
 
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the stack's processes (each in
@@ -164,9 +171,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         print(
             f"engine       {config.grpc_addr}  metrics http://127.0.0.1:{config.metrics_port}/metrics"
         )
-        if args.demo:
+        if demo_count:
             tls = stack.tls()
-            bills = asyncio.run(issue_demo(config.grpc_addr, args.demo, batch=args.batch, tls=tls))
+            bills = asyncio.run(issue_demo(config.grpc_addr, demo_count, batch=batch, tls=tls))
             ok = asyncio.run(
                 verify_bills(
                     bills, config.signer_addr, settings.signer_key_id, config.fiscal_addr, tls
@@ -183,7 +190,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             if bills:
                 asyncio.run(lifecycle_demo(config.grpc_addr, bills[0], tls))
 
-        if args.once:
+        if once:
             return
         print("stack running; Ctrl-C to stop. Logs in", config.log_dir)
         try:
@@ -231,59 +238,46 @@ async def lifecycle_demo(addr: str, bill: bill_pb2.IssuedBill, tls: TlsFiles | N
             )
 
 
-def cmd_issue(settings: Settings, args: argparse.Namespace) -> None:
+def cmd_issue(
+    demo_count: Annotated[int, typer.Option("--demo", help="how many bills")] = 100,
+    batch: Annotated[int, typer.Option(help="bills per IssueBatch call")] = 100,
+    concurrency: Annotated[int, typer.Option(help="calls in flight")] = 4,
+    place_code: Annotated[str, typer.Option(help="issuing point")] = "001",
+    addr: Annotated[str, typer.Option(help="engine address; default EBILL_GRPC_ADDR")] = "",
+) -> None:
+    """Issue demo bills against a running engine."""
     from ops import pki
 
+    settings = load()
     asyncio.run(
         issue_demo(
-            args.addr or settings.grpc_addr,
-            args.demo,
-            batch=args.batch,
-            concurrency=args.concurrency,
-            place_code=args.place_code,
+            addr or settings.grpc_addr,
+            demo_count,
+            batch=batch,
+            concurrency=concurrency,
+            place_code=place_code,
             tls=pki.client_files(settings),
         )
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    settings = load()
-    parser = argparse.ArgumentParser(prog="ebill", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("serve", help="run the engine's gRPC server")
-    run = sub.add_parser("run", help="start the whole stack on embedded defaults")
-    run.add_argument("--demo", type=int, default=500, help="demo bills to issue once up")
-    run.add_argument("--batch", type=int, default=100)
-    run.add_argument("--once", action="store_true", help="stop after the demo")
-    issue = sub.add_parser("issue", help="issue demo bills against a running engine")
-    issue.add_argument("--demo", type=int, default=100, help="how many bills")
-    issue.add_argument("--batch", type=int, default=100)
-    issue.add_argument("--concurrency", type=int, default=4)
-    issue.add_argument("--place-code", default="001")
-    issue.add_argument("--addr", default="")
-    sub.add_parser("signer", help="run the signing-server (HSM) sandbox")
-    sub.add_parser("fiscal", help="run the fiscal-platform sandbox")
-    auditcmd.add_parser(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.cmd == "serve":
-        cmd_serve(settings, args)
-    elif args.cmd == "run":
-        logging.getLogger().setLevel(logging.WARNING)
-        cmd_run(settings, args)
-    elif args.cmd == "issue":
-        cmd_issue(settings, args)
-    elif args.cmd == "audit":
-        auditcmd.run(settings, args)
-    elif args.cmd == "signer":
-        from ops.sandboxes import signer
+def cmd_signer() -> None:
+    """Run the signing-server (HSM) sandbox."""
+    from ops.sandboxes import signer
 
-        signer.main([])
-    elif args.cmd == "fiscal":
-        from ops.sandboxes import fiscal
-
-        fiscal.main([])
+    signer.main([])
 
 
-if __name__ == "__main__":
-    main()
+def cmd_fiscal() -> None:
+    """Run the fiscal-platform sandbox."""
+    from ops.sandboxes import fiscal
+
+    fiscal.main([])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(cmd_serve)
+    app.command("run")(cmd_run)
+    app.command("issue")(cmd_issue)
+    app.command("signer")(cmd_signer)
+    app.command("fiscal")(cmd_fiscal)

@@ -1,0 +1,3 @@
+from ebill.cli import main
+
+main()
