@@ -149,7 +149,8 @@ async def test_search_by_id_card_finds_the_payers_bills(db: asyncpg.Pool) -> Non
     place = with_payer(1).place_code
 
     async def found(**f: str) -> list[int]:
-        bills, _ = await list_bills(db, BillFilter(unit_code=UNIT, place_code=place, **f), RING)
+        where = replace(BillFilter(unit_code=UNIT, place_code=place), **f)
+        bills, _ = await list_bills(db, where, RING)
         return [b.bill_id for b in bills]
 
     assert sorted(await found(payer_id_card_no=ID_CARD)) == sorted(ids)
