@@ -108,7 +108,7 @@ async def test_payer_data_is_sealed_in_the_database_and_served_through_the_engin
             b.bill_no,
         )
         assert row is not None and row["canonical"] is None
-        assert open_canonical(stack.key_ring(), row) == got.canonical
+        assert open_canonical(stack.data_keys(), row) == got.canonical
 
     # ListBills: found by the ID card as written (lower-case x), payer masked.
     listed = await lifecycle.ListBills(
