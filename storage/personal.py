@@ -131,8 +131,8 @@ class ResealReport:
 
 
 async def key_counts(pool: asyncpg.Pool) -> dict[str, dict[int, int]]:
-    """Sealed values by key id, per table (``plain`` counts rows not yet sealed):
-    a retired key may leave the ring once no value names it."""
+    """Rows by the id of the key their request is sealed under, per table (0:
+    rows not yet sealed): a retired key may leave the ring once no row names it."""
     out: dict[str, dict[int, int]] = {}
     for table in ("bills", "offline_bills"):
         rows = await pool.fetch(

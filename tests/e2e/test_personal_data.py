@@ -10,6 +10,7 @@ card (written with a lower-case x) and shows the payer masked.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 from dataclasses import replace
@@ -127,6 +128,23 @@ async def test_payer_data_is_sealed_in_the_database_and_served_through_the_engin
         lifecycle_pb2.ListBillsRequest(operator=op(), payer_tel=payer.tel)
     )
     assert {b.bill_no for b in by_tel.bills} == want
+
+    # The offline bill gets its e-bill from the recovery loop (back-issued from
+    # its opened request); wait for it, so that no other test sees it arrive.
+    for _ in range(300):
+        if await pool.fetchval(
+            "SELECT bill_id FROM offline_bills WHERE bus_no = $1", offline.bus_no
+        ):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the offline bill was not back-issued within 30 s")
+    back = await issuance.GetBill(
+        issuance_pb2.GetBillRequest(
+            by_bus=issuance_pb2.BusKey(unit_code=offline.unit_code, bus_no=offline.bus_no)
+        )
+    )
+    assert back.request.payer.id_card_no == payer.id_card_no
 
     # The database, read raw and dumped: no payer data anywhere.
     text = await raw_dump(pool)
