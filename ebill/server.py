@@ -30,6 +30,7 @@ from config.tuning import (
     STATS_INTERVAL_S,
 )
 from ebill.grpc.audit import AuditServicer
+from ebill.grpc.delivery import DeliveryServicer
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
@@ -38,6 +39,8 @@ from ops import metrics
 from protos.ebill.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    delivery_pb2,
+    delivery_pb2_grpc,
     issuance_pb2,
     issuance_pb2_grpc,
     lifecycle_pb2,
@@ -47,6 +50,7 @@ from protos.ebill.v1 import (
 )
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.batcher import Lanes, MicroBatcher
+from usecases.delivery import Delivery, channels_from, delivery_loop
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
@@ -171,6 +175,14 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         max_queue=settings.queue_max,
     )
     lifecycle.start()
+    delivery = Delivery(
+        pool,
+        channels_from(settings),
+        public_url=settings.public_url,
+        max_attempts=settings.delivery_max_attempts,
+        batch=settings.delivery_batch,
+        concurrency=settings.delivery_concurrency,
+    )
 
     server = grpc.aio.server(interceptors=interceptors(), options=server_options())
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(issuance), server)
@@ -179,6 +191,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     )
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(pool, settings), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(pool), server)
+    delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(DeliveryServicer(delivery), server)
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the
     # pipeline is warm, or load balancers send bills to an engine not ready.
@@ -191,6 +204,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             lifecycle_pb2.DESCRIPTOR.services_by_name["LifecycleService"].full_name,
             stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
             audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+            delivery_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -240,6 +254,11 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             )
         ),
     ]
+    if settings.delivery:
+        # Sends the bills archived to their payers (SMS, email, WeChat, Alipay).
+        background.append(
+            asyncio.create_task(delivery_loop(delivery, settings.delivery_interval_s))
+        )
     log.info(
         "engine serving on %s (%s; metrics :%s)",
         settings.grpc_addr,

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.errors import InvalidArgument
@@ -25,6 +26,7 @@ from engine.money import format_fen
 
 __all__ = [
     "DEFAULT_TEMPLATES",
+    "MAX_RENDERED",
     "Attempt",
     "Channel",
     "DeliveryBill",
@@ -268,7 +270,35 @@ def backoff_s(attempts: int) -> float:
     return float(min(600, 5 * 2 ** max(0, attempts - 1)))
 
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# Longest text a template may produce (a message is short; a bigger one is a mistake).
+MAX_RENDERED = 10_000
+
+
+class _Env(SandboxedEnvironment):
+    """The sandbox already bars attribute tricks and huge ranges; ``*`` and ``**``
+    are checked too, so ``'x' * 10**9`` cannot eat the engine's memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            raise SecurityError("** is not allowed in templates")
+        if (
+            isinstance(left, str | list)
+            and isinstance(right, int)
+            and len(left) * right > MAX_RENDERED
+        ):
+            raise SecurityError("result too long")
+        if (
+            isinstance(right, str | list)
+            and isinstance(left, int)
+            and len(right) * left > MAX_RENDERED
+        ):
+            raise SecurityError("result too long")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _Env(undefined=StrictUndefined, autoescape=False)
 _ENV.filters["mask_name"] = mask_name
 
 
@@ -289,7 +319,17 @@ def _context(bill: DeliveryBill, url: str) -> dict[str, Any]:
 
 
 def _render_text(text: str, ctx: Mapping[str, Any]) -> str:
-    return _ENV.from_string(text).render(ctx)
+    """Render one text; any failure of a template (syntax, unknown name, a
+    sandbox refusal, a range too big) is a TemplateError."""
+    try:
+        out = _ENV.from_string(text).render(ctx)
+    except TemplateError:
+        raise
+    except (ArithmeticError, ValueError, TypeError, LookupError, MemoryError) as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+    if len(out) > MAX_RENDERED:
+        raise TemplateError(f"renders to more than {MAX_RENDERED} characters")
+    return out
 
 
 def render(template: Template, bill: DeliveryBill, to: str, url: str) -> Message:
@@ -321,6 +361,9 @@ _SAMPLE = DeliveryBill(
 )
 
 
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
+
+
 def _bad(path: str, message: str) -> InvalidArgument:
     return InvalidArgument(f"{path}: {message}", field=path)
 
@@ -334,6 +377,15 @@ def check_template(template: Template) -> None:
         raise _bad("template.subject", "required for email")
     if not template.body.strip():
         raise _bad("template.body", "required")
+    if len(template.params) > 20:
+        raise _bad("template.params", "at most 20 parameters")
+    for k, v in template.params.items():
+        if not _PARAM_NAME.fullmatch(k):
+            raise _bad("template.params", "a parameter name must be 1-32 letters, digits or _")
+        if not v.isprintable():
+            raise _bad(f"template.params.{k}", "holds a control character")
+    if not template.subject.isprintable():
+        raise _bad("template.subject", "holds a control character")
     ctx = _context(_SAMPLE, "https://example/public")
     texts = [("subject", template.subject), ("body", template.body)]
     texts += [(f"params.{k}", v) for k, v in template.params.items()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,11 +29,12 @@ from clients.signer import SignerClient
 from config.settings import load
 from config.tls import TlsFiles
 from ops import pki
+from ops.sandboxes.alipay import ensure_keys as ensure_alipay_keys
 from ops.sandboxes.signer import KeyStore
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.bootstrap import bootstrap_demo
 
-__all__ = ["Stack", "StackConfig", "free_port", "sync_channel"]
+__all__ = ["Stack", "StackConfig", "free_port", "sync_channel", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -49,6 +51,10 @@ class StackConfig:
     signer_port: int = 0
     fiscal_port: int = 0
     metrics_port: int = 0
+    # The delivery providers' sandboxes (SMS, WeChat, Alipay; issue #15).
+    sms_port: int = 0
+    wechat_port: int = 0
+    alipay_port: int = 0
     fiscal_latency_ms: int = 0
     fiscal_failure_rate: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -62,6 +68,9 @@ class StackConfig:
         self.signer_port = self.signer_port or free_port()
         self.fiscal_port = self.fiscal_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
+        self.sms_port = self.sms_port or free_port()
+        self.wechat_port = self.wechat_port or free_port()
+        self.alipay_port = self.alipay_port or free_port()
 
     @property
     def grpc_addr(self) -> str:
@@ -82,6 +91,41 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pg: EmbeddedPostgres | None = None
         self.database_url = config.database_url
+        # Credentials the engine and the provider sandboxes share, new per stack.
+        self.sms_key = ("LTAI" + secrets.token_hex(8), secrets.token_urlsafe(24))
+        self.wechat_app = ("wx" + secrets.token_hex(8), secrets.token_hex(16))
+        self.alipay_app_id = "2021" + str(secrets.randbelow(10**12)).zfill(12)
+
+    def provider_url(self, name: str) -> str:
+        """Base URL of the "sms", "wechat" or "alipay" sandbox."""
+        port = {
+            "sms": self.config.sms_port,
+            "wechat": self.config.wechat_port,
+            "alipay": self.config.alipay_port,
+        }[name]
+        return f"{'https' if self.config.tls else 'http'}://127.0.0.1:{port}"
+
+    @property
+    def provider_ca(self) -> str:
+        """The CA file the providers' HTTPS chains to (empty with TLS off)."""
+        return str(self.config.data_dir.resolve() / "pki" / "ca.pem") if self.config.tls else ""
+
+    def delivery_env(self) -> dict[str, str]:
+        """What points the engine (and the sandboxes) at the provider sandboxes."""
+        alipay = self.config.data_dir.resolve() / "alipay"
+        return {
+            "EBILL_DELIVERY_CA_FILE": self.provider_ca,
+            "EBILL_SMS_URL": self.provider_url("sms"),
+            "EBILL_SMS_ACCESS_KEY_ID": self.sms_key[0],
+            "EBILL_SMS_ACCESS_KEY_SECRET": self.sms_key[1],
+            "EBILL_WECHAT_URL": self.provider_url("wechat"),
+            "EBILL_WECHAT_APP_ID": self.wechat_app[0],
+            "EBILL_WECHAT_APP_SECRET": self.wechat_app[1],
+            "EBILL_ALIPAY_URL": self.provider_url("alipay"),
+            "EBILL_ALIPAY_APP_ID": self.alipay_app_id,
+            "EBILL_ALIPAY_APP_KEY_FILE": str(alipay / "app.key"),
+            "EBILL_ALIPAY_PUBLIC_KEY_FILE": str(alipay / "alipay.pub"),
+        }
 
     def env(self) -> dict[str, str]:
         c = self.config
@@ -97,6 +141,7 @@ class Stack:
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
             EBILL_TLS="1" if c.tls else "0",
         )
+        env.update(self.delivery_env())
         if self.fiscal_key_file.exists():
             # make run and the tests run pinned to the sandbox platform's key.
             env["EBILL_FISCAL_PUBLIC_KEY_FILE"] = str(self.fiscal_key_file)
@@ -184,9 +229,19 @@ class Stack:
         self._spawn("fiscal", "ops.sandboxes.fiscal", env=env)
         wait_for_channel(self.config.fiscal_addr, self.procs["fiscal"], self.tls())
 
+    def start_providers(self) -> None:
+        """The SMS, WeChat and Alipay sandboxes (HTTPS with the local PKI)."""
+        ensure_alipay_keys(self.config.data_dir.resolve() / "alipay")
+        for name in ("sms", "wechat", "alipay"):
+            addr = self.provider_url(name).rpartition("/")[2]
+            self._spawn(name, f"ops.sandboxes.{name}", "--addr", addr)
+        for name in ("sms", "wechat", "alipay"):
+            wait_for_port(self.provider_url(name).rpartition("/")[2], self.procs[name])
+
     def start_sandboxes(self) -> None:
         self.start_signer()
         self.start_fiscal()
+        self.start_providers()
 
     def start_engine(self, timeout: float = 120, **env: str) -> None:
         self._spawn("engine", "ebill.cli", "serve", env=env)
@@ -237,7 +292,7 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for name in ("engine", "fiscal", "signer"):
+        for name in ("engine", "fiscal", "signer", "sms", "wechat", "alipay"):
             self.stop_process(name)
         if self.pg is not None:
             self.pg.cleanup()
@@ -254,6 +309,19 @@ def sync_channel(addr: str, tls: TlsFiles | None) -> grpc.Channel:
     if tls is None:
         return grpc.insecure_channel(addr)
     return grpc.secure_channel(addr, channel_credentials(tls))
+
+
+def wait_for_port(addr: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until something accepts TCP connections on ``addr`` (an HTTP sandbox)."""
+    host, _, port = addr.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {addr} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {addr} after {timeout}s")
 
 
 def wait_for_channel(

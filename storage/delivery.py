@@ -82,14 +82,20 @@ async def enqueue(conn: asyncpg.Connection, bill_ids: Sequence[int]) -> None:
         await conn.execute(ENQUEUE_SQL, list(bill_ids))
 
 
-async def set_unit_enabled(pool: asyncpg.Pool, unit_code: str, enabled: bool) -> None:
+async def set_unit_enabled(
+    pool: asyncpg.Pool, unit_code: str, enabled: bool, principal: str = ""
+) -> None:
     """Turn delivery on or off for a unit's bills archived from now on."""
-    await pool.execute(
-        "INSERT INTO delivery_units (unit_code, enabled) VALUES ($1, $2)"
-        " ON CONFLICT (unit_code) DO UPDATE SET enabled = $2, updated_at = now()",
-        unit_code,
-        enabled,
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO delivery_units (unit_code, enabled) VALUES ($1, $2)"
+            " ON CONFLICT (unit_code) DO UPDATE SET enabled = $2, updated_at = now()",
+            unit_code,
+            enabled,
+        )
+        await append_entries(
+            conn, [_log("delivery.unit", principal, unit_code, unit_code, {"enabled": enabled})]
+        )
 
 
 def _bill(r: asyncpg.Record) -> DeliveryBill:

@@ -29,10 +29,11 @@ import asyncpg
 from jinja2 import TemplateError
 
 from clients._http import ChannelError
-from clients.alipay import AlipayClient
+from clients.alipay import AlipayClient, load_private, load_public
 from clients.mail import Mailer, MailError
 from clients.sms import SmsClient
 from clients.wechat import WechatClient
+from config.settings import Settings
 from engine.delivery import (
     DEFAULT_TEMPLATES,
     Channel,
@@ -54,7 +55,7 @@ from ops import metrics
 from storage import delivery as store
 from storage.delivery import JobView, Result
 
-__all__ = ["BillDelivery", "Channels", "Delivery", "delivery_loop"]
+__all__ = ["BillDelivery", "Channels", "Delivery", "channels_from", "delivery_loop"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,24 @@ class Channels:
             return await self.wechat.send_template(m.to, m.provider_template, m.params, m.url)
         assert self.alipay is not None
         return await self.alipay.send_template(m.to, m.provider_template, m.params, m.url)
+
+
+def channels_from(settings: Settings) -> Channels:
+    """The channel clients the settings configure (a channel without URL is off)."""
+    s = settings
+    ca = s.delivery_ca_file
+    return Channels(
+        sms=SmsClient(s.sms_url, s.sms_access_key_id, s.sms_access_key_secret,
+                      s.sms_sign_name, ca_file=ca) if s.sms_url else None,
+        mail=Mailer(s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_timeout_s,
+                    starttls=s.smtp_starttls, ca_file=ca, username=s.smtp_user,
+                    password=s.smtp_password) if s.smtp_host else None,
+        wechat=WechatClient(s.wechat_url, s.wechat_app_id, s.wechat_app_secret,
+                            ca_file=ca) if s.wechat_url else None,
+        alipay=AlipayClient(s.alipay_url, s.alipay_app_id, load_private(s.alipay_app_key_file),
+                            load_public(s.alipay_public_key_file),
+                            ca_file=ca) if s.alipay_url else None,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +294,9 @@ class Delivery:
         self, unit_code: str, channel: Channel, kind: MessageKind, principal: str
     ) -> None:
         await store.set_template(self.pool, unit_code, None, channel, kind, principal)
+
+    async def set_unit_enabled(self, unit_code: str, enabled: bool, principal: str) -> None:
+        await store.set_unit_enabled(self.pool, unit_code, enabled, principal)
 
     async def bind_account(
         self, unit_code: str, card_no: str, channel: Channel, account: str
