@@ -153,6 +153,10 @@ class Settings:
     smtp_starttls: bool
     smtp_user: str
     smtp_password: str
+    # Personal data at rest (docs/personal-data.md): the key ring that seals
+    # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
+    # default under data_dir is made on first run.
+    data_key_file: Path
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -238,6 +242,7 @@ def load() -> Settings:
         smtp_starttls=_bool("EBILL_SMTP_STARTTLS", False),
         smtp_user=_str("EBILL_SMTP_USER", ""),
         smtp_password=_str("EBILL_SMTP_PASSWORD", ""),
+        data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
     )
 
 

@@ -26,8 +26,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from clients._grpc import channel_credentials, open_channel
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from config import keys
 from config.settings import load
 from config.tls import TlsFiles
+from engine.sealing import KeyRing
 from ops import pki
 from ops.sandboxes.alipay import ensure_keys as ensure_alipay_keys
 from ops.sandboxes.signer import KeyStore
@@ -165,6 +167,12 @@ class Stack:
             "fiscal": self.config.fiscal_addr,
         }[to]
         return open_channel(addr, self.tls())
+
+    def key_ring(self) -> KeyRing:
+        """The engine's data key ring under data_dir (docs/personal-data.md), made
+        now if the engine has not made it yet: what tests and benchmarks that
+        read or write bills rows directly seal and open with."""
+        return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
 
     @property
     def fiscal_key_file(self) -> Path:
