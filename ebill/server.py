@@ -186,6 +186,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     delivery = Delivery(
         pool,
         channels_from(settings),
+        ring,
         public_url=settings.public_url,
         max_attempts=settings.delivery_max_attempts,
         batch=settings.delivery_batch,

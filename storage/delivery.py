@@ -10,10 +10,10 @@ pays one statement per batch, never a call to a provider.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from types import MappingProxyType
+from typing import Any
 
 import asyncpg
 
@@ -23,56 +23,39 @@ from engine.delivery import (
     DeliveryBill,
     Job,
     JobStatus,
-    MessageKind,
     Outcome,
-    Template,
 )
 from engine.model import CST
+from engine.sealing import KeyRing
 from engine.translog import LogEntry, content_digest
+from storage.delivery_prefs import log_entry
+from storage.personal import CARD, bill_aad
 from storage.translog import append_entries
 
 __all__ = [
     "ENQUEUE_SQL",
     "JobView",
     "Result",
-    "bind_account",
     "claim_due",
     "enqueue",
+    "expand",
     "history",
-    "opt_out",
-    "opted_out",
     "pending_count",
     "record",
     "resend_batch",
     "resend_bill",
-    "set_template",
-    "set_unit_enabled",
-    "templates_of",
 ]
 
-# Which channels a bill has, as SQL over the bill row ``b``. With sealed personal
-# data (wt-pii) this is the one place that says where a phone or email lives.
-_CHANNELS_OF_BILL = (
-    "(VALUES ('sms', b.payer_tel <> ''),"
-    " ('email', coalesce(b.request->'payer'->>'email', '') <> ''),"
-    " ('wechat', b.payer_card_no <> '' AND EXISTS (SELECT 1 FROM delivery_accounts a"
-    "   WHERE a.unit_code = b.unit_code AND a.card_no = b.payer_card_no"
-    "   AND a.channel = 'wechat')),"
-    " ('alipay', b.payer_card_no <> '' AND EXISTS (SELECT 1 FROM delivery_accounts a"
-    "   WHERE a.unit_code = b.unit_code AND a.card_no = b.payer_card_no"
-    "   AND a.channel = 'alipay'))) AS c(channel, wanted)"
-)
-
-# One job per archived bill and channel. Only bills now issued (an ordinary bill
-# or a red bill) of units that have not turned delivery off; a bill archived
-# twice (replayed, resumed) keeps its jobs.
+# The archive transaction's whole share of delivery: its issued bills, of units
+# that have not turned delivery off, into the inbox. A bill archived twice
+# (replayed, resumed) is there once. Which channels a bill has needs its sealed
+# payer data opened, which the worker does (:func:`expand`), off issuance's path.
 ENQUEUE_SQL = (
-    "INSERT INTO delivery_jobs (bill_id, unit_code, place_code, channel)"
-    " SELECT b.id, b.unit_code, b.place_code, c.channel FROM bills b"
-    " CROSS JOIN LATERAL " + _CHANNELS_OF_BILL + " WHERE b.id = ANY($1::bigint[])"
-    " AND b.status = 'issued' AND c.wanted AND NOT EXISTS (SELECT 1 FROM delivery_units d"
+    "INSERT INTO delivery_inbox (bill_id) SELECT b.id FROM bills b"
+    " WHERE b.id = ANY($1::bigint[]) AND b.status = 'issued'"
+    " AND NOT EXISTS (SELECT 1 FROM delivery_units d"
     "   WHERE d.unit_code = b.unit_code AND NOT d.enabled)"
-    " ON CONFLICT (bill_id, channel) DO NOTHING"
+    " ON CONFLICT (bill_id) DO NOTHING"
 )
 
 
@@ -82,23 +65,77 @@ async def enqueue(conn: asyncpg.Connection, bill_ids: Sequence[int]) -> None:
         await conn.execute(ENQUEUE_SQL, list(bill_ids))
 
 
-async def set_unit_enabled(
-    pool: asyncpg.Pool, unit_code: str, enabled: bool, principal: str = ""
-) -> None:
-    """Turn delivery on or off for a unit's bills archived from now on."""
+def _payer(ring: KeyRing, r: asyncpg.Record) -> dict[str, Any]:
+    """The payer of a bills row (``bill_id``, ``request_sealed``, ``request``):
+    opened, or as stored by a row not yet sealed."""
+    if r["request_sealed"] is not None:
+        request = json.loads(
+            ring.open(bytes(r["request_sealed"]), bill_aad("request", r["bill_id"]))
+        )
+    else:
+        request = r["request"] or {}
+    payer = request.get("payer") if isinstance(request, dict) else None
+    return payer if isinstance(payer, dict) else {}
+
+
+def _card_hash(ring: KeyRing, r: asyncpg.Record, payer: dict[str, Any]) -> bytes | None:
+    h = r["payer_card_hash"]
+    return bytes(h) if h is not None else ring.index(str(payer.get("card_no", "")), CARD)
+
+
+async def expand(pool: asyncpg.Pool, ring: KeyRing, limit: int) -> int:
+    """Turn up to ``limit`` bills of the inbox into one job per channel their
+    payer has (a phone: SMS; an e-mail; a WeChat or Alipay account bound to the
+    visit card), in one transaction: a crash half way leaves them in the inbox."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO delivery_units (unit_code, enabled) VALUES ($1, $2)"
-            " ON CONFLICT (unit_code) DO UPDATE SET enabled = $2, updated_at = now()",
-            unit_code,
-            enabled,
+        rows = await conn.fetch(
+            "WITH taken AS (DELETE FROM delivery_inbox WHERE bill_id IN ("
+            "  SELECT bill_id FROM delivery_inbox ORDER BY bill_id LIMIT $1"
+            "  FOR UPDATE SKIP LOCKED) RETURNING bill_id)"
+            " SELECT b.id AS bill_id, b.unit_code, b.place_code, b.request, b.request_sealed,"
+            " b.payer_card_hash FROM bills b JOIN taken t ON t.bill_id = b.id",
+            limit,
         )
-        await append_entries(
-            conn, [_log("delivery.unit", principal, unit_code, unit_code, {"enabled": enabled})]
-        )
+        if not rows:
+            return 0
+        wanted: list[tuple[int, str, str, str]] = []
+        cards: dict[int, bytes] = {}
+        for r in rows:
+            payer = _payer(ring, r)
+            for channel, key in ((Channel.SMS, "tel"), (Channel.EMAIL, "email")):
+                if str(payer.get(key, "")).strip():
+                    wanted.append((r["bill_id"], r["unit_code"], r["place_code"], channel.value))
+            card = _card_hash(ring, r, payer)
+            if card is not None:
+                cards[r["bill_id"]] = card
+        if cards:
+            by_id = {r["bill_id"]: r for r in rows}
+            bound = await conn.fetch(
+                "SELECT k.bill_id, a.channel FROM delivery_accounts a"
+                " JOIN unnest($1::bigint[], $2::text[], $3::bytea[]) AS k(bill_id, u, card)"
+                " ON a.unit_code = k.u AND a.card_hash = k.card",
+                list(cards),
+                [by_id[i]["unit_code"] for i in cards],
+                list(cards.values()),
+            )
+            for b in bound:
+                r = by_id[b["bill_id"]]
+                wanted.append((r["bill_id"], r["unit_code"], r["place_code"], b["channel"]))
+        if wanted:
+            await conn.execute(
+                "INSERT INTO delivery_jobs (bill_id, unit_code, place_code, channel)"
+                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])"
+                " ON CONFLICT (bill_id, channel) DO NOTHING",
+                [w[0] for w in wanted],
+                [w[1] for w in wanted],
+                [w[2] for w in wanted],
+                [w[3] for w in wanted],
+            )
+        return len(rows)
 
 
-def _bill(r: asyncpg.Record) -> DeliveryBill:
+def _bill(ring: KeyRing, r: asyncpg.Record) -> DeliveryBill:
+    payer = _payer(ring, r)
     return DeliveryBill(
         bill_id=r["bill_id"],
         unit_code=r["unit_code"],
@@ -109,9 +146,9 @@ def _bill(r: asyncpg.Record) -> DeliveryBill:
         check_code=r["check_code"],
         total_fen=r["total_fen"],
         issued_at=r["issued_at"],
-        payer_name=r["payer_name"],
-        tel=r["payer_tel"],
-        email=r["email"],
+        payer_name=str(payer.get("name", "")),
+        tel=str(payer.get("tel", "")),
+        email=str(payer.get("email", "")),
         wechat=r["wechat"],
         alipay=r["alipay"],
         red_of=r["red_of"],
@@ -120,20 +157,20 @@ def _bill(r: asyncpg.Record) -> DeliveryBill:
 
 _BILL_COLUMNS = (
     " b.id AS bill_id, b.unit_code, u.unit_name, b.place_code, b.bill_code, b.bill_no,"
-    " b.check_code, b.total_fen, b.issued_at, b.payer_name, b.payer_tel,"
-    " coalesce(b.request->'payer'->>'email', '') AS email,"
+    " b.check_code, b.total_fen, b.issued_at, b.request, b.request_sealed,"
     " coalesce((SELECT a.account FROM delivery_accounts a WHERE a.unit_code = b.unit_code"
-    "   AND a.card_no = b.payer_card_no AND a.channel = 'wechat'), '') AS wechat,"
+    "   AND a.card_hash = b.payer_card_hash AND a.channel = 'wechat'), '') AS wechat,"
     " coalesce((SELECT a.account FROM delivery_accounts a WHERE a.unit_code = b.unit_code"
-    "   AND a.card_no = b.payer_card_no AND a.channel = 'alipay'), '') AS alipay,"
+    "   AND a.card_hash = b.payer_card_hash AND a.channel = 'alipay'), '') AS alipay,"
     " coalesce(o.bill_code || '/' || o.bill_no, '') AS red_of"
 )
 
 
-async def claim_due(pool: asyncpg.Pool, limit: int, lease: timedelta) -> list[Job]:
-    """Take up to ``limit`` jobs that are due, with their bills. Claiming pushes
-    their next attempt ``lease`` ahead, so engines sharing the database never
-    send the same job side by side, and a job whose engine died is taken again."""
+async def claim_due(pool: asyncpg.Pool, ring: KeyRing, limit: int, lease: timedelta) -> list[Job]:
+    """Take up to ``limit`` jobs that are due, with their bills (payer opened).
+    Claiming pushes their next attempt ``lease`` ahead, so engines sharing the
+    database never send the same job side by side, and a job whose engine died
+    is taken again."""
     rows = await pool.fetch(
         "WITH due AS ("
         "  SELECT id FROM delivery_jobs WHERE status = 'pending' AND next_attempt_at <= now()"
@@ -147,25 +184,7 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease: timedelta) -> list[Jo
         limit,
         lease,
     )
-    return [Job(r["job_id"], Channel(r["channel"]), r["attempts"], _bill(r)) for r in rows]
-
-
-async def opted_out(
-    pool: asyncpg.Pool, wanted: Iterable[tuple[str, Channel, str]]
-) -> set[tuple[str, Channel, str]]:
-    """Which of (unit_code, channel, normalised address) opted out."""
-    keys = sorted(set(wanted))
-    if not keys:
-        return set()
-    rows = await pool.fetch(
-        "SELECT o.unit_code, o.channel, o.address FROM delivery_optouts o"
-        " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(u, c, a)"
-        " ON o.unit_code = k.u AND o.channel = k.c AND o.address = k.a",
-        [k[0] for k in keys],
-        [k[1].value for k in keys],
-        [k[2] for k in keys],
-    )
-    return {(r["unit_code"], Channel(r["channel"]), r["address"]) for r in rows}
+    return [Job(r["job_id"], Channel(r["channel"]), r["attempts"], _bill(ring, r)) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,39 +305,38 @@ async def history(pool: asyncpg.Pool, bill_id: int) -> list[JobView]:
     ]
 
 
-def _log(op: str, principal: str, unit_code: str, ref: str, content: object) -> LogEntry:
-    return LogEntry(op, principal, unit_code, ref, datetime.now(UTC), content_digest(content))
-
-
 async def resend_bill(
     pool: asyncpg.Pool, bill_id: int, channels: Sequence[Channel], principal: str
 ) -> int:
     """Send a bill again on ``channels`` (every channel it has when empty): a new
-    round for jobs that exist, new jobs for channels it has gained (an account
-    bound since). Returns how many jobs were queued."""
+    round for its jobs; without a channel filter the bill also goes back through
+    the inbox, so a channel it has gained (an account bound since) gets a job.
+    Returns how many existing jobs were queued again."""
     wanted = [c.value for c in channels] or [c.value for c in Channel]
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
-            "INSERT INTO delivery_jobs (bill_id, unit_code, place_code, channel)"
-            " SELECT b.id, b.unit_code, b.place_code, c.channel FROM bills b"
-            " CROSS JOIN LATERAL " + _CHANNELS_OF_BILL + " WHERE b.id = $1"
-            " AND b.status IN ('issued', 'red_flushed') AND c.wanted"
-            " AND c.channel = ANY($2::text[])"
-            " ON CONFLICT (bill_id, channel) DO UPDATE SET status = 'pending', attempts = 0,"
-            "  next_attempt_at = now(), last_error = ''"
-            " RETURNING unit_code, channel, (SELECT bill_code || '/' || bill_no FROM bills"
-            "  WHERE id = $1) AS ref",
+            "UPDATE delivery_jobs SET status = 'pending', attempts = 0, next_attempt_at = now(),"
+            " last_error = '' WHERE bill_id = $1 AND channel = ANY($2::text[])"
+            " RETURNING unit_code, channel",
             bill_id,
             wanted,
         )
-        if rows:
-            await append_entries(
-                conn,
-                [
-                    _log("delivery.resend", principal, rows[0]["unit_code"], rows[0]["ref"],
-                         {"channels": sorted(r["channel"] for r in rows)})
-                ],
-            )  # fmt: skip
+        bill = await conn.fetchrow(
+            "SELECT unit_code, bill_code || '/' || bill_no AS ref FROM bills WHERE id = $1",
+            bill_id,
+        )
+        assert bill is not None
+        if not channels or len(rows) < len(wanted):
+            await conn.execute(
+                "INSERT INTO delivery_inbox (bill_id) VALUES ($1) ON CONFLICT DO NOTHING", bill_id
+            )
+        await append_entries(
+            conn,
+            [
+                log_entry("delivery.resend", principal, bill["unit_code"], bill["ref"],
+                     {"channels": sorted(wanted)})
+            ],
+        )  # fmt: skip
     return len(rows)
 
 
@@ -357,127 +375,10 @@ async def resend_batch(
         await append_entries(
             conn,
             [
-                _log("delivery.resend", principal, unit_code, place_code or unit_code,
+                log_entry("delivery.resend", principal, unit_code, place_code or unit_code,
                      {"from": str(day_from or ""), "to": str(day_to or ""), "place": place_code,
                       "statuses": [s.value for s in statuses],
                       "channels": [c.value for c in channels], "count": int(count)})
             ],
         )  # fmt: skip
     return int(count)
-
-
-async def opt_out(
-    pool: asyncpg.Pool,
-    unit_code: str,
-    channel: Channel,
-    address: str,
-    principal: str,
-    *,
-    out: bool = True,
-) -> bool:
-    """Record (``out``) or withdraw a payer's opt-out; True when something changed."""
-    async with pool.acquire() as conn, conn.transaction():
-        if out:
-            status = await conn.execute(
-                "INSERT INTO delivery_optouts (unit_code, channel, address) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING",
-                unit_code,
-                channel.value,
-                address,
-            )
-        else:
-            status = await conn.execute(
-                "DELETE FROM delivery_optouts WHERE unit_code = $1 AND channel = $2"
-                " AND address = $3",
-                unit_code,
-                channel.value,
-                address,
-            )
-        changed = not status.endswith(" 0")
-        if changed:
-            # The log names the channel, never the address itself.
-            await append_entries(
-                conn,
-                [_log("delivery.opt_out" if out else "delivery.opt_in", principal, unit_code,
-                      channel.value, {"channel": channel.value, "address": address})],
-            )  # fmt: skip
-    return changed
-
-
-async def bind_account(
-    pool: asyncpg.Pool, unit_code: str, card_no: str, channel: Channel, account: str
-) -> None:
-    """Bind a WeChat openid or Alipay user id to a visit card (from the unit's
-    official account or mini program)."""
-    await pool.execute(
-        "INSERT INTO delivery_accounts (unit_code, card_no, channel, account)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (unit_code, card_no, channel)"
-        " DO UPDATE SET account = $4, bound_at = now()",
-        unit_code,
-        card_no,
-        channel.value,
-        account,
-    )
-
-
-async def templates_of(
-    pool: asyncpg.Pool, unit_code: str
-) -> dict[tuple[Channel, MessageKind], Template]:
-    """A unit's own templates (the defaults fill what is missing)."""
-    rows = await pool.fetch("SELECT * FROM delivery_templates WHERE unit_code = $1", unit_code)
-    return {
-        (Channel(r["channel"]), MessageKind(r["kind"])): Template(
-            channel=Channel(r["channel"]),
-            kind=MessageKind(r["kind"]),
-            provider_template=r["provider_template"],
-            subject=r["subject"],
-            body=r["body"],
-            params=MappingProxyType(dict(r["params"])),
-        )
-        for r in rows
-    }
-
-
-async def set_template(
-    pool: asyncpg.Pool, unit_code: str, template: Template | None,
-    channel: Channel, kind: MessageKind, principal: str,
-) -> None:  # fmt: skip
-    """Store a unit's template (checked by the caller), or drop it (None: back to
-    the default)."""
-    async with pool.acquire() as conn, conn.transaction():
-        if template is None:
-            await conn.execute(
-                "DELETE FROM delivery_templates WHERE unit_code = $1 AND channel = $2"
-                " AND kind = $3",
-                unit_code,
-                channel.value,
-                kind.value,
-            )
-            content: Mapping[str, object] = {"reset": True}
-        else:
-            await conn.execute(
-                "INSERT INTO delivery_templates (unit_code, channel, kind, provider_template,"
-                " subject, body, params, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                " ON CONFLICT (unit_code, channel, kind) DO UPDATE SET"
-                " provider_template = $4, subject = $5, body = $6, params = $7,"
-                " updated_by = $8, updated_at = now()",
-                unit_code,
-                channel.value,
-                kind.value,
-                template.provider_template,
-                template.subject,
-                template.body,
-                dict(template.params),
-                principal,
-            )
-            content = {
-                "provider_template": template.provider_template,
-                "subject": template.subject,
-                "body": template.body,
-                "params": json.loads(json.dumps(dict(template.params))),
-            }
-        await append_entries(
-            conn,
-            [_log("delivery.template", principal, unit_code, f"{channel.value}/{kind.value}",
-                  content)],
-        )  # fmt: skip

@@ -51,8 +51,10 @@ from engine.delivery import (
     render,
 )
 from engine.errors import InvalidArgument, NotFound
+from engine.sealing import KeyRing
 from ops import metrics
 from storage import delivery as store
+from storage import delivery_prefs as prefs
 from storage.delivery import JobView, Result
 
 __all__ = ["BillDelivery", "Channels", "Delivery", "channels_from", "delivery_loop"]
@@ -133,6 +135,7 @@ class Delivery:
         self,
         pool: asyncpg.Pool,
         channels: Channels,
+        ring: KeyRing,
         *,
         public_url: str,
         max_attempts: int = 6,
@@ -143,6 +146,7 @@ class Delivery:
     ) -> None:
         self.pool = pool
         self.channels = channels
+        self.ring = ring
         self.public_url = public_url
         self.max_attempts = max_attempts
         self.batch = batch
@@ -153,26 +157,28 @@ class Delivery:
     # -- the worker ---------------------------------------------------------
 
     async def run_once(self) -> int:
-        """One pass: claim due jobs, send them, record the outcomes. Returns how
-        many jobs were handled."""
-        jobs = await store.claim_due(self.pool, self.batch, self.lease)
+        """One pass: archived bills into jobs, then claim due jobs, send them,
+        record the outcomes. Returns how many bills and jobs were handled."""
+        expanded = await store.expand(self.pool, self.ring, self.batch)
+        jobs = await store.claim_due(self.pool, self.ring, self.batch, self.lease)
         if not jobs:
-            return 0
+            return expanded
         addresses = {j.id: normalise_address(j.channel, j.bill.address(j.channel)) for j in jobs}
-        out = await store.opted_out(
+        out = await prefs.opted_out(
             self.pool,
+            self.ring,
             ((j.bill.unit_code, j.channel, a) for j in jobs if (a := addresses[j.id]) is not None),
         )
         templates: dict[str, dict[tuple[Channel, MessageKind], Template]] = {}
         for unit in {j.bill.unit_code for j in jobs}:
-            templates[unit] = await store.templates_of(self.pool, unit)
+            templates[unit] = await prefs.templates_of(self.pool, unit)
         results = await asyncio.gather(
             *(self._one(j, addresses[j.id], out, templates[j.bill.unit_code]) for j in jobs)
         )
         await store.record(self.pool, results, self.owner)
         for r in results:
             metrics.DELIVERIES.labels(r.job.channel.value, r.outcome.value).inc()
-        return len(results)
+        return expanded + len(results)
 
     async def _one(
         self,
@@ -275,28 +281,30 @@ class Delivery:
         normal = normalise_address(channel, address)
         if normal is None:
             raise InvalidArgument(f"address: not a {channel.value} address", field="address")
-        return await store.opt_out(self.pool, unit_code, channel, normal, principal, out=out)
+        return await prefs.opt_out(
+            self.pool, self.ring, unit_code, channel, normal, principal, out=out
+        )
 
     async def template(
         self, unit_code: str, channel: Channel, kind: MessageKind
     ) -> tuple[Template, bool]:
         """The template in force and whether it is the default."""
-        own = (await store.templates_of(self.pool, unit_code)).get((channel, kind))
+        own = (await prefs.templates_of(self.pool, unit_code)).get((channel, kind))
         return (own, False) if own else (DEFAULT_TEMPLATES[channel, kind], True)
 
     async def set_template(self, unit_code: str, template: Template, principal: str) -> None:
         check_template(template)
-        await store.set_template(
+        await prefs.set_template(
             self.pool, unit_code, template, template.channel, template.kind, principal
         )
 
     async def reset_template(
         self, unit_code: str, channel: Channel, kind: MessageKind, principal: str
     ) -> None:
-        await store.set_template(self.pool, unit_code, None, channel, kind, principal)
+        await prefs.set_template(self.pool, unit_code, None, channel, kind, principal)
 
     async def set_unit_enabled(self, unit_code: str, enabled: bool, principal: str) -> None:
-        await store.set_unit_enabled(self.pool, unit_code, enabled, principal)
+        await prefs.set_unit_enabled(self.pool, unit_code, enabled, principal)
 
     async def bind_account(
         self, unit_code: str, card_no: str, channel: Channel, account: str
@@ -306,7 +314,7 @@ class Delivery:
         normal = normalise_address(channel, account)
         if normal is None or not card_no:
             raise InvalidArgument("account: required", field="account")
-        await store.bind_account(self.pool, unit_code, card_no, channel, normal)
+        await prefs.bind_account(self.pool, self.ring, unit_code, card_no, channel, normal)
 
 
 async def delivery_loop(delivery: Delivery, interval_s: float) -> None:

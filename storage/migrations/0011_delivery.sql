@@ -1,6 +1,8 @@
 -- Delivery of archived bills to the payer (issue #15, item 3): a transactional
--- outbox of one job per bill and channel, its attempt history, opt-outs,
--- accounts bound for WeChat/Alipay push, editable templates and a per-unit switch.
+-- inbox written with the archive, one job per bill and channel, its attempt
+-- history, opt-outs, accounts bound for WeChat/Alipay push, editable templates
+-- and a per-unit switch. Personal data stays sealed (migration 0010): phones,
+-- e-mails and visit cards appear here only as keyed digests or masked.
 
 -- A unit may turn delivery off; no row: on. The archive statement reads it, so
 -- switching takes effect from the next batch without a restart.
@@ -12,19 +14,28 @@ CREATE TABLE delivery_units (
 
 -- WeChat openids and Alipay user ids a patient bound to his visit card (就诊卡)
 -- through the unit's official account or mini program: bills of that card are
--- pushed there too. The bill itself carries no such id.
+-- pushed there too. The bill itself carries no such id. The card is its keyed
+-- digest, as bills.payer_card_hash holds it.
 CREATE TABLE delivery_accounts (
     unit_code   text NOT NULL REFERENCES units,
-    card_no     text NOT NULL,
+    card_hash   bytea NOT NULL,
     channel     text NOT NULL CHECK (channel IN ('wechat', 'alipay')),
     account     text NOT NULL,
     bound_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (unit_code, card_no, channel)
+    PRIMARY KEY (unit_code, card_hash, channel)
 );
 
--- One job per bill and channel, written by the archive transaction with one
--- INSERT ... SELECT per batch (storage/delivery.py ENQUEUE_SQL). The address is
--- read from the bill when the job is sent, so it is never copied here.
+-- Bills archived and not yet looked at by the delivery worker: the archive
+-- transaction adds its issued bills with one INSERT ... SELECT per batch
+-- (storage/delivery.py ENQUEUE_SQL), nothing more. The worker opens each bill's
+-- sealed payer data, off the issuance path, and makes a job per channel.
+CREATE TABLE delivery_inbox (
+    bill_id     bigint PRIMARY KEY REFERENCES bills ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- One job per bill and channel. The address is read from the bill (opened)
+-- when the job is sent, so it is never copied here.
 CREATE TABLE delivery_jobs (
     id              bigserial PRIMARY KEY,
     bill_id         bigint NOT NULL REFERENCES bills ON DELETE CASCADE,
@@ -58,14 +69,14 @@ CREATE TABLE delivery_attempts (
 );
 CREATE INDEX delivery_attempts_job ON delivery_attempts (job_id, at);
 
--- A payer who asked not to be sent bills on a channel (phone, email or account
--- as normalised by engine.delivery.normalise_address).
+-- A payer who asked not to be sent bills on a channel: the keyed digest of the
+-- phone, email or account as normalised by engine.delivery.normalise_address.
 CREATE TABLE delivery_optouts (
-    unit_code   text NOT NULL REFERENCES units,
-    channel     text NOT NULL CHECK (channel IN ('sms', 'email', 'wechat', 'alipay')),
-    address     text NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (unit_code, channel, address)
+    unit_code    text NOT NULL REFERENCES units,
+    channel      text NOT NULL CHECK (channel IN ('sms', 'email', 'wechat', 'alipay')),
+    address_hash bytea NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (unit_code, channel, address_hash)
 );
 
 -- A unit's own wording of a channel's message; without a row the default in
@@ -87,9 +98,11 @@ CREATE TABLE delivery_templates (
 CREATE TABLE selfservice_codes (
     id          bigserial PRIMARY KEY,
     unit_code   text NOT NULL,
-    phone       text NOT NULL,
-    -- What the patient searches by: the phone itself or an ID card number.
-    lookup      text NOT NULL,
+    -- Keyed digests: the phone the code went to, and what the patient searches
+    -- by (lookup_kind 'tel': that phone; 'id_card': an ID card number).
+    phone_hash  bytea NOT NULL,
+    lookup_kind text NOT NULL CHECK (lookup_kind IN ('tel', 'id_card')),
+    lookup_hash bytea NOT NULL,
     -- Who asked: sends are bounded per phone and per address (migration-free
     -- rate limits shared by every engine on the database).
     ip          text NOT NULL,
@@ -99,13 +112,14 @@ CREATE TABLE selfservice_codes (
     expires_at  timestamptz NOT NULL,
     used_at     timestamptz
 );
-CREATE INDEX selfservice_codes_phone ON selfservice_codes (unit_code, phone, created_at);
+CREATE INDEX selfservice_codes_phone ON selfservice_codes (phone_hash, created_at);
 CREATE INDEX selfservice_codes_ip ON selfservice_codes (ip, created_at);
 
 -- A patient who proved his phone: the token's hash, what he may list, until when.
 CREATE TABLE selfservice_sessions (
     token_hash  bytea PRIMARY KEY,
     unit_code   text NOT NULL,
-    lookup      text NOT NULL,
+    lookup_kind text NOT NULL,
+    lookup_hash bytea NOT NULL,
     expires_at  timestamptz NOT NULL
 );

@@ -30,10 +30,11 @@ from ops.sandboxes.alipay import AlipaySandbox, ensure_keys
 from ops.sandboxes.sms import SmsSandbox
 from ops.sandboxes.wechat import WechatSandbox
 from storage import delivery as store
+from storage import delivery_prefs as prefs
 from storage.archive import archive
 from storage.bills import reserve
 from tests.delivery_support import Mailbox, mailbox, provider_pki, serve_app
-from tests.factories import bill
+from tests.factories import RING, bill
 from tests.storage.test_reserve import UNIT, setup, unit_catalog, work
 from usecases.delivery import Channels, Delivery
 
@@ -87,7 +88,7 @@ async def env(
     box.messages.clear()
     box.refuse = (0, 0)
     await setup(db, numbers=50)
-    delivery = Delivery(db, channels, public_url="https://bills.test", max_attempts=3)
+    delivery = Delivery(db, channels, RING, public_url="https://bills.test", max_attempts=3)
     return Env(delivery, sms, wechat, alipay, box)
 
 
@@ -98,7 +99,7 @@ def prepared(seq: int, **payer: str) -> Prepared:
 
 
 async def issue(db: asyncpg.Pool, *ps: Prepared) -> list[Work]:
-    reserved = await reserve(db, list(enumerate(ps)))
+    reserved = await reserve(db, list(enumerate(ps)), ring=RING)
     works = [work(reserved[i]) for i in range(len(ps))]
     done = [finish(replace(w, unit_signature=b"u", fiscal_signature=b"f")) for w in works]
     await archive(db, done)
@@ -106,6 +107,7 @@ async def issue(db: asyncpg.Pool, *ps: Prepared) -> list[Work]:
 
 
 async def jobs(db: asyncpg.Pool, w: Work) -> dict[str, asyncpg.Record]:
+    await store.expand(db, RING, 1000)
     rows = await db.fetch("SELECT * FROM delivery_jobs WHERE bill_id = $1", w.bill_id)
     return {r["channel"]: r for r in rows}
 
@@ -219,6 +221,10 @@ async def test_a_landline_is_skipped_and_an_opt_out_respected(env: Env) -> None:
     assert (await jobs(db, out))["sms"]["status"] == JobStatus.SKIPPED
     assert (await jobs(db, out))["sms"]["last_error"] == "opted out"
     assert [m.to for m in env.sms.recorder.messages] == ["13800000708"]
+    # Delivery's own tables hold no phone in clear (keyed digests, masked addresses).
+    for table in ("delivery_optouts", "delivery_jobs", "delivery_attempts"):
+        dump = str(await db.fetch(f"SELECT * FROM {table}"))
+        assert "0000070" not in dump, table
     assert ok.bill_id
 
 
@@ -258,10 +264,10 @@ async def test_email_5xx_fails_at_once_4xx_is_retried(env: Env) -> None:
 
 async def test_a_unit_can_turn_delivery_off(env: Env) -> None:
     db = env.delivery.pool
-    await store.set_unit_enabled(db, UNIT, False)
+    await prefs.set_unit_enabled(db, UNIT, False)
     [w] = await issue(db, prepared(730))
     assert await jobs(db, w) == {}
-    await store.set_unit_enabled(db, UNIT, True)
+    await prefs.set_unit_enabled(db, UNIT, True)
     [w] = await issue(db, prepared(731))
     assert set(await jobs(db, w)) == {"sms"}
 
@@ -288,7 +294,8 @@ async def test_templates_are_checked_before_they_are_stored(env: Env) -> None:
 async def test_claims_do_not_overlap(env: Env) -> None:
     db = env.delivery.pool
     await issue(db, *(prepared(750 + i) for i in range(3)))
-    first = await store.claim_due(db, 10, timedelta(seconds=60))
-    again = await store.claim_due(db, 10, timedelta(seconds=60))
+    await store.expand(db, RING, 100)
+    first = await store.claim_due(db, RING, 10, timedelta(seconds=60))
+    again = await store.claim_due(db, RING, 10, timedelta(seconds=60))
     assert len(first) == 3 and again == []
     _ = PayerInput
