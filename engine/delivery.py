@@ -261,8 +261,8 @@ def normalise_address(channel: Channel, raw: str) -> str | None:
 
 
 def bill_url(base: str, bill_code: str, bill_no: str, check_code: str) -> str:
-    """The bill's public H5 page (ebill/http/public.py serves it)."""
-    return f"{base.rstrip('/')}/public/bills/{bill_code}/{bill_no}?c={check_code}"
+    """The bill's public H5 page, as ebill/http/public.py (wt-render) serves it."""
+    return f"{base.rstrip('/')}/bill/{bill_code}/{bill_no}?c={check_code}"
 
 
 def backoff_s(attempts: int) -> float:

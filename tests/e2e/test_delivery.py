@@ -74,7 +74,7 @@ async def test_an_issued_bill_reaches_the_payer_by_sms_and_email(
     [sms] = await sms_to(stack, tel)
     assert sms["template"] == "SMS_EBILL" and sms["params"]["no"] == bill.bill_no
     assert sms["params"]["url"].endswith(
-        f"/public/bills/{bill.bill_code}/{bill.bill_no}?c={bill.check_code}"
+        f"/bill/{bill.bill_code}/{bill.bill_no}?c={bill.check_code}"
     )
     mail = await eventually(
         lambda: asyncio.sleep(0, [m for m in mailbox.messages if bill.bill_no in str(m["Subject"])])

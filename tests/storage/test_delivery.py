@@ -132,7 +132,7 @@ async def test_archive_queues_a_job_per_channel_and_the_worker_sends_them(env: E
     [sms] = env.sms.recorder.messages
     assert sms.to == "13900000701" and sms.template == "SMS_EBILL"
     assert f"{w.bill_code}-{w.bill_no}" in sms.text
-    assert f"https://bills.test/public/bills/{w.bill_code}/{w.bill_no}?c={w.check_code}" in sms.text
+    assert f"https://bills.test/bill/{w.bill_code}/{w.bill_no}?c={w.check_code}" in sms.text
     [mail] = env.mail.messages
     assert mail["To"] == "Patient@example.com" and env.mail.logins
     assert w.bill_no in str(mail["Subject"])

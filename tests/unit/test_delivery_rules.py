@@ -57,7 +57,7 @@ def test_backoff_grows_and_is_capped() -> None:
 
 def test_a_red_bill_renders_the_red_template_with_the_link() -> None:
     url = bill_url("https://h.example/", BILL.bill_code, BILL.bill_no, BILL.check_code)
-    assert url == "https://h.example/public/bills/44060119/0000000123?c=9f8e7d"
+    assert url == "https://h.example/bill/44060119/0000000123?c=9f8e7d"
     m = render(DEFAULT_TEMPLATES[Channel.SMS, BILL.kind], BILL, BILL.tel, url)
     assert BILL.kind is MessageKind.RED and m.provider_template == "SMS_EBILL_RED"
     assert m.params == {"unit": "某医院", "code": "44060119", "no": "0000000123",
