@@ -135,6 +135,10 @@ class Settings:
     login_max_failures: int
     login_lock_s: float
     auth_cache_s: float
+    # Personal data at rest (docs/personal-data.md): the key ring that seals
+    # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
+    # default under data_dir is made on first run.
+    data_key_file: Path
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -201,6 +205,7 @@ def load() -> Settings:
         login_max_failures=_int("EBILL_LOGIN_MAX_FAILURES", 5),
         login_lock_s=_float("EBILL_LOGIN_LOCK_S", 900.0),
         auth_cache_s=_float("EBILL_AUTH_CACHE_S", 5.0),
+        data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
     )
 
 
