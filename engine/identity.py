@@ -23,7 +23,12 @@ from engine.errors import InvalidArgument
 
 __all__ = [
     "APPROVER_PERMISSIONS",
+    "HEADER_APP",
+    "HEADER_NONCE",
+    "HEADER_SIGNATURE",
+    "HEADER_TIMESTAMP",
     "SECOND_FACTOR_PERMISSIONS",
+    "SIGNATURE_SCHEME",
     "App",
     "Permission",
     "Principal",
@@ -33,6 +38,8 @@ __all__ = [
     "User",
     "check_name",
     "check_password",
+    "request_signature",
+    "signing_string",
     "totp",
     "totp_ok",
 ]
@@ -125,8 +132,9 @@ class Scope:
     places: frozenset[str] = frozenset()
 
     def covers(self, unit_code: str, place_code: str) -> bool:
-        """True when (unit, place) is in scope; place "" is the bill office."""
-        if unit_code != self.unit_code:
+        """True when (unit, place) is in scope; place "" is the bill office. Unit
+        "*" is every unit (the offline bootstrap, and the engine with auth off)."""
+        if self.unit_code != "*" and unit_code != self.unit_code:
             return False
         return self.office or (place_code != "" and place_code in self.places)
 
@@ -245,3 +253,28 @@ def totp_ok(secret: bytes, code: str, at_s: float, *, drift_steps: int = 1) -> b
         hmac.compare_digest(totp(secret, at_s + d * TOTP_STEP_S), code)
         for d in range(-drift_steps, drift_steps + 1)
     )
+
+
+# -- signed request metadata (apps) ---------------------------------------------
+# An app signs each call with its secret: HMAC-SM3 over the string below, which
+# binds the method, the app, the time, a fresh nonce and the SM3 digest of the
+# exact request bytes. docs/identity.md gives the format for HIS vendors.
+
+SIGNATURE_SCHEME = "EBILL-HMAC-SM3"
+HEADER_APP = "x-ebill-app"
+HEADER_TIMESTAMP = "x-ebill-timestamp"  # Unix time in milliseconds
+HEADER_NONCE = "x-ebill-nonce"  # 16 to 64 characters, unique per app within the window
+HEADER_SIGNATURE = "x-ebill-signature"  # lower-case hex
+
+
+def signing_string(method: str, app_id: str, timestamp_ms: str, nonce: str, body: bytes) -> bytes:
+    body_digest = hashlib.new("sm3", body).hexdigest()
+    return "\n".join((SIGNATURE_SCHEME, method, app_id, timestamp_ms, nonce, body_digest)).encode()
+
+
+def request_signature(
+    secret: bytes, method: str, app_id: str, timestamp_ms: str, nonce: str, body: bytes
+) -> str:
+    """The hex HMAC-SM3 an app sends as ``x-ebill-signature``."""
+    message = signing_string(method, app_id, timestamp_ms, nonce, body)
+    return hmac.new(secret, message, "sm3").hexdigest()

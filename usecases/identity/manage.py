@@ -68,7 +68,7 @@ class AppSpec:
         unit_code: str,
         places: Iterable[str] = (),
         methods: Iterable[str] = ("*",),
-        permissions: Iterable[Permission] = (),
+        permissions: Iterable[str] = (),
         cert_cn: str = "",
         description: str = "",
     ) -> None:
@@ -329,7 +329,7 @@ class IdentityAdmin:
         *,
         places: Iterable[str],
         methods: Iterable[str],
-        permissions: Iterable[Permission] | None = None,
+        permissions: Iterable[str] | None = None,
     ) -> None:
         change: dict[str, object] = {"places": _places(places), "methods": frozenset(methods)}
         if permissions is not None:
