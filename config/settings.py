@@ -153,6 +153,18 @@ class Settings:
     smtp_starttls: bool
     smtp_user: str
     smtp_password: str
+    # Identity (README "Security", docs/identity.md): every call of the engine's
+    # services authenticated (EBILL_AUTH=0 only for benchmarks of its cost);
+    # signed requests' timestamps within auth_window_s of the engine's clock and
+    # their nonces refused for as long; staff sessions last session_ttl_s;
+    # login_max_failures wrong sign-ins in a row lock a user for login_lock_s;
+    # apps and sessions are cached auth_cache_s (how long a revocation may take).
+    auth: bool
+    auth_window_s: float
+    session_ttl_s: float
+    login_max_failures: int
+    login_lock_s: float
+    auth_cache_s: float
     # Personal data at rest (docs/personal-data.md): the key ring that seals
     # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
     # default under data_dir is made on first run.
@@ -242,6 +254,12 @@ def load() -> Settings:
         smtp_starttls=_bool("EBILL_SMTP_STARTTLS", False),
         smtp_user=_str("EBILL_SMTP_USER", ""),
         smtp_password=_str("EBILL_SMTP_PASSWORD", ""),
+        auth=_bool("EBILL_AUTH", True),
+        auth_window_s=_float("EBILL_AUTH_WINDOW_S", 300.0),
+        session_ttl_s=_float("EBILL_SESSION_TTL_S", 8 * 3600.0),
+        login_max_failures=_int("EBILL_LOGIN_MAX_FAILURES", 5),
+        login_lock_s=_float("EBILL_LOGIN_LOCK_S", 900.0),
+        auth_cache_s=_float("EBILL_AUTH_CACHE_S", 5.0),
         data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
     )
 

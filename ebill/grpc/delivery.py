@@ -3,10 +3,10 @@ or a batch, opt-out, bound accounts, templates, the unit switch.
 
 Reads the request (wire.requests), checks the operator's reach (an issuing
 point acts on its own bills; templates and the switch are the bill office's),
-calls usecases.delivery and builds the answer. Permissions: GetDelivery,
-Resend, ResendBatch, OptOut and BindAccount are ``delivery.send``; GetTemplate,
-SetTemplate and SetUnitDelivery are ``delivery.manage`` (the authentication
-interceptor of wt-ident enforces them from its permission table).
+calls usecases.delivery and builds the answer. Permissions (in the table of
+ebill/grpc/permissions.py): GetDelivery, Resend, ResendBatch, OptOut and
+BindAccount need ``delivery.send``; GetTemplate, SetTemplate and SetUnitDelivery
+``delivery.manage``.
 """
 
 from __future__ import annotations
@@ -22,19 +22,7 @@ from storage.delivery import JobView
 from usecases.delivery import BillDelivery, Delivery
 from wire.requests import code8, day, digits, operator_any, operator_office
 
-__all__ = ["PERMISSIONS", "DeliveryServicer"]
-
-# Method -> the permission it needs (for the authentication interceptor's table).
-PERMISSIONS = {
-    "GetDelivery": "delivery.send",
-    "Resend": "delivery.send",
-    "ResendBatch": "delivery.send",
-    "OptOut": "delivery.send",
-    "BindAccount": "delivery.send",
-    "GetTemplate": "delivery.manage",
-    "SetTemplate": "delivery.manage",
-    "SetUnitDelivery": "delivery.manage",
-}
+__all__ = ["DeliveryServicer"]
 
 _CHANNEL = {
     delivery_pb2.DELIVERY_CHANNEL_SMS: Channel.SMS,
