@@ -83,54 +83,75 @@ def _card_hash(ring: KeyRing, r: asyncpg.Record, payer: dict[str, Any]) -> bytes
     return bytes(h) if h is not None else ring.index(str(payer.get("card_no", "")), CARD)
 
 
+_JOB_SOURCE = (
+    "SELECT b.id AS bill_id, b.unit_code, b.place_code, b.request, b.request_sealed,"
+    " b.payer_card_hash FROM bills b"
+)
+
+
+async def _make_jobs(
+    conn: asyncpg.Connection,
+    ring: KeyRing,
+    rows: Sequence[asyncpg.Record],
+    only: frozenset[str] | None = None,
+) -> int:
+    """A job per channel each bill's payer has (a phone: SMS; an e-mail; a WeChat
+    or Alipay account bound to the visit card), ``only`` those channels if given;
+    jobs that exist are left alone. Returns how many were made."""
+    wanted: list[tuple[int, str, str, str]] = []
+    cards: dict[int, bytes] = {}
+    for r in rows:
+        payer = _payer(ring, r)
+        for channel, key in ((Channel.SMS, "tel"), (Channel.EMAIL, "email")):
+            if str(payer.get(key, "")).strip():
+                wanted.append((r["bill_id"], r["unit_code"], r["place_code"], channel.value))
+        card = _card_hash(ring, r, payer)
+        if card is not None:
+            cards[r["bill_id"]] = card
+    if cards:
+        by_id = {r["bill_id"]: r for r in rows}
+        bound = await conn.fetch(
+            "SELECT k.bill_id, a.channel FROM delivery_accounts a"
+            " JOIN unnest($1::bigint[], $2::text[], $3::bytea[]) AS k(bill_id, u, card)"
+            " ON a.unit_code = k.u AND a.card_hash = k.card",
+            list(cards),
+            [by_id[i]["unit_code"] for i in cards],
+            list(cards.values()),
+        )
+        for b in bound:
+            r = by_id[b["bill_id"]]
+            wanted.append((r["bill_id"], r["unit_code"], r["place_code"], b["channel"]))
+    if only is not None:
+        wanted = [w for w in wanted if w[3] in only]
+    if not wanted:
+        return 0
+    status = await conn.execute(
+        "INSERT INTO delivery_jobs (bill_id, unit_code, place_code, channel)"
+        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])"
+        " ON CONFLICT (bill_id, channel) DO NOTHING",
+        [w[0] for w in wanted],
+        [w[1] for w in wanted],
+        [w[2] for w in wanted],
+        [w[3] for w in wanted],
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def expand(pool: asyncpg.Pool, ring: KeyRing, limit: int) -> int:
-    """Turn up to ``limit`` bills of the inbox into one job per channel their
-    payer has (a phone: SMS; an e-mail; a WeChat or Alipay account bound to the
-    visit card), in one transaction: a crash half way leaves them in the inbox."""
+    """Turn up to ``limit`` bills of the inbox into their jobs, in one
+    transaction: a crash half way leaves them in the inbox. Returns how many
+    bills were taken."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             "WITH taken AS (DELETE FROM delivery_inbox WHERE bill_id IN ("
             "  SELECT bill_id FROM delivery_inbox ORDER BY bill_id LIMIT $1"
-            "  FOR UPDATE SKIP LOCKED) RETURNING bill_id)"
-            " SELECT b.id AS bill_id, b.unit_code, b.place_code, b.request, b.request_sealed,"
-            " b.payer_card_hash FROM bills b JOIN taken t ON t.bill_id = b.id",
+            "  FOR UPDATE SKIP LOCKED) RETURNING bill_id) "
+            + _JOB_SOURCE
+            + " JOIN taken t ON t.bill_id = b.id",
             limit,
         )
-        if not rows:
-            return 0
-        wanted: list[tuple[int, str, str, str]] = []
-        cards: dict[int, bytes] = {}
-        for r in rows:
-            payer = _payer(ring, r)
-            for channel, key in ((Channel.SMS, "tel"), (Channel.EMAIL, "email")):
-                if str(payer.get(key, "")).strip():
-                    wanted.append((r["bill_id"], r["unit_code"], r["place_code"], channel.value))
-            card = _card_hash(ring, r, payer)
-            if card is not None:
-                cards[r["bill_id"]] = card
-        if cards:
-            by_id = {r["bill_id"]: r for r in rows}
-            bound = await conn.fetch(
-                "SELECT k.bill_id, a.channel FROM delivery_accounts a"
-                " JOIN unnest($1::bigint[], $2::text[], $3::bytea[]) AS k(bill_id, u, card)"
-                " ON a.unit_code = k.u AND a.card_hash = k.card",
-                list(cards),
-                [by_id[i]["unit_code"] for i in cards],
-                list(cards.values()),
-            )
-            for b in bound:
-                r = by_id[b["bill_id"]]
-                wanted.append((r["bill_id"], r["unit_code"], r["place_code"], b["channel"]))
-        if wanted:
-            await conn.execute(
-                "INSERT INTO delivery_jobs (bill_id, unit_code, place_code, channel)"
-                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])"
-                " ON CONFLICT (bill_id, channel) DO NOTHING",
-                [w[0] for w in wanted],
-                [w[1] for w in wanted],
-                [w[2] for w in wanted],
-                [w[3] for w in wanted],
-            )
+        if rows:
+            await _make_jobs(conn, ring, rows)
         return len(rows)
 
 
@@ -306,38 +327,34 @@ async def history(pool: asyncpg.Pool, bill_id: int) -> list[JobView]:
 
 
 async def resend_bill(
-    pool: asyncpg.Pool, bill_id: int, channels: Sequence[Channel], principal: str
+    pool: asyncpg.Pool, ring: KeyRing, bill_id: int, channels: Sequence[Channel], principal: str
 ) -> int:
     """Send a bill again on ``channels`` (every channel it has when empty): a new
-    round for its jobs; without a channel filter the bill also goes back through
-    the inbox, so a channel it has gained (an account bound since) gets a job.
-    Returns how many existing jobs were queued again."""
+    round for its jobs, and a job for a channel it has gained since (an account
+    bound to the card). Returns how many jobs were queued."""
     wanted = [c.value for c in channels] or [c.value for c in Channel]
     async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
+        reset = await conn.fetch(
             "UPDATE delivery_jobs SET status = 'pending', attempts = 0, next_attempt_at = now(),"
-            " last_error = '' WHERE bill_id = $1 AND channel = ANY($2::text[])"
-            " RETURNING unit_code, channel",
+            " last_error = '' WHERE bill_id = $1 AND channel = ANY($2::text[]) RETURNING channel",
             bill_id,
             wanted,
         )
+        rows = await conn.fetch(_JOB_SOURCE + " WHERE b.id = $1", bill_id)
+        made = await _make_jobs(conn, ring, rows, frozenset(wanted)) if rows else 0
         bill = await conn.fetchrow(
             "SELECT unit_code, bill_code || '/' || bill_no AS ref FROM bills WHERE id = $1",
             bill_id,
         )
         assert bill is not None
-        if not channels or len(rows) < len(wanted):
-            await conn.execute(
-                "INSERT INTO delivery_inbox (bill_id) VALUES ($1) ON CONFLICT DO NOTHING", bill_id
-            )
         await append_entries(
             conn,
             [
                 log_entry("delivery.resend", principal, bill["unit_code"], bill["ref"],
-                     {"channels": sorted(wanted)})
+                          {"channels": sorted(wanted)})
             ],
         )  # fmt: skip
-    return len(rows)
+    return len(reset) + made
 
 
 async def resend_batch(

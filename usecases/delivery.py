@@ -255,7 +255,7 @@ class Delivery:
         self, bill_code: str, bill_no: str, channels: Sequence[Channel], principal: str
     ) -> int:
         bill_id, _, _ = await self._bill(bill_code, bill_no)
-        return await store.resend_bill(self.pool, bill_id, channels, principal)
+        return await store.resend_bill(self.pool, self.ring, bill_id, channels, principal)
 
     async def resend_batch(
         self,
