@@ -131,6 +131,10 @@ class Settings:
     delivery_concurrency: int
     # Tries per round before a job is recorded failed.
     delivery_max_attempts: int
+    # Issuance first: delivery waits until issuance has been quiet this long,
+    # unless a message has waited max_defer_s (then it trickles out meanwhile).
+    delivery_quiet_s: float
+    delivery_max_defer_s: float
     # Where links in messages point: the public H5 bill pages (ebill/http/public.py).
     public_url: str
     # CA file the providers' HTTPS is verified with; empty: the system's CAs.
@@ -235,9 +239,11 @@ def load() -> Settings:
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
         delivery=_bool("EBILL_DELIVERY", True),
         delivery_interval_s=_float("EBILL_DELIVERY_INTERVAL_S", 0.5),
-        delivery_batch=_int("EBILL_DELIVERY_BATCH", 200),
+        delivery_batch=_int("EBILL_DELIVERY_BATCH", 100),
         delivery_concurrency=_int("EBILL_DELIVERY_CONCURRENCY", 16),
         delivery_max_attempts=_int("EBILL_DELIVERY_MAX_ATTEMPTS", 6),
+        delivery_quiet_s=_float("EBILL_DELIVERY_QUIET_S", 1.0),
+        delivery_max_defer_s=_float("EBILL_DELIVERY_MAX_DEFER_S", 60.0),
         public_url=_str("EBILL_PUBLIC_URL", "https://127.0.0.1:8443"),
         delivery_ca_file=_str("EBILL_DELIVERY_CA_FILE", ""),
         sms_url=_str("EBILL_SMS_URL", ""),

@@ -196,6 +196,9 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         max_attempts=settings.delivery_max_attempts,
         batch=settings.delivery_batch,
         concurrency=settings.delivery_concurrency,
+        idle_for=batcher.idle_for,
+        quiet_s=settings.delivery_quiet_s,
+        max_defer_s=settings.delivery_max_defer_s,
     )
 
     # Every call authenticated and authorized (ebill.grpc.auth); secrets of apps

@@ -9,6 +9,7 @@ should have had his bill.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
+from jinja2 import Template as Template_
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -318,11 +320,17 @@ def _context(bill: DeliveryBill, url: str) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str) -> Template_:
+    """Templates are few and rendered for every message: compile each once."""
+    return _ENV.from_string(text)
+
+
 def _render_text(text: str, ctx: Mapping[str, Any]) -> str:
     """Render one text; any failure of a template (syntax, unknown name, a
     sandbox refusal, a range too big) is a TemplateError."""
     try:
-        out = _ENV.from_string(text).render(ctx)
+        out = _compiled(text).render(ctx)
     except TemplateError:
         raise
     except (ArithmeticError, ValueError, TypeError, LookupError, MemoryError) as exc:

@@ -40,6 +40,7 @@ __all__ = [
     "enqueue",
     "expand",
     "history",
+    "oldest_wait_s",
     "pending_count",
     "record",
     "resend_batch",
@@ -283,6 +284,20 @@ async def record(pool: asyncpg.Pool, results: Sequence[Result], principal: str) 
                 if r.outcome in (Outcome.SENT, Outcome.FAILED)
             ],
         )
+
+
+async def oldest_wait_s(pool: asyncpg.Pool) -> float:
+    """How long the longest-waiting bill or due job has waited (0: none)."""
+    return float(
+        await pool.fetchval(
+            "SELECT greatest(0,"
+            " extract(epoch FROM now() - (SELECT created_at FROM delivery_inbox"
+            "   ORDER BY bill_id LIMIT 1)),"
+            " extract(epoch FROM now() - (SELECT next_attempt_at FROM delivery_jobs"
+            "   WHERE status = 'pending' AND next_attempt_at <= now()"
+            "   ORDER BY next_attempt_at LIMIT 1)))"
+        )
+    )
 
 
 async def pending_count(pool: asyncpg.Pool) -> int:

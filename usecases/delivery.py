@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -143,6 +143,10 @@ class Delivery:
         concurrency: int = 16,
         lease: timedelta = timedelta(seconds=120),
         owner: str = WORKER_ID,
+        idle_for: Callable[[], float] | None = None,
+        quiet_s: float = 1.0,
+        max_defer_s: float = 60.0,
+        trickle: int = 20,
     ) -> None:
         self.pool = pool
         self.channels = channels
@@ -152,6 +156,13 @@ class Delivery:
         self.batch = batch
         self.lease = lease
         self.owner = owner
+        # Issuance first: while it works (``idle_for`` under ``quiet_s``) delivery
+        # waits, unless something has waited ``max_defer_s``; then it sends
+        # ``trickle`` at a time, so a saturated engine still delivers, slowly.
+        self.idle_for = idle_for
+        self.quiet_s = quiet_s
+        self.max_defer_s = max_defer_s
+        self.trickle = trickle
         self._sem = asyncio.Semaphore(concurrency)
 
     # -- the worker ---------------------------------------------------------
@@ -159,8 +170,13 @@ class Delivery:
     async def run_once(self) -> int:
         """One pass: archived bills into jobs, then claim due jobs, send them,
         record the outcomes. Returns how many bills and jobs were handled."""
-        expanded = await store.expand(self.pool, self.ring, self.batch)
-        jobs = await store.claim_due(self.pool, self.ring, self.batch, self.lease)
+        limit = self.batch
+        if self.idle_for is not None and self.idle_for() < self.quiet_s:
+            if await store.oldest_wait_s(self.pool) < self.max_defer_s:
+                return 0
+            limit = self.trickle
+        expanded = await store.expand(self.pool, self.ring, limit)
+        jobs = await store.claim_due(self.pool, self.ring, limit, self.lease)
         if not jobs:
             return expanded
         addresses = {j.id: normalise_address(j.channel, j.bill.address(j.channel)) for j in jobs}
@@ -228,7 +244,7 @@ class Delivery:
         return Result(job, Outcome.FAILED, error=error[:300], address=masked)
 
     async def drain(self) -> int:
-        """Send everything due now (tests, benchmarks)."""
+        """Send everything due now (tests), issuance or not."""
         total = 0
         while n := await self.run_once():
             total += n

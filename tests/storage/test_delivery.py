@@ -299,3 +299,26 @@ async def test_claims_do_not_overlap(env: Env) -> None:
     again = await store.claim_due(db, RING, 10, timedelta(seconds=60))
     assert len(first) == 3 and again == []
     _ = PayerInput
+
+
+async def test_delivery_waits_while_issuance_works(env: Env) -> None:
+    db = env.delivery.pool
+    await issue(db, *(prepared(760 + i) for i in range(3)))
+    busy = replace_delivery(env.delivery, idle_for=lambda: 0.0, max_defer_s=3600, trickle=1)
+    assert await busy.run_once() == 0  # issuance at work, nothing waited long
+    assert env.sms.recorder.messages == []
+    # Something waited longer than the bound: it trickles out, one at a time.
+    busy.max_defer_s = 0
+    assert await busy.run_once() == 2  # one bill taken in, one message sent
+    assert len(env.sms.recorder.messages) == 1
+    # Issuance quiet: the rest goes.
+    busy.idle_for = lambda: 10.0
+    await busy.run_once()
+    assert len(env.sms.recorder.messages) == 3
+
+
+def replace_delivery(d: Delivery, **kw: object) -> Delivery:
+    out = Delivery(d.pool, d.channels, d.ring, public_url=d.public_url, max_attempts=3)
+    for k, v in kw.items():
+        setattr(out, k, v)
+    return out
