@@ -79,10 +79,13 @@ async def _issue(
 
 
 async def _backlog(pool: asyncpg.Pool) -> int:
+    """Delivery work left, and transparency-log entries not yet sequenced (a run
+    must not pay for the one before it, whatever its mode)."""
     return int(
         await pool.fetchval(
             "SELECT (SELECT count(*) FROM delivery_inbox)"
             " + (SELECT count(*) FROM delivery_jobs WHERE status = 'pending')"
+            " + (SELECT count(*) FROM log_entries WHERE leaf_index IS NULL)"
         )
     )
 

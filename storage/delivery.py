@@ -232,8 +232,8 @@ _STATUS_OF = {
 
 async def record(pool: asyncpg.Pool, results: Sequence[Result], principal: str) -> None:
     """Store a pass's outcomes in one transaction: job statuses, a history row
-    each, and a transparency-log leaf for each message sent or given up on (what
-    a payer who says he was never told can be shown)."""
+    each, and a transparency-log leaf per unit committing to the messages sent
+    or given up on (what a payer who says he was never told can be shown)."""
     if not results:
         return
     now = datetime.now(UTC)
@@ -261,29 +261,33 @@ async def record(pool: asyncpg.Pool, results: Sequence[Result], principal: str) 
             ],
             columns=("job_id", "at", "outcome", "provider_id", "error", "address"),
         )
+        # One leaf per unit and pass, committing to every message sent or given
+        # up on in it (bill, channel, masked address, provider id, error): a leaf
+        # per message would double the log that issuance's own leaves make.
+        final = [r for r in results if r.outcome in (Outcome.SENT, Outcome.FAILED)]
+        units = sorted({r.job.bill.unit_code for r in final})
         await append_entries(
             conn,
             [
                 LogEntry(
-                    op=f"delivery.{r.outcome.value}",
+                    op="delivery.sent",
                     principal=principal,
-                    unit_code=r.job.bill.unit_code,
-                    ref=f"{r.job.bill.bill_code}/{r.job.bill.bill_no}",
+                    unit_code=unit,
+                    ref=f"{len(mine)} messages",
                     occurred_at=now,
-                    content_digest=content_digest(
-                        {
-                            "channel": r.job.channel.value,
-                            "to": r.address,
-                            "provider_id": r.provider_id,
-                            "error": r.error,
-                        }
-                    ),
-                    bill_id=r.job.bill.bill_id,
+                    content_digest=content_digest(mine),
                 )
-                for r in results
-                if r.outcome in (Outcome.SENT, Outcome.FAILED)
+                for unit in units
+                if (
+                    mine := [
+                        [f"{r.job.bill.bill_code}/{r.job.bill.bill_no}", r.job.channel.value,
+                         r.outcome.value, r.address, r.provider_id, r.error]
+                        for r in final
+                        if r.job.bill.unit_code == unit
+                    ]
+                )
             ],
-        )
+        )  # fmt: skip
 
 
 async def oldest_wait_s(pool: asyncpg.Pool) -> float:
