@@ -52,6 +52,9 @@ lint: $(STAMP) ## ruff and mypy
 bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stack
 	$(PY) -m bench.issuance
 
+bench-delivery: $(STAMP) ## Batch issuance with delivery on vs off, alternating (ratio, target >= 0.95)
+	$(PY) -m bench.delivery
+
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
@@ -64,4 +67,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery chaos clean
