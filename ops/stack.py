@@ -242,13 +242,6 @@ class Stack:
             return keys.read(Path(named))
         return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
 
-    def data_keys(self) -> KeyRing:
-        """The data key ring the engine will load (config/keys.py)."""
-        named = self.env().get(keys.SETTING)
-        if named:
-            return keys.read(Path(named))
-        return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
-
     @property
     def fiscal_key_file(self) -> Path:
         """The fiscal sandbox's public key (hex), written before the sandbox starts."""
