@@ -153,7 +153,11 @@ class Pipeline:
             ],
             "unit_sign": [
                 _actor(
-                    UnitSignStage, config.signer_addr, config.signer_key_id, tls=config.signer_tls
+                    UnitSignStage,
+                    config.signer_addr,
+                    config.signer_key_id,
+                    tls=config.signer_tls,
+                    database_url=config.database_url,
                 )
                 for _ in range(n)
             ],

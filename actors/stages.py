@@ -41,6 +41,7 @@ from protos.ebill.v1 import bill_pb2
 from storage import archive as archive_store
 from storage import bills as bill_store
 from storage.catalog import load_units, unit_versions
+from storage.catalog.certs import active_key_ids
 from storage.db import connect_pool
 from storage.errors import is_retryable, translate
 from wire.bills import bill_from_pb
@@ -215,9 +216,42 @@ class UnitSignStage(_Timed):
         key_id: str,
         timeout_s: float = SIGNER_TIMEOUT_S,
         tls: TlsFiles | None = None,
+        database_url: str = "",
     ) -> None:
         super().__init__()
         self.signer = SignerClient(signer_addr, key_id, timeout_s, tls=tls)
+        # With a database: each unit signs with its active certificate's key id
+        # (storage.catalog.certs), cached by the unit's catalogue version.
+        self._db = _DbStage(database_url, pool_size=1) if database_url else None
+        self._keys: dict[str, tuple[int, str]] = {}
+
+    async def key_ids(self, units: Collection[str]) -> dict[str, str]:
+        """unit -> key id ('' for the default key); one read per batch."""
+        if self._db is None:
+            return dict.fromkeys(units, "")
+        pool = await self._db.pool()
+
+        async def fresh() -> None:
+            versions = await unit_versions(pool, units)
+            stale = [u for u, v in versions.items() if self._keys.get(u, (-1, ""))[0] != v]
+            if stale:
+                got = await active_key_ids(pool, stale)
+                self._keys.update({u: (versions[u], got.get(u, "")) for u in stale})
+
+        await _with_db_retry(fresh)
+        return {u: self._keys[u][1] for u in units}
+
+    async def _sign(self, todo: Sequence[Work]) -> list[bytes]:
+        keys = await self.key_ids({w.unit_code for w in todo})
+        groups: dict[str, list[int]] = {}
+        for i, w in enumerate(todo):
+            groups.setdefault(keys[w.unit_code], []).append(i)
+        out: list[bytes] = [b""] * len(todo)
+        for key_id, idx in groups.items():
+            sigs = await self.signer.sign_batch([todo[i].canonical for i in idx], key_id=key_id)
+            for i, sig in zip(idx, sigs, strict=True):
+                out[i] = sig
+        return out
 
     async def run(self, items: Sequence[Item]) -> list[Item]:
         started = time.perf_counter()
@@ -225,7 +259,7 @@ class UnitSignStage(_Timed):
         if not todo:
             return list(items)
         try:
-            signatures = await self.signer.sign_batch([w.canonical for w in todo])
+            signatures = await self._sign(todo)
             sigs = dict(zip((w.bill_id for w in todo), signatures, strict=True))
             out = map_work(
                 items,

@@ -123,6 +123,13 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # -- onboarding (catalogue and certificates) --
+    # How often units that synced their catalogue once are synced again from the
+    # fiscal platform (0: only on demand, SyncCatalog / `ebill catalog sync`).
+    catalog_sync_s: float = 0.0
+    # A unit's active signing certificate expiring within this many days is warned
+    # about (log, gauge ebill_certificate_days_left, the inspection's entry).
+    cert_warn_days: int = 30
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -183,6 +190,8 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        catalog_sync_s=_float("EBILL_CATALOG_SYNC_S", 0.0),
+        cert_warn_days=_int("EBILL_CERT_WARN_DAYS", 30),
     )
 
 

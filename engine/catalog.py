@@ -51,6 +51,8 @@ class CatalogKind(StrEnum):
     BILL_CODE = "bill_code"
     PAY_CHANNEL = "pay_channel"
     MAPPING = "mapping"
+    # Not an entry kind (no upsert/list as entries): the unit's signing certificates.
+    CERTIFICATE = "certificate"
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ __all__ = [
     "changes",
     "list_entries",
     "lock_unit",
+    "record",
     "upsert",
     "withdraw",
 ]
@@ -98,7 +99,7 @@ async def list_entries(
     return [_as_entry(kind, unit_code, r) for r in rows]
 
 
-async def _record(
+async def record(
     conn: asyncpg.Connection,
     unit_code: str,
     kind: CatalogKind,
@@ -209,7 +210,7 @@ async def upsert(
             *args,
         )
         op = ChangeOp.CREATE if before is None else ChangeOp.UPDATE
-        change = await _record(
+        change = await record(
             conn, unit_code, kind, _key_text(kind, values), op, actor, before, after
         )
         report = report.plus(
@@ -285,7 +286,7 @@ async def withdraw(
             f"UPDATE {table} SET enabled = false WHERE unit_code = $1 AND {where}", unit_code, key
         )
         after = {**before, "enabled": False}
-    return await _record(conn, unit_code, kind, key, ChangeOp.WITHDRAW, actor, before, after)
+    return await record(conn, unit_code, kind, key, ChangeOp.WITHDRAW, actor, before, after)
 
 
 async def changes(

@@ -144,3 +144,6 @@ CREATE TABLE unit_certificates (
     PRIMARY KEY (unit_code, serial)
 );
 CREATE UNIQUE INDEX unit_certificates_active ON unit_certificates (unit_code) WHERE active;
+-- The signing stage caches each unit's active key id by the same version.
+CREATE TRIGGER unit_certificates_version AFTER INSERT OR UPDATE OR DELETE ON unit_certificates
+    FOR EACH ROW EXECUTE FUNCTION bump_catalog_version();
