@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -38,6 +38,8 @@ __all__ = ["BaseData", "Catalogue", "SyncReport", "sync_loop"]
 
 log = logging.getLogger(__name__)
 
+# Entries written between two progress reports of an import.
+_STEP = 25
 # Entries of an import are written in this order: what a later kind refers to
 # (points for cashiers, items for mappings) exists by then.
 _ORDER = (
@@ -107,13 +109,39 @@ class Catalogue:
     ) -> list[tuple[int, Change]]:
         return await edit.changes(self._pool, unit_code, after_id=after_id, limit=min(limit, 1000))
 
-    async def import_base_data(self, data: BaseData, actor: str) -> ChangeReport:
+    async def import_base_data(
+        self,
+        data: BaseData,
+        actor: str,
+        *,
+        progress: Callable[[int], None] | None = None,
+        dry_run: bool = False,
+    ) -> ChangeReport:
         """Set a hospital up (or bring it up to date) from its base data, in one
-        transaction: a second run of the same data changes nothing."""
+        transaction: a second run of the same data changes nothing. ``progress``
+        hears how many entries each step wrote; ``dry_run`` rolls it all back
+        (what would change)."""
         unit = data.unit.unit_code
-        async with self._pool.acquire() as conn, conn.transaction():
-            await edit.lock_unit(conn, unit)
-            return await edit.upsert(conn, unit, data.ordered(), actor)
+        entries = data.ordered()
+        report = ChangeReport()
+        async with self._pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                await edit.lock_unit(conn, unit)
+                for i in range(0, len(entries), _STEP):
+                    step = entries[i : i + _STEP]
+                    report = report.plus(await edit.upsert(conn, unit, step, actor))
+                    if progress is not None:
+                        progress(len(step))
+            except BaseException:
+                await tx.rollback()
+                raise
+            if dry_run:
+                await tx.rollback()
+            else:
+                await tx.commit()
+        return report
 
     async def sync(self, unit_code: str, actor: str) -> SyncReport:
         """Bring the unit's charge items and bill codes to the platform's (同步).
