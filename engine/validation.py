@@ -326,7 +326,8 @@ def _charge_items(
         elif code in seen:
             errs.add(code_path, f"charge item {quote(code)} appears twice")
         seen.add(code)
-        errs.text(f"{p}.charge_name", name, max_len=100, required=True)
+        # An HIS code refused gave no name to require (one error, not two).
+        errs.text(f"{p}.charge_name", name, max_len=100, required=bool(code_path))
         errs.text(f"{p}.unit", c.unit, max_len=20)
         errs.text(f"{p}.remark", c.remark, max_len=100)
         std = _quantity(errs, f"{p}.std", c.std)
