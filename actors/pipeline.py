@@ -170,6 +170,7 @@ class Pipeline:
                     config.signer_key_id,
                     tls=config.fiscal_tls,
                     signer_tls=config.signer_tls,
+                    database_url=config.database_url,
                 )
                 for _ in range(n)
             ],

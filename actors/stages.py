@@ -20,7 +20,8 @@ from typing import TypeVar
 import asyncpg
 from google.protobuf.message import DecodeError
 
-from clients.fiscal import FiscalClient
+from actors.unit_keys import UnitKeys
+from clients.fiscal import CountersignResult, FiscalClient
 from clients.signer import SignerClient
 from config.tls import TlsFiles
 from config.tuning import (
@@ -41,7 +42,6 @@ from protos.ebill.v1 import bill_pb2
 from storage import archive as archive_store
 from storage import bills as bill_store
 from storage.catalog import load_units, unit_versions
-from storage.catalog.certs import active_key_ids
 from storage.db import connect_pool
 from storage.errors import is_retryable, translate
 from wire.bills import bill_from_pb
@@ -131,11 +131,15 @@ class ValidateStage(_DbStage):
         self._units: dict[str, UnitCatalog] = {}
         self.reloads = 0
 
-    async def catalog(self, unit_codes: Collection[str]) -> Catalog:
+    async def catalog(self, unit_codes: Collection[str] | None = None) -> Catalog:
+        """The catalogue of ``unit_codes`` (every unit's when None: warming up)."""
         pool = await self.pool()
 
         async def fresh() -> dict[str, UnitCatalog]:
             async with pool.acquire() as conn:
+                nonlocal unit_codes
+                if unit_codes is None:
+                    unit_codes = [r[0] for r in await conn.fetch("SELECT unit_code FROM units")]
                 now = await unit_versions(conn, unit_codes)
                 # A unit not yet known may be created at any time: ask for it too.
                 stale = [
@@ -147,7 +151,7 @@ class ValidateStage(_DbStage):
         if loaded:
             self.reloads += 1
             self._units.update(loaded)
-        return Catalog(units={u: self._units[u] for u in unit_codes if u in self._units})
+        return Catalog(units={u: self._units[u] for u in unit_codes or () if u in self._units})
 
     async def run(self, bills: Sequence[bytes]) -> list[Prepared | EbillError]:
         """Validate serialised ebill.v1.BillRequest messages.
@@ -220,29 +224,12 @@ class UnitSignStage(_Timed):
     ) -> None:
         super().__init__()
         self.signer = SignerClient(signer_addr, key_id, timeout_s, tls=tls)
-        # With a database: each unit signs with its active certificate's key id
-        # (storage.catalog.certs), cached by the unit's catalogue version.
-        self._db = _DbStage(database_url, pool_size=1) if database_url else None
-        self._keys: dict[str, tuple[int, str]] = {}
-
-    async def key_ids(self, units: Collection[str]) -> dict[str, str]:
-        """unit -> key id ('' for the default key); one read per batch."""
-        if self._db is None:
-            return dict.fromkeys(units, "")
-        pool = await self._db.pool()
-
-        async def fresh() -> None:
-            versions = await unit_versions(pool, units)
-            stale = [u for u, v in versions.items() if self._keys.get(u, (-1, ""))[0] != v]
-            if stale:
-                got = await active_key_ids(pool, stale)
-                self._keys.update({u: (versions[u], got.get(u, "")) for u in stale})
-
-        await _with_db_retry(fresh)
-        return {u: self._keys[u][1] for u in units}
+        # With a database: each unit signs with its active certificate's key id.
+        self._keys = UnitKeys(database_url) if database_url else None
 
     async def _sign(self, todo: Sequence[Work]) -> list[bytes]:
-        keys = await self.key_ids({w.unit_code for w in todo})
+        units = {w.unit_code for w in todo}
+        keys = await self._keys.key_ids(units) if self._keys else dict.fromkeys(units, "")
         groups: dict[str, list[int]] = {}
         for i, w in enumerate(todo):
             groups.setdefault(keys[w.unit_code], []).append(i)
@@ -286,8 +273,12 @@ class CountersignStage(_Timed):
         key_id: str = "",
         tls: TlsFiles | None = None,
         signer_tls: TlsFiles | None = None,
+        database_url: str = "",
     ) -> None:
         super().__init__()
+        # Units with certificates (onboarding): a returned unit signature is
+        # checked against their certificates' keys, not the default key.
+        self._unit_keys = UnitKeys(database_url) if database_url else None
         # Inline issuance waits timeout_s for the platform; past it, bills go out
         # unit-signed and pending, and the recovery loop countersigns them later.
         self.fiscal = FiscalClient(fiscal_addr, timeout_s, tls=tls)
@@ -303,6 +294,30 @@ class CountersignStage(_Timed):
         except EbillError as exc:
             log.warning("unit key unavailable: %s", exc)
             return None
+
+    async def _cert_keys(
+        self,
+        todo: Sequence[Work],
+        answers: Sequence[CountersignResult],
+        sent: dict[tuple[str, str], bytes],
+    ) -> dict[str, tuple[VerifyingKey, ...]]:
+        """The certificate keys of units whose bills came back with another unit
+        signature (a resumed bill); {} when none did."""
+        if self._unit_keys is None:
+            return {}
+        differ = {
+            (r.bill_code, r.bill_no)
+            for r in answers
+            if r.ok and r.unit_signature and r.unit_signature != sent.get((r.bill_code, r.bill_no))
+        }
+        units = {w.unit_code for w in todo if (w.bill_code, w.bill_no) in differ}
+        if not units:
+            return {}
+        try:
+            return await self._unit_keys.public_keys(units)
+        except Exception as exc:  # unavailable keys: the default key decides
+            log.warning("unit certificate keys unavailable: %s", exc)
+            return {}
 
     def stats(self) -> dict[str, float]:
         out = super().stats()
@@ -343,6 +358,7 @@ class CountersignStage(_Timed):
             for r in answers
         ):
             key = await self.unit_key()
+        cert_keys = await self._cert_keys(todo, answers, sent)
 
         def apply(w: Work) -> Item:
             r = results.get((w.bill_code, w.bill_no))
@@ -360,7 +376,8 @@ class CountersignStage(_Timed):
                 unit_signature=r.unit_signature,
                 fiscal_signature=r.fiscal_signature,
                 countersigned_at=r.countersigned_at,
-                unit_key=key,
+                unit_key=_cert_key(cert_keys.get(w.unit_code, ()), w.canonical, r.unit_signature)
+                or key,
             )
 
         out = map_work(items, apply)
@@ -444,3 +461,14 @@ class ArchiveStage(_DbStage):
                 out = [exc if isinstance(it, Work) else it for it in out]
         self.record(len(works), started)
         return out
+
+
+def _cert_key(
+    keys: Sequence[VerifyingKey], canonical: bytes, signature: bytes
+) -> VerifyingKey | None:
+    """The unit's certificate key ``signature`` verifies under (the first one
+    when none does, so the check refuses it); None when the unit has none."""
+    for k in keys:
+        if k.verify(canonical, signature):
+            return k
+    return keys[0] if keys else None
