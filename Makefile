@@ -55,6 +55,9 @@ bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stac
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
+bench-mapping: $(STAMP) ## What resolving HIS codes through the mapping costs validation (ratio, one run)
+	$(PY) -m bench.mapping
+
 chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 on any violation)
 	$(PY) -m bench.chaos --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
 
