@@ -123,6 +123,10 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # Personal data at rest (docs/personal-data.md): the key ring that seals
+    # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
+    # default under data_dir is made on first run.
+    data_key_file: Path
     # -- onboarding (catalogue and certificates) --
     # How often units that synced their catalogue once are synced again from the
     # fiscal platform (0: only on demand, SyncCatalog / `ebill catalog sync`).
@@ -190,6 +194,7 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
         catalog_sync_s=_float("EBILL_CATALOG_SYNC_S", 0.0),
         cert_warn_days=_int("EBILL_CERT_WARN_DAYS", 30),
     )
