@@ -122,3 +122,11 @@ def test_overlapping_periods_are_found() -> None:
     c = HisMapping("H", "A02", Period(date(2025, 1, 1), None))
     assert overlapping([a], b) == a
     assert overlapping([a], c) is None
+
+
+def test_every_catalog_method_names_its_permission() -> None:
+    from ebill.grpc.catalog import PERMISSIONS
+    from protos.ebill.v1 import catalog_pb2
+
+    methods = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].methods_by_name
+    assert set(PERMISSIONS) == set(methods)
