@@ -58,6 +58,9 @@ bench-delivery: $(STAMP) ## Batch issuance with delivery on vs off, alternating 
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
+bench-mapping: $(STAMP) ## What resolving HIS codes through the mapping costs validation (ratio, one run)
+	$(PY) -m bench.mapping
+
 bench-sealing: $(STAMP) ## Cost of sealing personal data: reserve stage A/B (BEFORE=dir: whole engine too)
 	$(PY) -m bench.sealing $(if $(BEFORE),--engine-before $(BEFORE))
 

@@ -160,7 +160,11 @@ class Pipeline:
             ],
             "unit_sign": [
                 _actor(
-                    UnitSignStage, config.signer_addr, config.signer_key_id, tls=config.signer_tls
+                    UnitSignStage,
+                    config.signer_addr,
+                    config.signer_key_id,
+                    tls=config.signer_tls,
+                    database_url=config.database_url,
                 )
                 for _ in range(n)
             ],
@@ -173,6 +177,7 @@ class Pipeline:
                     config.signer_key_id,
                     tls=config.fiscal_tls,
                     signer_tls=config.signer_tls,
+                    database_url=config.database_url,
                 )
                 for _ in range(n)
             ],

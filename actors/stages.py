@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -21,12 +21,12 @@ from typing import TypeVar
 import asyncpg
 from google.protobuf.message import DecodeError
 
-from clients.fiscal import FiscalClient
+from actors.unit_keys import UnitKeys
+from clients.fiscal import CountersignResult, FiscalClient
 from clients.signer import SignerClient
 from config import keys
 from config.tls import TlsFiles
 from config.tuning import (
-    CATALOG_TTL_S,
     DB_ATTEMPTS,
     DB_RETRY_FACTOR,
     DB_RETRY_FIRST_DELAY_S,
@@ -35,7 +35,7 @@ from config.tuning import (
 )
 from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
-from engine.model import BillStatus, Catalog
+from engine.model import BillInput, BillStatus, Catalog, UnitCatalog
 from engine.pipeline import Item, Work, finish, map_work, take_countersignature
 from engine.prepare import Prepared, prepare
 from engine.sm2 import VerifyingKey
@@ -43,7 +43,7 @@ from engine.validation import check
 from protos.ebill.v1 import bill_pb2
 from storage import archive as archive_store
 from storage import bills as bill_store
-from storage.catalog import load_catalog
+from storage.catalog import load_units, unit_versions
 from storage.db import connect_pool
 from storage.errors import is_retryable, translate
 from wire.bills import bill_from_pb
@@ -120,19 +120,40 @@ class _DbStage(_Timed):
 
 
 class ValidateStage(_DbStage):
-    """Checks each request against the rules and the unit's reference data."""
+    """Checks each request against the rules and the unit's reference data.
+
+    Each unit's catalogue (points, items, bill codes, pay channels, HIS mappings)
+    is held here with the version it was loaded at; one indexed read per batch
+    asks for the versions of the batch's units, and only a unit whose version
+    moved (a catalogue change, an import, a sync) is loaded again. No query per bill.
+    """
 
     def __init__(self, database_url: str) -> None:
         super().__init__(database_url, pool_size=1)
-        self._catalog: Catalog | None = None
-        self._loaded_at = 0.0
+        self._units: dict[str, UnitCatalog] = {}
+        self.reloads = 0
 
-    async def catalog(self) -> Catalog:
-        if self._catalog is None or time.monotonic() - self._loaded_at > CATALOG_TTL_S:
-            pool = await self.pool()
-            self._catalog = await _with_db_retry(lambda: load_catalog(pool))
-            self._loaded_at = time.monotonic()
-        return self._catalog
+    async def catalog(self, unit_codes: Collection[str] | None = None) -> Catalog:
+        """The catalogue of ``unit_codes`` (every unit's when None: warming up)."""
+        pool = await self.pool()
+
+        async def fresh() -> dict[str, UnitCatalog]:
+            async with pool.acquire() as conn:
+                nonlocal unit_codes
+                if unit_codes is None:
+                    unit_codes = [r[0] for r in await conn.fetch("SELECT unit_code FROM units")]
+                now = await unit_versions(conn, unit_codes)
+                # A unit not yet known may be created at any time: ask for it too.
+                stale = [
+                    u for u, v in now.items() if u not in self._units or self._units[u].version != v
+                ]
+                return await load_units(conn, stale) if stale else {}
+
+        loaded = await _with_db_retry(fresh)
+        if loaded:
+            self.reloads += 1
+            self._units.update(loaded)
+        return Catalog(units={u: self._units[u] for u in unit_codes or () if u in self._units})
 
     async def run(self, bills: Sequence[bytes]) -> list[Prepared | EbillError]:
         """Validate serialised ebill.v1.BillRequest messages.
@@ -141,16 +162,20 @@ class ValidateStage(_DbStage):
         pickling domain objects across the process boundary.
         """
         started = time.perf_counter()
+        decoded: list[BillInput | EbillError] = []
+        for raw in bills:
+            try:
+                decoded.append(bill_from_pb(bill_pb2.BillRequest.FromString(raw)))
+            except DecodeError:
+                decoded.append(InvalidArgument("request is not a BillRequest message"))
         try:
-            catalog = await self.catalog()
+            catalog = await self.catalog({b.unit_code for b in decoded if isinstance(b, BillInput)})
         except EbillError as exc:
             return [exc] * len(bills)
         out: list[Prepared | EbillError] = []
-        for raw in bills:
-            try:
-                bill = bill_from_pb(bill_pb2.BillRequest.FromString(raw))
-            except DecodeError:
-                out.append(InvalidArgument("request is not a BillRequest message"))
+        for bill in decoded:
+            if isinstance(bill, EbillError):
+                out.append(bill)
                 continue
             result = check(bill, catalog)
             out.append(
@@ -203,9 +228,25 @@ class UnitSignStage(_Timed):
         key_id: str,
         timeout_s: float = SIGNER_TIMEOUT_S,
         tls: TlsFiles | None = None,
+        database_url: str = "",
     ) -> None:
         super().__init__()
         self.signer = SignerClient(signer_addr, key_id, timeout_s, tls=tls)
+        # With a database: each unit signs with its active certificate's key id.
+        self._keys = UnitKeys(database_url) if database_url else None
+
+    async def _sign(self, todo: Sequence[Work]) -> list[bytes]:
+        units = {w.unit_code for w in todo}
+        keys = await self._keys.key_ids(units) if self._keys else dict.fromkeys(units, "")
+        groups: dict[str, list[int]] = {}
+        for i, w in enumerate(todo):
+            groups.setdefault(keys[w.unit_code], []).append(i)
+        out: list[bytes] = [b""] * len(todo)
+        for key_id, idx in groups.items():
+            sigs = await self.signer.sign_batch([todo[i].canonical for i in idx], key_id=key_id)
+            for i, sig in zip(idx, sigs, strict=True):
+                out[i] = sig
+        return out
 
     async def run(self, items: Sequence[Item]) -> list[Item]:
         started = time.perf_counter()
@@ -213,7 +254,7 @@ class UnitSignStage(_Timed):
         if not todo:
             return list(items)
         try:
-            signatures = await self.signer.sign_batch([w.canonical for w in todo])
+            signatures = await self._sign(todo)
             sigs = dict(zip((w.bill_id for w in todo), signatures, strict=True))
             out = map_work(
                 items,
@@ -240,8 +281,12 @@ class CountersignStage(_Timed):
         key_id: str = "",
         tls: TlsFiles | None = None,
         signer_tls: TlsFiles | None = None,
+        database_url: str = "",
     ) -> None:
         super().__init__()
+        # Units with certificates (onboarding): a returned unit signature is
+        # checked against their certificates' keys, not the default key.
+        self._unit_keys = UnitKeys(database_url) if database_url else None
         # Inline issuance waits timeout_s for the platform; past it, bills go out
         # unit-signed and pending, and the recovery loop countersigns them later.
         self.fiscal = FiscalClient(fiscal_addr, timeout_s, tls=tls)
@@ -257,6 +302,30 @@ class CountersignStage(_Timed):
         except EbillError as exc:
             log.warning("unit key unavailable: %s", exc)
             return None
+
+    async def _cert_keys(
+        self,
+        todo: Sequence[Work],
+        answers: Sequence[CountersignResult],
+        sent: dict[tuple[str, str], bytes],
+    ) -> dict[str, tuple[VerifyingKey, ...]]:
+        """The certificate keys of units whose bills came back with another unit
+        signature (a resumed bill); {} when none did."""
+        if self._unit_keys is None:
+            return {}
+        differ = {
+            (r.bill_code, r.bill_no)
+            for r in answers
+            if r.ok and r.unit_signature and r.unit_signature != sent.get((r.bill_code, r.bill_no))
+        }
+        units = {w.unit_code for w in todo if (w.bill_code, w.bill_no) in differ}
+        if not units:
+            return {}
+        try:
+            return await self._unit_keys.public_keys(units)
+        except Exception as exc:  # unavailable keys: the default key decides
+            log.warning("unit certificate keys unavailable: %s", exc)
+            return {}
 
     def stats(self) -> dict[str, float]:
         out = super().stats()
@@ -297,6 +366,7 @@ class CountersignStage(_Timed):
             for r in answers
         ):
             key = await self.unit_key()
+        cert_keys = await self._cert_keys(todo, answers, sent)
 
         def apply(w: Work) -> Item:
             r = results.get((w.bill_code, w.bill_no))
@@ -314,7 +384,8 @@ class CountersignStage(_Timed):
                 unit_signature=r.unit_signature,
                 fiscal_signature=r.fiscal_signature,
                 countersigned_at=r.countersigned_at,
-                unit_key=key,
+                unit_key=_cert_key(cert_keys.get(w.unit_code, ()), w.canonical, r.unit_signature)
+                or key,
             )
 
         out = map_work(items, apply)
@@ -398,3 +469,14 @@ class ArchiveStage(_DbStage):
                 out = [exc if isinstance(it, Work) else it for it in out]
         self.record(len(works), started)
         return out
+
+
+def _cert_key(
+    keys: Sequence[VerifyingKey], canonical: bytes, signature: bytes
+) -> VerifyingKey | None:
+    """The unit's certificate key ``signature`` verifies under (the first one
+    when none does, so the check refuses it); None when the unit has none."""
+    for k in keys:
+        if k.verify(canonical, signature):
+            return k
+    return keys[0] if keys else None

@@ -46,12 +46,13 @@ class SignerClient(GrpcClient[signer_pb2_grpc.SignerStub]):
         self._public_key: VerifyingKey | None = None
 
     async def sign_batch(
-        self, messages: Sequence[bytes], timeout_s: float | None = None
+        self, messages: Sequence[bytes], timeout_s: float | None = None, *, key_id: str = ""
     ) -> list[bytes]:
-        """SM2 signatures (DER) of ``messages``, in the same order."""
+        """SM2 signatures (DER) of ``messages``, in the same order, with ``key_id``
+        (a unit's active certificate key) or the client's key."""
         resp = await call(
             self.stub().SignBatch,
-            signer_pb2.SignBatchRequest(key_id=self.key_id, data=list(messages)),
+            signer_pb2.SignBatchRequest(key_id=key_id or self.key_id, data=list(messages)),
             what="signing server SignBatch",
             timeout_s=timeout_s or self.timeout_s,
             idempotent=True,

@@ -173,6 +173,13 @@ class Settings:
     # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
     # default under data_dir is made on first run.
     data_key_file: Path
+    # -- onboarding (catalogue and certificates) --
+    # How often units that synced their catalogue once are synced again from the
+    # fiscal platform (0: only on demand, SyncCatalog / `ebill catalog sync`).
+    catalog_sync_s: float = 0.0
+    # A unit's active signing certificate expiring within this many days is warned
+    # about (log, gauge ebill_certificate_days_left, the inspection's entry).
+    cert_warn_days: int = 30
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -267,6 +274,8 @@ def load() -> Settings:
         login_lock_s=_float("EBILL_LOGIN_LOCK_S", 900.0),
         auth_cache_s=_float("EBILL_AUTH_CACHE_S", 5.0),
         data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
+        catalog_sync_s=_float("EBILL_CATALOG_SYNC_S", 0.0),
+        cert_warn_days=_int("EBILL_CERT_WARN_DAYS", 30),
     )
 
 

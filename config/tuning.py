@@ -11,7 +11,6 @@ from typing import Final
 
 __all__ = [
     "BULK_COUNTERSIGN_INFLIGHT",
-    "CATALOG_TTL_S",
     "DB_ATTEMPTS",
     "DB_RETRY_FACTOR",
     "DB_RETRY_FIRST_DELAY_S",
@@ -48,9 +47,6 @@ __all__ = [
 
 # -- pipeline stages -------------------------------------------------------------
 
-# The validate stage reloads the unit's reference data this often: a new charge
-# code or issuing point is usable within seconds without a query per batch.
-CATALOG_TTL_S: Final = 5.0
 # A whole-transaction database step is tried this many times when the failure left
 # nothing written (connection loss, serialization failure), waiting
 # DB_RETRY_FIRST_DELAY_S, then that times DB_RETRY_FACTOR, ... in between.

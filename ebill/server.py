@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
+from clients.fiscal_catalog import CaClient, FiscalCatalogClient
 from clients.signer import SignerClient
 from config import keys
 from config.settings import Settings, read_public_key
@@ -34,6 +35,7 @@ from ebill.grpc.audit import AuditServicer
 from ebill.grpc.auth import AuthInterceptor
 from ebill.grpc.delivery import DeliveryServicer
 from ebill.grpc.identity import IdentityServicer
+from ebill.grpc.catalog import CatalogServicer
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
@@ -46,6 +48,8 @@ from protos.ebill.v1 import (
     delivery_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
     issuance_pb2,
     issuance_pb2_grpc,
     lifecycle_pb2,
@@ -57,6 +61,8 @@ from storage.db import EmbeddedPostgres, connect_pool
 from usecases.batcher import Lanes, MicroBatcher
 from usecases.delivery import Delivery, channels_from, delivery_loop
 from usecases.identity import Identity, IdentityPolicy
+from usecases.catalog import Catalogue, sync_loop
+from usecases.certificates import Certificates, expiry_loop
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
@@ -226,6 +232,23 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(pool), server)
     delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(DeliveryServicer(delivery), server)
     identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(identity), server)
+    catalogue = Catalogue(
+        pool,
+        FiscalCatalogClient(settings.fiscal_addr, tls=settings.hop_tls(settings.fiscal_tls_dir)),
+    )
+    fiscal_tls = settings.hop_tls(settings.fiscal_tls_dir)
+    certificates = Certificates(
+        pool,
+        lambda key_id: SignerClient(
+            settings.signer_addr, key_id, tls=settings.hop_tls(settings.signer_tls_dir)
+        ),
+        FiscalCatalogClient(settings.fiscal_addr, tls=fiscal_tls),
+        CaClient(settings.fiscal_addr, tls=fiscal_tls),
+        warn_days=settings.cert_warn_days,
+    )
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
+        CatalogServicer(catalogue, certificates), server
+    )
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the
     # pipeline is warm, or load balancers send bills to an engine not ready.
@@ -240,6 +263,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
             delivery_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
             identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+            catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -295,6 +319,10 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         background.append(
             asyncio.create_task(delivery_loop(delivery, settings.delivery_interval_s))
         )
+    # Expiry of the units' signing certificates: gauge and warnings, hourly.
+    background.append(asyncio.create_task(expiry_loop(certificates)))
+    if settings.catalog_sync_s > 0:
+        background.append(asyncio.create_task(sync_loop(catalogue, settings.catalog_sync_s)))
     log.info(
         "engine serving on %s (%s; metrics :%s)",
         settings.grpc_addr,

@@ -14,6 +14,7 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any, TypeVar
 
+from engine.catalog import HisMapping, Period
 from engine.statuses import PaperStatus
 
 __all__ = [
@@ -113,6 +114,9 @@ class ChargeItemInput:
     amt: str = ""
     self_amt: str = ""
     remark: str = ""
+    # The hospital's own item code: resolved to the fiscal charge_code through
+    # the unit's mapping (对照) effective on the bill's date.
+    his_code: str = ""
 
 
 @compact_pickle
@@ -274,6 +278,13 @@ class UnitCatalog:
     pay_channels: frozenset[str]
     # bus_type -> bill_code used for it
     bill_codes: Mapping[str, str]
+    # fiscal charge item code -> its validity (items the platform withdrew keep
+    # a row with valid_to); codes without an entry are always usable.
+    charge_periods: Mapping[str, Period] = field(default_factory=dict)
+    # HIS charge code -> its mapping periods to fiscal codes (对照).
+    his_codes: Mapping[str, tuple[HisMapping, ...]] = field(default_factory=dict)
+    # The catalog_versions value this was loaded at (0: not versioned).
+    version: int = 0
 
 
 @compact_pickle

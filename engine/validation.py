@@ -8,20 +8,23 @@ bill (``charge_items[2].amt``); the edge prefixes them with the request path.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TypeVar
 
+from engine.catalog import map_item, usable
 from engine.errors import FieldError, InvalidArgument
 from engine.model import (
     BUS_TYPES,
     BillInput,
     Catalog,
     ChargeItem,
+    ChargeItemInput,
     InsuranceSplit,
     ListItem,
     PayChannel,
+    UnitCatalog,
     ValidBill,
 )
 from engine.money import format_fen, parse_fen, parse_quantity
@@ -258,7 +261,7 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
     if len(errs.items) == before and total == 0:
         errs.add("total_amount", "must be greater than 0")
 
-    charge_items = _charge_items(errs, bill, unit.charge_codes if unit else None)
+    charge_items = _charge_items(errs, bill, unit, bus_time.date())
     list_items = _list_items(errs, bill, charge_items)
     pay_channels = _pay_channels(errs, bill, unit.pay_channels if unit else None)
 
@@ -300,26 +303,31 @@ def check(bill: BillInput, catalog: Catalog) -> ValidBill | list[FieldError]:
 
 
 def _charge_items(
-    errs: _Errors, bill: BillInput, known: Mapping[str, str] | None
+    errs: _Errors, bill: BillInput, unit: UnitCatalog | None, day: date
 ) -> tuple[ChargeItem, ...]:
     if not bill.charge_items:
         errs.add("charge_items", "at least one charge item is required")
     elif len(bill.charge_items) > MAX_CHARGE_ITEMS:
         errs.add("charge_items", f"at most {MAX_CHARGE_ITEMS} charge items")
+    known = unit.charge_codes if unit is not None else None
     out: list[ChargeItem] = []
     seen: set[str] = set()
     for i, c in enumerate(bill.charge_items[:MAX_CHARGE_ITEMS]):
         p = f"charge_items[{i}]"
-        if not _CODE.match(c.charge_code):
-            errs.add(
-                f"{p}.charge_code", f"must be 1-20 letters or digits, got {quote(c.charge_code)}"
-            )
-        elif known is not None and c.charge_code not in known:
-            errs.add(f"{p}.charge_code", f"unknown charge item code {quote(c.charge_code)}")
-        elif c.charge_code in seen:
-            errs.add(f"{p}.charge_code", f"charge item {quote(c.charge_code)} appears twice")
-        seen.add(c.charge_code)
-        errs.text(f"{p}.charge_name", c.charge_name, max_len=100, required=True)
+        code, name, code_path = _mapped(errs, p, c, unit, day)
+        if not code_path:
+            pass  # the HIS code was refused with its own path
+        elif not _CODE.match(code):
+            errs.add(code_path, f"must be 1-20 letters or digits, got {quote(code)}")
+        elif known is not None and code not in known:
+            errs.add(code_path, f"unknown charge item code {quote(code)}")
+        elif unit is not None and (why := usable(unit.charge_periods, code, day)):
+            errs.add(code_path, f"charge item {quote(code)} {why} (bill dated {day.isoformat()})")
+        elif code in seen:
+            errs.add(code_path, f"charge item {quote(code)} appears twice")
+        seen.add(code)
+        # An HIS code refused gave no name to require (one error, not two).
+        errs.text(f"{p}.charge_name", name, max_len=100, required=bool(code_path))
         errs.text(f"{p}.unit", c.unit, max_len=20)
         errs.text(f"{p}.remark", c.remark, max_len=100)
         std = _quantity(errs, f"{p}.std", c.std)
@@ -328,20 +336,24 @@ def _charge_items(
         self_amt = _amount(errs, f"{p}.self_amt", c.self_amt, required=False)
         if self_amt > amt:
             errs.add(f"{p}.self_amt", "must not exceed amt")
-        out.append(
-            ChargeItem(
-                c.sort_no,
-                c.charge_code,
-                c.charge_name,
-                c.unit,
-                std,
-                number,
-                amt,
-                self_amt,
-                c.remark,
-            )
-        )
+        out.append(ChargeItem(c.sort_no, code, name, c.unit, std, number, amt, self_amt, c.remark))
     return tuple(out)
+
+
+def _mapped(
+    errs: _Errors, p: str, c: ChargeItemInput, unit: UnitCatalog | None, day: date
+) -> tuple[str, str, str]:
+    """(fiscal code, name, path for errors about the code; '' once refused) of a
+    charge item: its HIS code resolved through the mapping (engine.catalog)."""
+    if not c.his_code:
+        return c.charge_code, c.charge_name, f"{p}.charge_code"
+    if errs.text(f"{p}.his_code", c.his_code, max_len=50, pattern=_IDENT, form="an HIS code"):
+        if unit is not None:
+            m = map_item(unit.his_codes, unit.charge_codes, c, day, quote)
+            if not m.error:
+                return m.charge_code, m.charge_name, f"{p}.his_code"
+            errs.add(f"{p}.{m.field}", m.error)
+    return c.charge_code, c.charge_name, ""
 
 
 def _list_items(
@@ -351,6 +363,12 @@ def _list_items(
         errs.add("list_items", f"at most {MAX_LIST_ITEMS} list items")
         return ()
     by_code = {c.charge_code: c for c in charges}
+    # A list line may name its charge item by the HIS code the bill sent.
+    his = {
+        src.his_code: c.charge_code
+        for src, c in zip(bill.charge_items, charges, strict=False)
+        if src.his_code
+    }
     out: list[ListItem] = []
     sums: dict[str, int] = {}
     for i, li in enumerate(bill.list_items):
@@ -366,7 +384,8 @@ def _list_items(
         errs.text(f"{p}.list_name", li.list_name, max_len=100, required=True)
         errs.text(f"{p}.spec", li.spec, max_len=50)
         errs.text(f"{p}.unit", li.unit, max_len=20)
-        if li.charge_code not in by_code:
+        li_code = his.get(li.charge_code, li.charge_code)
+        if li_code not in by_code:
             errs.add(
                 f"{p}.charge_code",
                 f"refers to no charge item on this bill: {quote(li.charge_code)}",
@@ -375,13 +394,13 @@ def _list_items(
         number = _quantity(errs, f"{p}.number", li.number)
         amt = _amount(errs, f"{p}.amt", li.amt)
         self_amt = _amount(errs, f"{p}.self_amt", li.self_amt, required=False)
-        sums[li.charge_code] = sums.get(li.charge_code, 0) + amt
+        sums[li_code] = sums.get(li_code, 0) + amt
         out.append(
             ListItem(
                 li.sort_no,
                 li.list_code,
                 li.list_name,
-                li.charge_code,
+                li_code,
                 li.spec,
                 li.unit,
                 std,

@@ -10,6 +10,7 @@ __all__ = [
     "BILLS",
     "DELIVERIES",
     "DELIVERY_PENDING",
+    "CERTIFICATE_DAYS_LEFT",
     "FISCAL_CIRCUIT_OPEN",
     "INFLIGHT",
     "OLDEST_UNFINISHED",
@@ -56,6 +57,13 @@ STAGE_BATCHES = Counter("ebill_stage_batches_total", "Batches processed by a sta
 STAGE_BUSY = Counter("ebill_stage_busy_seconds_total", "Time a stage spent on batches", ["stage"])
 STAGE_LATENCY = Histogram(
     "ebill_stage_seconds", "Time of one batch in one stage", ["stage"], buckets=_LATENCY_BUCKETS
+)
+# Onboarding: days until each unit's active signing certificate expires (alert
+# well before 0: a unit without a valid certificate cannot issue).
+CERTIFICATE_DAYS_LEFT = Gauge(
+    "ebill_certificate_days_left",
+    "Days until the unit's active signing certificate expires",
+    ["unit"],
 )
 STOCK_ALERTS_UNREAD = Gauge(
     "ebill_stock_alerts_unread",

@@ -75,6 +75,7 @@ def bill_from_pb(m: bill_pb2.BillRequest) -> BillInput:
                 c.amt,
                 c.self_amt,
                 c.remark,
+                c.his_code,
             )
             for c in m.charge_items
         ),

@@ -14,7 +14,7 @@ import logging
 
 import typer
 
-from ebill.cli import audit, core, keys
+from ebill.cli import audit, catalog, core, keys
 
 __all__ = ["app", "main"]
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 core.register(app)
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+catalog.register(app)
 
 
 @app.callback()

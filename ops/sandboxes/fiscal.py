@@ -31,6 +31,8 @@ import grpc
 from engine.canonical import countersign_message
 from engine.sm2 import SigningKey, VerifyingKey
 from ops.sandboxes.common import new_server, sandbox_tls, serve_forever
+from ops.sandboxes.fiscal_base import BASE_SCHEMA, BaseDataDesk
+from ops.sandboxes.fiscal_certs import CERT_SCHEMA, CaService, CertificateDesk
 from ops.sandboxes.fiscal_rules import (
     Amounts,
     amounts_of,
@@ -79,12 +81,19 @@ _ADDED_COLUMNS = (
 )
 
 
-class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
+class FiscalService(
+    StockDesk, BaseDataDesk, CertificateDesk, fiscal_pb2_grpc.FiscalPlatformServicer
+):
     def __init__(self, data_dir: Path, *, latency_ms: int = 0, failure_rate: float = 0.0) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._key: SigningKey = KeyStore(data_dir).get("fiscal")
         self._db = sqlite3.connect(data_dir / "fiscal.db", check_same_thread=False)
-        self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + _SCHEMA)
+        self._db.executescript(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+            + _SCHEMA
+            + BASE_SCHEMA
+            + CERT_SCHEMA
+        )
         for table, column, kind in _ADDED_COLUMNS:
             have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
@@ -104,6 +113,11 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
             u: VerifyingKey(bytes(k))
             for u, k in self._db.execute("SELECT unit_code, public_key FROM units")
         }
+        # The CA this platform trusts (served beside it by main) and the units'
+        # registered certificates.
+        self.ca = CaService(KeyStore(data_dir).get("ca"))
+        self._ca_key = KeyStore(data_dir).get("ca").public
+        self._load_certs()
 
     def _weather(self, context: grpc.ServicerContext) -> None:
         """Simulated network: latency on every call, and a failure now and then."""
@@ -206,6 +220,8 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
         code, message = check_amounts(item, amounts)
         if not code:
             code, message = check_kind(item.bill_code, doc)
+        if not code:  # the charge items against the unit's catalogue (fiscal_base)
+            code, message = self._check_items(item.unit_code, doc)
         if not code and "red_of" in doc:
             code, message = self._check_red(item, doc, amounts)
         if code:
@@ -263,7 +279,8 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
         key = self._unit_keys.get(item.unit_code)
         if key is None:
             return "UNKNOWN_UNIT", f"unit {item.unit_code} is not registered", {}
-        if not key.verify(item.canonical, item.unit_signature):
+        # Its certificate valid at the bill's issue time, else its key (fiscal_certs).
+        if not self._unit_verifies(item.unit_code, item.canonical, item.unit_signature):
             return "BAD_UNIT_SIGNATURE", "unit signature does not verify", {}
         try:
             doc = json.loads(item.canonical)
@@ -386,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.data_dir) / "fiscal", latency_ms=args.latency_ms, failure_rate=args.failure_rate
     )
     fiscal_pb2_grpc.add_FiscalPlatformServicer_to_server(service, server)
+    fiscal_pb2_grpc.add_CertificateAuthorityServicer_to_server(service.ca, server)
     serve_forever(server, args.addr, "fiscal", sandbox_tls("fiscal", Path(args.data_dir)))
 
 

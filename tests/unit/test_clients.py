@@ -24,8 +24,10 @@ from clients.fiscal import (
     WriteOffDeclaration,
     WriteOffFigures,
 )
+from clients.fiscal_catalog import FiscalCatalogClient
 from clients.mail import Mailer
 from clients.signer import SignerClient, VerifyItem
+from engine.catalog import ItemEntry
 from engine.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -128,6 +130,22 @@ class Fiscal(fiscal_pb2_grpc.FiscalPlatformServicer):
                 ),
             ]
         )  # fmt: skip
+
+    async def GetBaseData(self, request: Any, context: Any) -> Any:
+        await self.flaky.weather("GetBaseData", context)
+        return fiscal_pb2.BaseData(
+            unit_code=request.unit_code,
+            version=7,
+            items=[
+                fiscal_pb2.BaseItem(charge_code="0101", charge_name="西药费", valid_to="20270101")
+            ],
+        )
+
+    async def PublishBaseData(self, request: Any, context: Any) -> Any:
+        return fiscal_pb2.BaseData(unit_code=request.unit_code)
+
+    async def RegisterCertificate(self, request: Any, context: Any) -> Any:
+        return fiscal_pb2.RegisterCertificateResponse(serial="1")
 
     async def ReturnSegment(self, request: Any, context: Any) -> Any:
         await self.flaky.weather("ReturnSegment", context)
@@ -465,3 +483,13 @@ async def test_mail_is_off_without_a_host() -> None:
     assert not mailer.enabled
     with pytest.raises(RuntimeError):
         await mailer.send("a@b", "s", "b")
+
+
+async def test_base_data_is_read_as_platform_items_and_retried(server: tuple[str, Flaky]) -> None:
+    addr, flaky = server
+    flaky.fail["GetBaseData"] = 2
+    async with FiscalCatalogClient(addr, 5.0, retry=FAST) as fiscal:
+        got = await fiscal.base_data("350203001")
+    assert flaky.calls["GetBaseData"] == 3
+    assert got.version == 7
+    assert got.items == (ItemEntry("0101", "西药费", None, date(2027, 1, 1), "platform"),)

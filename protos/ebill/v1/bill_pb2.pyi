@@ -139,6 +139,7 @@ class ChargeItem(_message.Message):
     AMT_FIELD_NUMBER: _builtins.int
     SELF_AMT_FIELD_NUMBER: _builtins.int
     REMARK_FIELD_NUMBER: _builtins.int
+    HIS_CODE_FIELD_NUMBER: _builtins.int
     sort_no: _builtins.int
     charge_code: _builtins.str
     charge_name: _builtins.str
@@ -151,6 +152,13 @@ class ChargeItem(_message.Message):
     """Line amount in yuan, 2 fraction digits."""
     self_amt: _builtins.str
     remark: _builtins.str
+    his_code: _builtins.str
+    """The hospital's own item code (HIS code), instead of or beside charge_code:
+    the engine resolves it to the fiscal code through the unit's mapping (对照)
+    effective on the bill's date, and fills charge_name from the fiscal
+    catalogue when it is empty. An unknown or unmapped code is INVALID_ARGUMENT
+    naming `charge_items[i].his_code`. List items may refer to it in charge_code.
+    """
     def __init__(
         self,
         *,
@@ -163,10 +171,11 @@ class ChargeItem(_message.Message):
         amt: _builtins.str = ...,
         self_amt: _builtins.str = ...,
         remark: _builtins.str = ...,
+        his_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amt", b"amt", "charge_code", b"charge_code", "charge_name", b"charge_name", "number", b"number", "remark", b"remark", "self_amt", b"self_amt", "sort_no", b"sort_no", "std", b"std", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amt", b"amt", "charge_code", b"charge_code", "charge_name", b"charge_name", "his_code", b"his_code", "number", b"number", "remark", b"remark", "self_amt", b"self_amt", "sort_no", b"sort_no", "std", b"std", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

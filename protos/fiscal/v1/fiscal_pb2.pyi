@@ -21,6 +21,289 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class BaseItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGE_CODE_FIELD_NUMBER: _builtins.int
+    CHARGE_NAME_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_TO_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    charge_code: _builtins.str
+    charge_name: _builtins.str
+    valid_from: _builtins.str
+    """yyyyMMdd; valid_to is the first day it may no longer be used ("" open)."""
+    valid_to: _builtins.str
+    category: _builtins.str
+    """项目类别, e.g. 医疗收费, 非税收入."""
+    def __init__(
+        self,
+        *,
+        charge_code: _builtins.str = ...,
+        charge_name: _builtins.str = ...,
+        valid_from: _builtins.str = ...,
+        valid_to: _builtins.str = ...,
+        category: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "charge_code", b"charge_code", "charge_name", b"charge_name", "valid_from", b"valid_from", "valid_to", b"valid_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BaseItem: _TypeAlias = BaseItem  # noqa: Y015
+
+@_typing.final
+class BaseBillCode(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUS_TYPE_FIELD_NUMBER: _builtins.int
+    BILL_CODE_FIELD_NUMBER: _builtins.int
+    BILL_NAME_FIELD_NUMBER: _builtins.int
+    bus_type: _builtins.str
+    bill_code: _builtins.str
+    bill_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        bus_type: _builtins.str = ...,
+        bill_code: _builtins.str = ...,
+        bill_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_name", b"bill_name", "bus_type", b"bus_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BaseBillCode: _TypeAlias = BaseBillCode  # noqa: Y015
+
+@_typing.final
+class GetBaseDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBaseDataRequest: _TypeAlias = GetBaseDataRequest  # noqa: Y015
+
+@_typing.final
+class BaseData(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    UNIT_NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    BILL_CODES_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    unit_name: _builtins.str
+    version: _builtins.int
+    """Moves on every change of the unit's catalogue at the platform."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BaseItem]: ...
+    @_builtins.property
+    def bill_codes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BaseBillCode]: ...
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        unit_name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        items: _abc.Iterable[Global___BaseItem] | None = ...,
+        bill_codes: _abc.Iterable[Global___BaseBillCode] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_codes", b"bill_codes", "items", b"items", "unit_code", b"unit_code", "unit_name", b"unit_name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BaseData: _TypeAlias = BaseData  # noqa: Y015
+
+@_typing.final
+class PublishBaseDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    WITHDRAW_FIELD_NUMBER: _builtins.int
+    WITHDRAW_ON_FIELD_NUMBER: _builtins.int
+    BILL_CODES_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    withdraw_on: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BaseItem]:
+        """Added or changed items."""
+
+    @_builtins.property
+    def withdraw(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Codes withdrawn from `withdraw_on` (yyyyMMdd)."""
+
+    @_builtins.property
+    def bill_codes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BaseBillCode]: ...
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        items: _abc.Iterable[Global___BaseItem] | None = ...,
+        withdraw: _abc.Iterable[_builtins.str] | None = ...,
+        withdraw_on: _builtins.str = ...,
+        bill_codes: _abc.Iterable[Global___BaseBillCode] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_codes", b"bill_codes", "items", b"items", "unit_code", b"unit_code", "withdraw", b"withdraw", "withdraw_on", b"withdraw_on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishBaseDataRequest: _TypeAlias = PublishBaseDataRequest  # noqa: Y015
+
+@_typing.final
+class RegisterCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    certificate: _builtins.bytes
+    """DER X.509."""
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterCertificateRequest: _TypeAlias = RegisterCertificateRequest  # noqa: Y015
+
+@_typing.final
+class RegisterCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIAL_FIELD_NUMBER: _builtins.int
+    serial: _builtins.str
+    def __init__(
+        self,
+        *,
+        serial: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["serial", b"serial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterCertificateResponse: _TypeAlias = RegisterCertificateResponse  # noqa: Y015
+
+@_typing.final
+class IssueCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    UNIT_NAME_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    VALID_DAYS_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    unit_name: _builtins.str
+    public_key: _builtins.bytes
+    """Uncompressed SM2 point 04||x||y."""
+    valid_days: _builtins.int
+    proof: _builtins.bytes
+    """Proof of possession: the key's SM2 signature over
+    "ebill-ca-pop:" + unit_code + ":" + hex(public_key).
+    """
+    not_before: _builtins.str
+    """Start of validity (RFC 3339; "" now), to rehearse expiry and overlap."""
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        unit_name: _builtins.str = ...,
+        public_key: _builtins.bytes = ...,
+        valid_days: _builtins.int = ...,
+        proof: _builtins.bytes = ...,
+        not_before: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before", "proof", b"proof", "public_key", b"public_key", "unit_code", b"unit_code", "unit_name", b"unit_name", "valid_days", b"valid_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueCertificateRequest: _TypeAlias = IssueCertificateRequest  # noqa: Y015
+
+@_typing.final
+class IssueCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    certificate: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueCertificateResponse: _TypeAlias = IssueCertificateResponse  # noqa: Y015
+
+@_typing.final
+class GetCaCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCaCertificateRequest: _TypeAlias = GetCaCertificateRequest  # noqa: Y015
+
+@_typing.final
+class GetCaCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    certificate: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCaCertificateResponse: _TypeAlias = GetCaCertificateResponse  # noqa: Y015
+
+@_typing.final
 class SubmitGrantApplicationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

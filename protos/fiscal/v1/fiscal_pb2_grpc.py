@@ -84,6 +84,21 @@ class FiscalPlatformStub:
                 request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportRequest.SerializeToString,
                 response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportResponse.FromString,
                 _registered_method=True)
+        self.GetBaseData = channel.unary_unary(
+                '/fiscal.v1.FiscalPlatform/GetBaseData',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetBaseDataRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.BaseData.FromString,
+                _registered_method=True)
+        self.PublishBaseData = channel.unary_unary(
+                '/fiscal.v1.FiscalPlatform/PublishBaseData',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.PublishBaseDataRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.BaseData.FromString,
+                _registered_method=True)
+        self.RegisterCertificate = channel.unary_unary(
+                '/fiscal.v1.FiscalPlatform/RegisterCertificate',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.RegisterCertificateRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.RegisterCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class FiscalPlatformServicer:
@@ -159,6 +174,32 @@ class FiscalPlatformServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBaseData(self, request, context):
+        """A unit's base data (单位基础信息下载): the charge item catalogue and the bill
+        codes it may use per business type, at the platform's version of them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishBaseData(self, request, context):
+        """The finance bureau's own maintenance of a unit's catalogue (its console,
+        not a unit's call); the sandbox serves it so tests can add, change and
+        withdraw items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterCertificate(self, request, context):
+        """Register a unit signing certificate issued by a CA the platform trusts, for
+        the certificate's validity: unit signatures of bills issued in it are
+        verified with its key (rotation: the certificates overlap).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FiscalPlatformServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +252,21 @@ def add_FiscalPlatformServicer_to_server(servicer, server):
                     servicer.SubmitAuditReport,
                     request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportRequest.FromString,
                     response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportResponse.SerializeToString,
+            ),
+            'GetBaseData': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBaseData,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetBaseDataRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.BaseData.SerializeToString,
+            ),
+            'PublishBaseData': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishBaseData,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.PublishBaseDataRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.BaseData.SerializeToString,
+            ),
+            'RegisterCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterCertificate,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.RegisterCertificateRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.RegisterCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +539,208 @@ class FiscalPlatform:
             '/fiscal.v1.FiscalPlatform/SubmitAuditReport',
             protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportRequest.SerializeToString,
             protos_dot_fiscal_dot_v1_dot_fiscal__pb2.SubmitAuditReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBaseData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.FiscalPlatform/GetBaseData',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetBaseDataRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.BaseData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishBaseData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.FiscalPlatform/PublishBaseData',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.PublishBaseDataRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.BaseData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.FiscalPlatform/RegisterCertificate',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.RegisterCertificateRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.RegisterCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class CertificateAuthorityStub:
+    """The certificate authority units get their signing certificates from (X.509,
+    SM2 with SM3); the platform trusts its root.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.IssueCertificate = channel.unary_unary(
+                '/fiscal.v1.CertificateAuthority/IssueCertificate',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.IssueCertificateRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.IssueCertificateResponse.FromString,
+                _registered_method=True)
+        self.GetCaCertificate = channel.unary_unary(
+                '/fiscal.v1.CertificateAuthority/GetCaCertificate',
+                request_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetCaCertificateRequest.SerializeToString,
+                response_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetCaCertificateResponse.FromString,
+                _registered_method=True)
+
+
+class CertificateAuthorityServicer:
+    """The certificate authority units get their signing certificates from (X.509,
+    SM2 with SM3); the platform trusts its root.
+    """
+
+    def IssueCertificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCaCertificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CertificateAuthorityServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'IssueCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCertificate,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.IssueCertificateRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.IssueCertificateResponse.SerializeToString,
+            ),
+            'GetCaCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaCertificate,
+                    request_deserializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetCaCertificateRequest.FromString,
+                    response_serializer=protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetCaCertificateResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'fiscal.v1.CertificateAuthority', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('fiscal.v1.CertificateAuthority', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CertificateAuthority:
+    """The certificate authority units get their signing certificates from (X.509,
+    SM2 with SM3); the platform trusts its root.
+    """
+
+    @staticmethod
+    def IssueCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.CertificateAuthority/IssueCertificate',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.IssueCertificateRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.IssueCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fiscal.v1.CertificateAuthority/GetCaCertificate',
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetCaCertificateRequest.SerializeToString,
+            protos_dot_fiscal_dot_v1_dot_fiscal__pb2.GetCaCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

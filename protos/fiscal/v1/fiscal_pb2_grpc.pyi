@@ -55,6 +55,20 @@ class FiscalPlatformStub:
     """Audit data report (审验/数据上报); answered with a receipt and the
     platform's own figures for comparison.
     """
+    GetBaseData: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.GetBaseDataRequest, _fiscal_pb2.BaseData]
+    """A unit's base data (单位基础信息下载): the charge item catalogue and the bill
+    codes it may use per business type, at the platform's version of them.
+    """
+    PublishBaseData: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.PublishBaseDataRequest, _fiscal_pb2.BaseData]
+    """The finance bureau's own maintenance of a unit's catalogue (its console,
+    not a unit's call); the sandbox serves it so tests can add, change and
+    withdraw items.
+    """
+    RegisterCertificate: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.RegisterCertificateRequest, _fiscal_pb2.RegisterCertificateResponse]
+    """Register a unit signing certificate issued by a CA the platform trusts, for
+    the certificate's validity: unit signatures of bills issued in it are
+    verified with its key (rotation: the certificates overlap).
+    """
 
 @_typing.type_check_only
 class FiscalPlatformAsyncStub(FiscalPlatformStub):
@@ -80,6 +94,20 @@ class FiscalPlatformAsyncStub(FiscalPlatformStub):
     SubmitAuditReport: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.SubmitAuditReportRequest, _fiscal_pb2.SubmitAuditReportResponse]  # type: ignore[assignment]
     """Audit data report (审验/数据上报); answered with a receipt and the
     platform's own figures for comparison.
+    """
+    GetBaseData: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.GetBaseDataRequest, _fiscal_pb2.BaseData]  # type: ignore[assignment]
+    """A unit's base data (单位基础信息下载): the charge item catalogue and the bill
+    codes it may use per business type, at the platform's version of them.
+    """
+    PublishBaseData: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.PublishBaseDataRequest, _fiscal_pb2.BaseData]  # type: ignore[assignment]
+    """The finance bureau's own maintenance of a unit's catalogue (its console,
+    not a unit's call); the sandbox serves it so tests can add, change and
+    withdraw items.
+    """
+    RegisterCertificate: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.RegisterCertificateRequest, _fiscal_pb2.RegisterCertificateResponse]  # type: ignore[assignment]
+    """Register a unit signing certificate issued by a CA the platform trusts, for
+    the certificate's validity: unit signatures of bills issued in it are
+    verified with its key (rotation: the certificates overlap).
     """
 
 class FiscalPlatformServicer(metaclass=_abc_1.ABCMeta):
@@ -165,4 +193,79 @@ class FiscalPlatformServicer(metaclass=_abc_1.ABCMeta):
         platform's own figures for comparison.
         """
 
+    @_abc_1.abstractmethod
+    def GetBaseData(
+        self,
+        request: _fiscal_pb2.GetBaseDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.BaseData, _abc.Awaitable[_fiscal_pb2.BaseData]]:
+        """A unit's base data (单位基础信息下载): the charge item catalogue and the bill
+        codes it may use per business type, at the platform's version of them.
+        """
+
+    @_abc_1.abstractmethod
+    def PublishBaseData(
+        self,
+        request: _fiscal_pb2.PublishBaseDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.BaseData, _abc.Awaitable[_fiscal_pb2.BaseData]]:
+        """The finance bureau's own maintenance of a unit's catalogue (its console,
+        not a unit's call); the sandbox serves it so tests can add, change and
+        withdraw items.
+        """
+
+    @_abc_1.abstractmethod
+    def RegisterCertificate(
+        self,
+        request: _fiscal_pb2.RegisterCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.RegisterCertificateResponse, _abc.Awaitable[_fiscal_pb2.RegisterCertificateResponse]]:
+        """Register a unit signing certificate issued by a CA the platform trusts, for
+        the certificate's validity: unit signatures of bills issued in it are
+        verified with its key (rotation: the certificates overlap).
+        """
+
 def add_FiscalPlatformServicer_to_server(servicer: FiscalPlatformServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class CertificateAuthorityStub:
+    """The certificate authority units get their signing certificates from (X.509,
+    SM2 with SM3); the platform trusts its root.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> CertificateAuthorityAsyncStub: ...
+    IssueCertificate: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.IssueCertificateRequest, _fiscal_pb2.IssueCertificateResponse]
+    GetCaCertificate: _grpc.UnaryUnaryMultiCallable[_fiscal_pb2.GetCaCertificateRequest, _fiscal_pb2.GetCaCertificateResponse]
+
+@_typing.type_check_only
+class CertificateAuthorityAsyncStub(CertificateAuthorityStub):
+    """The certificate authority units get their signing certificates from (X.509,
+    SM2 with SM3); the platform trusts its root.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    IssueCertificate: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.IssueCertificateRequest, _fiscal_pb2.IssueCertificateResponse]  # type: ignore[assignment]
+    GetCaCertificate: _aio.UnaryUnaryMultiCallable[_fiscal_pb2.GetCaCertificateRequest, _fiscal_pb2.GetCaCertificateResponse]  # type: ignore[assignment]
+
+class CertificateAuthorityServicer(metaclass=_abc_1.ABCMeta):
+    """The certificate authority units get their signing certificates from (X.509,
+    SM2 with SM3); the platform trusts its root.
+    """
+
+    @_abc_1.abstractmethod
+    def IssueCertificate(
+        self,
+        request: _fiscal_pb2.IssueCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.IssueCertificateResponse, _abc.Awaitable[_fiscal_pb2.IssueCertificateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCaCertificate(
+        self,
+        request: _fiscal_pb2.GetCaCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fiscal_pb2.GetCaCertificateResponse, _abc.Awaitable[_fiscal_pb2.GetCaCertificateResponse]]: ...
+
+def add_CertificateAuthorityServicer_to_server(servicer: CertificateAuthorityServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,21 +1,18 @@
-"""Reference data: loading the catalog validation checks against, and setting up
-units, issuing points, codes and segments."""
+"""Setting up units, issuing points, codes and segments in one call (the demo
+hospital, tests, benchmarks); a real hospital goes through storage.catalog.edit."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 
 import asyncpg
 
-from engine.model import Catalog, UnitCatalog
 from engine.statuses import GrantSource, SegmentStatus
 
 __all__ = [
     "PAY_CHANNELS",
     "add_segment",
     "ensure_unit",
-    "load_catalog",
     "stock_available",
     "stock_summary",
 ]
@@ -29,36 +26,6 @@ PAY_CHANNELS = {
     "05": "WeChat",
     "06": "cheque",
 }
-
-
-async def load_catalog(pool: asyncpg.Pool) -> Catalog:
-    async with pool.acquire() as conn:
-        units = await conn.fetch("SELECT unit_code, unit_name FROM units")
-        points: dict[str, dict[str, bool]] = defaultdict(dict)
-        for r in await conn.fetch("SELECT unit_code, place_code, enabled FROM issuing_points"):
-            points[r["unit_code"]][r["place_code"]] = r["enabled"]
-        charges: dict[str, dict[str, str]] = defaultdict(dict)
-        for r in await conn.fetch("SELECT unit_code, charge_code, charge_name FROM charge_codes"):
-            charges[r["unit_code"]][r["charge_code"]] = r["charge_name"]
-        codes: dict[str, dict[str, str]] = defaultdict(dict)
-        for r in await conn.fetch("SELECT unit_code, bus_type, bill_code FROM bill_codes"):
-            codes[r["unit_code"]][r["bus_type"]] = r["bill_code"]
-        channels = frozenset(
-            r["code"] for r in await conn.fetch("SELECT code FROM pay_channel_codes")
-        )
-    return Catalog(
-        units={
-            u["unit_code"]: UnitCatalog(
-                unit_code=u["unit_code"],
-                unit_name=u["unit_name"],
-                issuing_points=dict(points[u["unit_code"]]),
-                charge_codes=dict(charges[u["unit_code"]]),
-                pay_channels=channels,
-                bill_codes=dict(codes[u["unit_code"]]),
-            )
-            for u in units
-        }
-    )
 
 
 async def ensure_unit(
