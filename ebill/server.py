@@ -33,9 +33,9 @@ from config.tuning import (
 )
 from ebill.grpc.audit import AuditServicer
 from ebill.grpc.auth import AuthInterceptor
+from ebill.grpc.catalog import CatalogServicer
 from ebill.grpc.delivery import DeliveryServicer
 from ebill.grpc.identity import IdentityServicer
-from ebill.grpc.catalog import CatalogServicer
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
@@ -44,12 +44,12 @@ from ops import metrics
 from protos.ebill.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
     delivery_pb2,
     delivery_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
-    catalog_pb2,
-    catalog_pb2_grpc,
     issuance_pb2,
     issuance_pb2_grpc,
     lifecycle_pb2,
@@ -59,10 +59,10 @@ from protos.ebill.v1 import (
 )
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.batcher import Lanes, MicroBatcher
-from usecases.delivery import Delivery, channels_from, delivery_loop
-from usecases.identity import Identity, IdentityPolicy
 from usecases.catalog import Catalogue, sync_loop
 from usecases.certificates import Certificates, expiry_loop
+from usecases.delivery import Delivery, channels_from, delivery_loop
+from usecases.identity import Identity, IdentityPolicy
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
