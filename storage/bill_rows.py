@@ -65,6 +65,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "canonical": bytes,
     "unit_signature": _signature,
     "fiscal_signature": _signature,
+    "qr_signature": _signature,
 }
 _NOT_STORED = frozenset({"replayed"})
 _READERS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = tuple(
