@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageChops
 from pypdf import PdfReader
 
+from engine.model import IssuedBill
 from engine.qr import parse
 from engine.verification import BillExport, Verdict
 from tests.gm_reference import gm_verify
@@ -23,12 +24,12 @@ from usecases.rendering import EXPORT_NAME, render_html, render_notice, render_p
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "bill.png"
 
 
-def export_of(b):  # type: ignore[no-untyped-def]
+def export_of(b: IssuedBill) -> BillExport:
     return BillExport(b.canonical, b.unit_signature, b.fiscal_signature, b.qr_signature,
                       UNIT.public.point)  # fmt: skip
 
 
-def pdf_of(b, masked: bool = False) -> bytes:  # type: ignore[no-untyped-def]
+def pdf_of(b: IssuedBill, masked: bool = False) -> bytes:
     v = view_of(b, NAMES, unit_key=UNIT.public, fiscal_key=FISCAL.public, masked=masked)
     return render_pdf(v, export_of(b))
 
