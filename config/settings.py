@@ -123,6 +123,11 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # Rendering and public pages (usecases/rendering, ebill/http/public.py): the
+    # base URL the bill's QR code links to (its verification page; empty: the QR
+    # holds the bare signed payload), and how many rendered PDFs stay in memory.
+    public_url: str = ""
+    render_cache: int = 256
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -183,6 +188,8 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        public_url=_str("EBILL_PUBLIC_URL", ""),
+        render_cache=_int("EBILL_RENDER_CACHE", 256),
     )
 
 
