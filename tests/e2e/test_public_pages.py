@@ -81,6 +81,12 @@ def test_h5_page_on_a_phone_shows_the_bill(page: Page, base_url: str, tmp_path: 
     assert width <= 390
     assert page.locator("svg.unit-seal").is_visible()
     assert page.locator("svg.fiscal-seal").is_visible()
+    # The page links to its PDF, which the browser fetches as a PDF.
+    href = page.locator("#pdf-link").get_attribute("href")
+    assert href == f"{b.bill_no}.pdf?c={b.check_code}"
+    with page.expect_response(lambda r: ".pdf" in r.url) as pdf_response:
+        page.evaluate("href => fetch(href)", href)
+    assert pdf_response.value.headers["content-type"] == "application/pdf"
     # What a person sees, kept with the test run for a look.
     page.screenshot(path=tmp_path / "h5.png", full_page=True)
 

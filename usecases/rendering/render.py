@@ -66,11 +66,15 @@ def _pdf_style() -> tuple[weasyprint.CSS, FontConfiguration]:
     return weasyprint.CSS(string=_css(), font_config=fonts), fonts
 
 
-def render_html(v: BillView, medium: str = "h5", *, inline_css: bool = True) -> str:
-    """The bill as HTML: ``medium`` "h5" (the phone page) or "pdf" (print layout)."""
+def render_html(
+    v: BillView, medium: str = "h5", *, inline_css: bool = True, links: bool = False
+) -> str:
+    """The bill as HTML: ``medium`` "h5" (the phone page) or "pdf" (print layout);
+    ``links``: the page links to its PDF and notice slip (served beside it)."""
     return _env.get_template("bill.html").render(
         v=v,
         medium=medium,
+        links=links,
         css=_css() if inline_css else "",
         unit_seal=unit_seal(v.unit_name, v.unit_key),
         fiscal_seal=fiscal_seal(v.fiscal_key, v.countersigned),
