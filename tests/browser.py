@@ -33,7 +33,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope, and only in modules of plain (sync) tests: Playwright's sync API
+# runs its event loop in the main thread while it is open, and an async test
+# started meanwhile fails with "cannot be called from a running event loop".
+# Closed at the end of the module, the loop is gone before the next module.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 
 from engine.canonical import countersign_message
-from engine.qr import facts_of, facts_of_canonical
+from engine.qr import facts_of
 from engine.sm2 import SigningKey, VerifyingKey
 from ops.sandboxes.common import new_server, sandbox_tls, serve_forever
 from ops.sandboxes.fiscal_rules import (
@@ -324,7 +324,7 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
                     res.countersigned_at = now()
                     # The QR facts come from the document just checked, not from
                     # the item's own fields: the platform signs only what it saw.
-                    res.qr_signature = self._key.sign(facts_of(doc).message)
+                    res.qr_signature = self._sign_qr(doc)
                     # Inserted at once, so a repeat later in the same request sees it.
                     self._db.execute(
                         "INSERT INTO countersigned (bill_code, bill_no, unit_code, check_code,"
@@ -351,11 +351,25 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
                 results.append(res)
         return fiscal_pb2.CountersignBatchResponse(results=results)
 
+    def _sign_qr(self, doc: dict[str, Any]) -> bytes:
+        """The platform's signature over a document's QR facts; empty when the
+        document lacks them (no issue time: nothing to state on a QR)."""
+        try:
+            return self._key.sign(facts_of(doc).message)
+        except (KeyError, TypeError, ValueError):
+            return b""
+
     def _sign_qr_late(self, item: fiscal_pb2.CountersignItem) -> bytes:
         """The QR signature of a bill countersigned before the platform signed QR
         facts: made now from its canonical bytes (whose digest matched) and kept
         (lock held)."""
-        signature = self._key.sign(facts_of_canonical(item.canonical).message)
+        try:
+            doc = json.loads(item.canonical)
+        except ValueError:
+            return b""
+        signature = self._sign_qr(doc) if isinstance(doc, dict) else b""
+        if not signature:
+            return b""
         self._db.execute(
             "UPDATE countersigned SET qr_signature = ? WHERE bill_code = ? AND bill_no = ?",
             (signature, item.bill_code, item.bill_no),
