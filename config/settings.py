@@ -135,7 +135,8 @@ class Settings:
     # unless a message has waited max_defer_s (then it trickles out meanwhile).
     delivery_quiet_s: float
     delivery_max_defer_s: float
-    # Where links in messages point: the public H5 bill pages (ebill/http/public.py).
+    # Base URL of the public pages (ebill/http/public.py): links in messages and
+    # what a bill's QR code points to (its verification page).
     public_url: str
     # CA file the providers' HTTPS is verified with; empty: the system's CAs.
     delivery_ca_file: str
@@ -180,6 +181,9 @@ class Settings:
     # A unit's active signing certificate expiring within this many days is warned
     # about (log, gauge ebill_certificate_days_left, the inspection's entry).
     cert_warn_days: int = 30
+    # Rendering (usecases/rendering): rendered PDFs kept in memory. The public
+    # pages' base URL (QR codes, links in messages) is public_url above.
+    render_cache: int = 256
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -276,6 +280,7 @@ def load() -> Settings:
         data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
         catalog_sync_s=_float("EBILL_CATALOG_SYNC_S", 0.0),
         cert_warn_days=_int("EBILL_CERT_WARN_DAYS", 30),
+        render_cache=_int("EBILL_RENDER_CACHE", 256),
     )
 
 

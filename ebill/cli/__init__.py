@@ -14,7 +14,7 @@ import logging
 
 import typer
 
-from ebill.cli import audit, catalog, core, keys
+from ebill.cli import audit, catalog, core, keys, verify
 
 __all__ = ["app", "main"]
 
@@ -29,6 +29,7 @@ core.register(app)
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 catalog.register(app)
+app.add_typer(verify.app, name="verify")
 
 
 @app.callback()

@@ -29,6 +29,7 @@ from typing import Any
 import grpc
 
 from engine.canonical import countersign_message
+from engine.qr import facts_of
 from engine.sm2 import SigningKey, VerifyingKey
 from ops.sandboxes.common import new_server, sandbox_tls, serve_forever
 from ops.sandboxes.fiscal_base import BASE_SCHEMA, BaseDataDesk
@@ -78,6 +79,8 @@ _ADDED_COLUMNS = (
     # (JSON of _amounts), to check that a red bill cancels a real bill exactly, once.
     ("countersigned", "red_of", "TEXT"),
     ("countersigned", "amounts", "TEXT"),
+    # The platform's signature over the bill's QR facts (engine/qr.py).
+    ("countersigned", "qr_signature", "BLOB"),
 )
 
 
@@ -310,8 +313,8 @@ class FiscalService(
                 res = fiscal_pb2.CountersignResult(bill_code=item.bill_code, bill_no=item.bill_no)
                 digest = hashlib.new("sm3", item.canonical).hexdigest()
                 stored = self._db.execute(
-                    "SELECT canonical_sm3, unit_signature, fiscal_signature, countersigned_at"
-                    " FROM countersigned WHERE bill_code = ? AND bill_no = ?",
+                    "SELECT canonical_sm3, unit_signature, fiscal_signature, countersigned_at,"
+                    " qr_signature FROM countersigned WHERE bill_code = ? AND bill_no = ?",
                     (item.bill_code, item.bill_no),
                 ).fetchone()
                 if stored is not None:
@@ -320,6 +323,7 @@ class FiscalService(
                         res.ok = True
                         res.unit_signature, res.fiscal_signature = stored[1], stored[2]
                         res.countersigned_at = stored[3]
+                        res.qr_signature = stored[4] or self._sign_qr_late(item)
                     else:
                         res.error_code = "DUPLICATE_NUMBER"
                         res.error_message = "this number was countersigned for another bill"
@@ -335,12 +339,15 @@ class FiscalService(
                         countersign_message(item.canonical, item.unit_signature)
                     )
                     res.countersigned_at = now()
+                    # The QR facts come from the document just checked, not from
+                    # the item's own fields: the platform signs only what it saw.
+                    res.qr_signature = self._sign_qr(doc)
                     # Inserted at once, so a repeat later in the same request sees it.
                     self._db.execute(
                         "INSERT INTO countersigned (bill_code, bill_no, unit_code, check_code,"
                         " total_fen, canonical_sm3, unit_signature, fiscal_signature,"
-                        " countersigned_at, issued_at, red, red_of, amounts)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " countersigned_at, issued_at, red, red_of, amounts, qr_signature)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             item.bill_code,
                             item.bill_no,
@@ -355,10 +362,36 @@ class FiscalService(
                             1 if "red_of" in doc else 0,
                             red_of_key(doc),
                             amounts.to_json(),
+                            res.qr_signature,
                         ),
                     )
                 results.append(res)
         return fiscal_pb2.CountersignBatchResponse(results=results)
+
+    def _sign_qr(self, doc: dict[str, Any]) -> bytes:
+        """The platform's signature over a document's QR facts; empty when the
+        document lacks them (no issue time: nothing to state on a QR)."""
+        try:
+            return self._key.sign(facts_of(doc).message)
+        except (KeyError, TypeError, ValueError):
+            return b""
+
+    def _sign_qr_late(self, item: fiscal_pb2.CountersignItem) -> bytes:
+        """The QR signature of a bill countersigned before the platform signed QR
+        facts: made now from its canonical bytes (whose digest matched) and kept
+        (lock held)."""
+        try:
+            doc = json.loads(item.canonical)
+        except ValueError:
+            return b""
+        signature = self._sign_qr(doc) if isinstance(doc, dict) else b""
+        if not signature:
+            return b""
+        self._db.execute(
+            "UPDATE countersigned SET qr_signature = ? WHERE bill_code = ? AND bill_no = ?",
+            (signature, item.bill_code, item.bill_no),
+        )
+        return signature
 
     def VerifyBill(
         self, request: fiscal_pb2.VerifyBillRequest, context: grpc.ServicerContext
