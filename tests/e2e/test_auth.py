@@ -23,9 +23,12 @@ from protos.ebill.v1 import (
     issuance_pb2_grpc,
     lifecycle_pb2,
     lifecycle_pb2_grpc,
+    stock_pb2,
+    stock_pb2_grpc,
 )
 from tests.e2e.auth_support import make_app, state
 from tests.e2e.lifecycle_support import charge, issue
+from tests.refusal import refused
 from usecases import demo
 
 pytestmark = pytest.mark.slow
@@ -187,3 +190,33 @@ async def test_wrong_password_and_missing_code_refused(stack: Stack) -> None:
 
 def stack_cache_s() -> float:
     return 5.0  # EBILL_AUTH_CACHE_S default
+
+
+async def test_second_approval_by_the_same_user_refused(
+    stack: Stack,
+    pool: asyncpg.Pool,
+    manager_a: stock_pb2_grpc.StockServiceStub,
+    manager_b: stock_pb2_grpc.StockServiceStub,
+) -> None:
+    # Asked by signed-in manager-a for point 005 (their name filled in for them).
+    asked = await manager_a.RequestRequisition(
+        stock_pb2.RequisitionRequest(
+            operator=lifecycle_pb2.Operator(unit_code=demo.UNIT_CODE, place_code="005"),
+            bill_code="44060119",
+            count=5,
+        )
+    )
+    row = await pool.fetchrow("SELECT requested_by FROM requisitions WHERE id = $1", asked.id)
+    assert row is not None and row["requested_by"] == "manager-a"
+    decision = stock_pb2.DecisionRequest(
+        operator=lifecycle_pb2.Operator(unit_code=demo.UNIT_CODE), id=asked.id, reason="no"
+    )
+    await refused(
+        pool,
+        manager_a.DecideRequisition(decision),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        field="operator.operator",
+    )
+    await manager_b.DecideRequisition(decision)
+    status = await pool.fetchval("SELECT status FROM requisitions WHERE id = $1", asked.id)
+    assert status == "rejected"
