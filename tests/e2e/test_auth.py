@@ -14,6 +14,7 @@ import pytest
 from clients._grpc import open_channel
 from clients.credentials import AppCredentials, open_engine_channel
 from engine.identity import Permission
+from engine.masking import mask_id_card
 from ops import pki
 from ops.stack import Stack
 from protos.ebill.v1 import (
@@ -98,6 +99,7 @@ async def test_cashier_of_one_point_cannot_see_or_act_on_another(
     stack: Stack, pool: asyncpg.Pool, issuance: issuance_pb2_grpc.IssuanceServiceStub
 ) -> None:
     other = await issue(issuance, charge("002"))  # a bill of point 002, by the HIS
+    own = await issue(issuance, charge("001"))
     cashier = await stack.login("cashier-001")
     by_number = issuance_pb2.GetBillRequest(
         by_number=issuance_pb2.BillNumberKey(bill_code=other.bill_code, bill_no=other.bill_no)
@@ -141,6 +143,13 @@ async def test_cashier_of_one_point_cannot_see_or_act_on_another(
             )
         )
         assert all(b.place_code == "001" for b in mine.bills)
+        # Their own point's bill: readable, the payer masked (no bill.read_pii).
+        seen = await bills.GetBill(
+            issuance_pb2.GetBillRequest(
+                by_number=issuance_pb2.BillNumberKey(bill_code=own.bill_code, bill_no=own.bill_no)
+            )
+        )
+        assert seen.request.payer.id_card_no == mask_id_card(own.request.payer.id_card_no)
         # Issuing is theirs, stock management is not.
         who = await identity_pb2_grpc.IdentityServiceStub(ch).WhoAmI(identity_pb2.IdentityEmpty())
         assert "bill.issue" in who.permissions and "stock.manage" not in who.permissions
