@@ -55,6 +55,9 @@ bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stac
 bench-delivery: $(STAMP) ## Batch issuance with delivery on vs off, alternating (ratio, target >= 0.95)
 	$(PY) -m bench.delivery
 
+bench-auth: $(STAMP) ## Benchmark issuance with authentication on and off, alternating in one run
+	$(PY) -m bench.auth
+
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
@@ -73,4 +76,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth chaos clean

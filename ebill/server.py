@@ -211,7 +211,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     # and TOTP seeds are sealed with the data key ring.
     identity = Identity(
         pool,
-        keys.load(settings),
+        ring,
         IdentityPolicy(
             window_s=settings.auth_window_s,
             session_ttl_s=settings.session_ttl_s,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import grpc
 
-from ebill.grpc.auth import require_covers
+from ebill.grpc.auth import principal, require_covers
 from ebill.grpc.deadline import time_left
 from engine.errors import EbillError, InvalidArgument
+from engine.identity import Permission
 from engine.model import BillStatus, IssuedBill
 from engine.statuses import PaperStatus
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
@@ -65,7 +66,9 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
         """The bill, if the caller's scope holds its issuing point: another
         point's bill is PERMISSION_DENIED (for a bill that exists; NOT_FOUND
         otherwise, as for everyone)."""
-        bill = await self._issuance.get_bill(bill_key(request))
+        # Payer ID card, phone and e-mail in clear only for bill.read_pii.
+        reveal = principal().can(Permission.BILL_READ_PII)
+        bill = await self._issuance.get_bill(bill_key(request), reveal_pii=reveal)
         require_covers(bill.unit_code, bill.place_code)
         return bill
 
