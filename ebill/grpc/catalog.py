@@ -27,25 +27,10 @@ from wire.catalog import (
 )
 from wire.requests import operator_any, operator_office
 
-__all__ = ["PERMISSIONS", "CatalogServicer"]
+__all__ = ["CatalogServicer"]
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 MAX_ENTRIES = 10_000
-
-# The permission (engine.identity.Permission value) each method needs, for the
-# permission table (ebill/grpc/permissions.py RULES) once identity is merged:
-# reading the catalogue, changing it, and the unit's signing keys.
-PERMISSIONS: dict[str, str] = {
-    "ListEntries": "catalog.read",
-    "ListChanges": "catalog.read",
-    "ListCertificates": "catalog.read",
-    "UpsertEntries": "catalog.manage",
-    "WithdrawEntry": "catalog.manage",
-    "SyncCatalog": "catalog.manage",
-    "IssueCertificate": "keys.manage",
-    "ImportCertificate": "keys.manage",
-    "ActivateCertificate": "keys.manage",
-}
 
 
 def _cert_pb(c: StoredCertificate, now: datetime) -> catalog_pb2.UnitCertificate:

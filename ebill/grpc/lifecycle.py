@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import grpc
 
+from ebill.grpc.auth import principal
 from ebill.grpc.deadline import time_left
 from engine.errors import InvalidArgument
+from engine.identity import Permission
 from engine.money import parse_fen
 from engine.numbers import BillNo, NumberRange
 from protos.ebill.v1 import bill_pb2, lifecycle_pb2, lifecycle_pb2_grpc
@@ -138,6 +140,8 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                 page_size=request.page_size,
                 after_id=after,
             ),
+            # Payer data in clear only for bill.read_pii (masked otherwise).
+            reveal_pii=principal().can(Permission.BILL_READ_PII),
         )
         return lifecycle_pb2.ListBillsResponse(
             bills=[bill_to_pb(b) for b in page.bills],

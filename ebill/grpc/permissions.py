@@ -111,6 +111,21 @@ RULES: dict[str, Rule] = {
             "SetUnitDelivery": Rule(P.DELIVERY_MANAGE),
         },
     ),
+    # Reading the catalogue, changing it, and the unit's signing keys.
+    **_svc(
+        "CatalogService",
+        {
+            "ListEntries": Rule(P.CATALOG_READ),
+            "ListChanges": Rule(P.CATALOG_READ),
+            "ListCertificates": Rule(P.CATALOG_READ),
+            "UpsertEntries": Rule(P.CATALOG_MANAGE),
+            "WithdrawEntry": Rule(P.CATALOG_MANAGE),
+            "SyncCatalog": Rule(P.CATALOG_MANAGE),
+            "IssueCertificate": Rule(P.KEYS_MANAGE, users_only=True),
+            "ImportCertificate": Rule(P.KEYS_MANAGE, users_only=True),
+            "ActivateCertificate": Rule(P.KEYS_MANAGE, users_only=True),
+        },
+    ),
     **_svc(
         "AuditService",
         {

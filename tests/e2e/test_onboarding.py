@@ -6,10 +6,13 @@ rotation with bills before and after both verifying (gmssl)."""
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,8 +24,10 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from clients.credentials import AppCredentials, SessionCredentials
 from clients.fiscal import FiscalClient
 from clients.fiscal_catalog import FiscalCatalogClient
+from engine.identity import totp
 from engine.model import CST
 from engine.x509 import parse
 from ops.stack import Stack
@@ -30,6 +35,8 @@ from protos.ebill.v1 import (
     bill_pb2,
     catalog_pb2,
     catalog_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
     issuance_pb2,
     issuance_pb2_grpc,
     lifecycle_pb2,
@@ -44,6 +51,8 @@ SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "hospital" / "hospita
 UNIT = "350203001"
 OUTPATIENT = "35060126"
 OFFICE = lifecycle_pb2.Operator(unit_code=UNIT, operator="信息科王工")
+# A signed-in person acts as himself: the operator's name is filled in.
+KEYS_OFFICE = lifecycle_pb2.Operator(unit_code=UNIT)
 _seq = itertools.count(1)
 NAMES = {"0502": "手术费", "0901": "体检费"}
 
@@ -56,6 +65,7 @@ class Hospital:
     fiscal: FiscalClient
     first_cert: catalog_pb2.UnitCertificate
     fiscal_key: bytes
+    keys: catalog_pb2_grpc.CatalogServiceStub  # the administrator's session: signing keys
 
 
 def _stamp(t: datetime) -> str:
@@ -117,26 +127,56 @@ async def hospital(stack: Stack, pool: asyncpg.Pool) -> AsyncIterator[Hospital]:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "49 created" in done.stdout
+    # 2. Who may act for it: the hospital's HIS as an app, and its administrator
+    # (password and TOTP) for the signing keys, registered offline as a new
+    # hospital's IT staff would.
+    app_file = stack.config.data_dir / f"app-{UNIT}.json"
+
+    def identity(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "ebill.cli", "identity", *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    perms = ("bill.issue", "bill.read", "catalog.read", "catalog.manage")
+    identity("register-app", f"his-{UNIT}", "--unit", UNIT, "--out", str(app_file),
+             *[a for p in perms for a in ("--permission", p)])  # fmt: skip
+    app = json.loads(app_file.read_text())
+    password = "Hosp-admin-2026-pw"
+    printed = identity("create-admin", "--username", f"it-{UNIT}", "--unit", UNIT,
+                       "--password", password)  # fmt: skip
+    b32 = printed.split("secret=")[1].split("&")[0]
+    seed = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+    async with stack.channel(creds=False) as anon:
+        login = await identity_pb2_grpc.IdentityServiceStub(anon).Login(
+            identity_pb2.LoginRequest(
+                username=f"it-{UNIT}", password=password, totp=totp(seed, time.time())
+            )
+        )
     tls = stack.tls("engine")
     async with (
-        stack.channel() as ch,
+        stack.channel(creds=AppCredentials(app["app_id"], bytes.fromhex(app["secret_hex"]))) as ch,
+        stack.channel(creds=SessionCredentials(login.token)) as admin_ch,
         FiscalCatalogClient(stack.config.fiscal_addr, tls=tls) as platform,
         FiscalClient(stack.config.fiscal_addr, tls=tls) as fiscal,
     ):
         catalog = catalog_pb2_grpc.CatalogServiceStub(ch)
-        # 2. Its signing certificate: the CA certifies a key of the signing
+        keys = catalog_pb2_grpc.CatalogServiceStub(admin_ch)
+        # 3. Its signing certificate: the CA certifies a key of the signing
         # server, the platform registers it, new bills are signed with it.
-        cert = await catalog.IssueCertificate(
+        cert = await keys.IssueCertificate(
             catalog_pb2.IssueCertificateRequest(
-                operator=OFFICE, key_id=f"h{UNIT}-a", valid_days=730
+                operator=KEYS_OFFICE, key_id=f"h{UNIT}-a", valid_days=730
             )
         )
         assert cert.active and cert.registered
-        # 3. Numbers for the outpatient window.
+        # 4. Numbers for the outpatient window.
         await grant_stock(
             pool, fiscal, unit_code=UNIT, place_code="001", bill_code=OUTPATIENT, count=500
         )
-        # 4. The first sync adopts the platform's catalogue (the sample's items).
+        # 5. The first sync adopts the platform's catalogue (the sample's items).
         await catalog.SyncCatalog(stock_pb2.OperatorOnly(operator=OFFICE))
         yield Hospital(
             catalog,
@@ -145,6 +185,7 @@ async def hospital(stack: Stack, pool: asyncpg.Pool) -> AsyncIterator[Hospital]:
             fiscal,
             cert,
             (await fiscal.public_key()).point,
+            keys,
         )
 
 
@@ -223,12 +264,14 @@ async def test_certificate_rotation_keeps_bills_of_both_keys_verifiable(
 ) -> None:
     h = hospital
     [before] = await issue(h, bill([("XY.0002", "", "23.00")]))
-    second = await h.catalog.IssueCertificate(
-        catalog_pb2.IssueCertificateRequest(operator=OFFICE, key_id=f"h{UNIT}-b", valid_days=730)
+    second = await h.keys.IssueCertificate(
+        catalog_pb2.IssueCertificateRequest(
+            operator=KEYS_OFFICE, key_id=f"h{UNIT}-b", valid_days=730
+        )
     )
     assert not second.active  # issued beside the first; activated on purpose
-    await h.catalog.ActivateCertificate(
-        catalog_pb2.CertificateRef(operator=OFFICE, serial=second.serial)
+    await h.keys.ActivateCertificate(
+        catalog_pb2.CertificateRef(operator=KEYS_OFFICE, serial=second.serial)
     )
     [after] = await issue(h, bill([("XY.0002", "", "23.00")]))
     old_key, new_key = parse(h.first_cert.der).public_key, parse(second.der).public_key
@@ -253,9 +296,9 @@ async def test_certificate_rotation_keeps_bills_of_both_keys_verifiable(
 
 async def test_a_foreign_certificate_is_refused(hospital: Hospital) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as got:
-        await hospital.catalog.ImportCertificate(
+        await hospital.keys.ImportCertificate(
             catalog_pb2.ImportCertificateRequest(
-                operator=OFFICE, key_id=f"h{UNIT}-c", certificate=hospital.first_cert.der
+                operator=KEYS_OFFICE, key_id=f"h{UNIT}-c", certificate=hospital.first_cert.der
             )
         )
     assert got.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -125,8 +125,14 @@ def test_overlapping_periods_are_found() -> None:
 
 
 def test_every_catalog_method_names_its_permission() -> None:
-    from ebill.grpc.catalog import PERMISSIONS
+    from ebill.grpc.permissions import RULES
+    from engine.identity import Permission
     from protos.ebill.v1 import catalog_pb2
 
     methods = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].methods_by_name
-    assert set(PERMISSIONS) == set(methods)
+    rules = {m: RULES[f"/ebill.v1.CatalogService/{m}"] for m in methods}
+    assert rules["ListEntries"].permission is Permission.CATALOG_READ
+    assert rules["UpsertEntries"].permission is Permission.CATALOG_MANAGE
+    # The unit's signing keys: a signed-in person, never an app.
+    assert rules["ActivateCertificate"].permission is Permission.KEYS_MANAGE
+    assert rules["ActivateCertificate"].users_only
