@@ -92,7 +92,7 @@ class Stack:
             EBILL_GRPC_ADDR=c.grpc_addr,
             EBILL_SIGNER_ADDR=c.signer_addr,
             EBILL_FISCAL_ADDR=c.fiscal_addr,
-            EBILL_METRICS_PORT=str(c.metrics_port),
+            EBILL_METRICS_ADDR=f"127.0.0.1:{c.metrics_port}",
             EBILL_FISCAL_LATENCY_MS=str(c.fiscal_latency_ms),
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
             EBILL_TLS="1" if c.tls else "0",
@@ -134,14 +134,21 @@ class Stack:
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         out = None
+        env = dict(env or {})
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.config.log_dir / f"{name}.log", "ab")
+            raw = f"{name}.log"
+            if args[0] == "ebill.cli":
+                # The engine writes its own log, rotated by size (config/logs.py);
+                # what it prints outside logging (Ray, a crash) goes to .out.
+                env.setdefault("EBILL_LOG_FILE", str(self.config.log_dir / f"{name}.log"))
+                raw = f"{name}.out"
+            out = open(self.config.log_dir / raw, "ab")
         # Own process group: kill_process takes Ray's helpers down with the
         # engine, as a machine crash would.
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", *args],
-            env={**self.env(), **(env or {})},
+            env={**self.env(), **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

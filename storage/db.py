@@ -1,8 +1,14 @@
 """Connecting to PostgreSQL: a configured URL, or the embedded private server.
 
-Migrations in storage/migrations are applied in order at start, each in its own
+Migrations in storage/migrations are applied in order, each in its own
 transaction, under an advisory lock so that several processes starting at once
-apply each migration exactly once.
+apply each migration exactly once: at start (EBILL_MIGRATE_ON_START, the
+embedded default) or by `ebill migrate` as its own step, so that the running
+engine's role needs no right to change tables (:func:`pending_migrations` then
+refuses to start on a schema behind the code).
+
+Every connection carries an ``application_name`` (``ebill-engine``,
+``ebill-engine/reserve``...) so pg_stat_activity shows who holds each one.
 """
 
 from __future__ import annotations
@@ -13,13 +19,25 @@ import json
 import logging
 import subprocess
 import time
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-__all__ = ["EmbeddedPostgres", "apply_migrations", "connect_pool", "migration_files"]
+from config.settings import Settings
+
+__all__ = [
+    "EmbeddedPostgres",
+    "application_name",
+    "apply_migrations",
+    "connect_pool",
+    "migration_files",
+    "open_embedded",
+    "pending_migrations",
+    "with_application_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +108,11 @@ class EmbeddedPostgres:
         self._server.cleanup()
 
 
+def open_embedded(settings: Settings) -> EmbeddedPostgres:
+    """The embedded default's private PostgreSQL under settings.data_dir."""
+    return EmbeddedPostgres(settings.data_dir)
+
+
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration, in order."""
     out: list[tuple[int, str, str]] = []
@@ -98,6 +121,16 @@ def migration_files() -> list[tuple[int, str, str]]:
             version = int(entry.name.split("_", 1)[0])
             out.append((version, entry.name, entry.read_text(encoding="utf-8")))
     return sorted(out)
+
+
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """Names of the migrations the database has not had yet (all of them on an
+    empty database); read-only, so any role may ask."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done: set[int] = set()
+    if exists:
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    return [name for version, name, _ in migration_files() if version not in done]
 
 
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
@@ -141,8 +174,38 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def connect_pool(url: str, *, size: int = 4, migrate: bool = True, **kw: Any) -> asyncpg.Pool:
-    """A pool on ``url``; retries while the server is starting."""
+# PostgreSQL keeps the first NAMEDATALEN-1 bytes of application_name.
+_APP_NAME_MAX = 63
+
+
+def with_application_name(url: str, name: str) -> str:
+    """``url`` with its ``application_name`` set to ``name`` (asyncpg passes the
+    query parameter to the server as a setting)."""
+    parts = urllib.parse.urlsplit(url)
+    query = [
+        (k, v)
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if k != "application_name"
+    ]
+    query.append(("application_name", name[:_APP_NAME_MAX]))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def application_name(url: str) -> str:
+    """The ``application_name`` ``url`` carries; "ebill" if none."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    return query.get("application_name", ["ebill"])[0]
+
+
+async def connect_pool(
+    url: str, *, size: int = 4, migrate: bool = True, role: str = "", **kw: Any
+) -> asyncpg.Pool:
+    """A pool on ``url``; retries while the server is starting. ``role`` (a
+    pipeline stage, a CLI command) is appended to the URL's application_name."""
+    if role:
+        url = with_application_name(url, f"{application_name(url)}/{role}")
+    elif "application_name=" not in url:
+        url = with_application_name(url, "ebill")
     delay = 0.1
     for attempt in range(50):
         try:

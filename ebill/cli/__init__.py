@@ -9,10 +9,10 @@ themselves; rich (which typer uses) draws progress bars for long work.
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
+from config.logs import configure as configure_logging
+from config.settings import load
 from ebill.cli import audit, core
 
 __all__ = ["app", "main"]
@@ -30,7 +30,9 @@ app.add_typer(audit.app, name="audit")
 
 @app.callback()
 def _setup() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Settings are checked here, before any command runs: a bad EBILL_* value
+    # stops every command with its name (config.settings.SettingError).
+    configure_logging(load())
 
 
 def main(argv: list[str] | None = None) -> None:
