@@ -92,7 +92,7 @@ class Stack:
             EBILL_GRPC_ADDR=c.grpc_addr,
             EBILL_SIGNER_ADDR=c.signer_addr,
             EBILL_FISCAL_ADDR=c.fiscal_addr,
-            EBILL_METRICS_ADDR=f"127.0.0.1:{c.metrics_port}",
+            EBILL_METRICS_PORT=str(c.metrics_port),
             EBILL_FISCAL_LATENCY_MS=str(c.fiscal_latency_ms),
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
             EBILL_TLS="1" if c.tls else "0",

@@ -33,6 +33,7 @@ __all__ = [
     "application_name",
     "apply_migrations",
     "connect_pool",
+    "grant_runtime",
     "migration_files",
     "open_embedded",
     "pending_migrations",
@@ -157,6 +158,30 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied
+
+
+async def grant_runtime(conn: asyncpg.Connection, role: str) -> None:
+    """Give ``role`` what the running engine needs and nothing more: read and
+    write rows of every table, use the sequences; no CREATE on the schema, no
+    ALTER, no DROP (it owns nothing). Also for tables later migrations make."""
+    ident = '"' + role.replace('"', '""') + '"'
+    async with conn.transaction():
+        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {ident}")
+        await conn.execute(f"REVOKE CREATE ON SCHEMA public FROM {ident}")
+        await conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ident}"
+        )
+        await conn.execute(
+            f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {ident}"
+        )
+        await conn.execute(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {ident}"
+        )
+        await conn.execute(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+            f"GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {ident}"
+        )
 
 
 def _jsonb_encode(value: Any) -> bytes:

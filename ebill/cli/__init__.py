@@ -1,7 +1,8 @@
 """`ebill`: the operator's command line.
 
 One module per group of commands, each registering itself here: ``core`` (serve,
-run, issue, the sandboxes), ``audit`` (the transparency log offline). A new group
+run, issue, the sandboxes), ``audit`` (the transparency log offline), ``ops``
+(migrate, inspect, backup, restore). A new group
 is a module with a ``typer.Typer`` (or a ``register(app)``) and one line below.
 typer because its commands are typed functions whose options document
 themselves; rich (which typer uses) draws progress bars for long work.
@@ -13,7 +14,7 @@ import typer
 
 from config.logs import configure as configure_logging
 from config.settings import load
-from ebill.cli import audit, core
+from ebill.cli import audit, core, ops
 
 __all__ = ["app", "main"]
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 core.register(app)
 app.add_typer(audit.app, name="audit")
+ops.register(app)
 
 
 @app.callback()
