@@ -259,6 +259,9 @@ class Settings:
     stock_runway_min_days: float
     cert_min_days: int
     log_error_max: int
+    # The CA certificate of the unit's signing key (CA证书服务), if there is one:
+    # the inspection checks its expiry and that it is the key the signer uses.
+    signer_cert_file: Path | None
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -343,6 +346,7 @@ def load() -> Settings:
         stock_runway_min_days=_float("EBILL_STOCK_RUNWAY_MIN_DAYS", 14.0),
         cert_min_days=_int("EBILL_CERT_MIN_DAYS", 30),
         log_error_max=_int("EBILL_LOG_ERROR_MAX", 0),
+        signer_cert_file=_optional_path("EBILL_SIGNER_CERT_FILE"),
     )
     _warn_unknown()
     return settings

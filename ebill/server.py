@@ -14,7 +14,7 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
@@ -229,6 +229,10 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.grpc_addr}")
     if settings.metrics_port:
+        # The last `ebill inspect`'s figures (disk, backups, runway...) on the same scrape.
+        REGISTRY.register(
+            metrics.InspectionFile(settings.data_dir / "inspections" / metrics.INSPECTION_FILE)
+        )
         host, port = split_addr(settings.metrics_addr)
         start_http_server(port, addr=host)
     serving_state = _Serving()

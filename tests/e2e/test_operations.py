@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from collections.abc import Iterator
 
 import asyncpg
@@ -76,3 +78,38 @@ async def test_migrate_status_and_an_engine_refusing_a_schema_behind(ops: Stack)
     )
     assert refused.returncode != 0
     assert "run `ebill migrate`" in refused.stderr, refused.stderr[-2000:]
+
+
+def scrape(stack: Stack) -> str:
+    url = f"http://127.0.0.1:{stack.config.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def test_inspection_report_with_a_disk_breach(ops: Stack) -> None:
+    """The disk line lowered under what is used: the breach shows in the report
+    files, the exit code and the gauge the engine serves."""
+    out = ebill(ops, "inspect", EBILL_DISK_ALERT_PCT="0.01")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "BREACH disk use of data" in out.stdout
+    reports = ops.config.data_dir / "inspections"
+    md = sorted(reports.glob("inspection-*.md"))[-1].read_text(encoding="utf-8")
+    html = sorted(reports.glob("inspection-*.html"))[-1].read_text(encoding="utf-8")
+    assert "## Needs action" in md and "disk use of data" in md
+    assert re.search(r"\| disk use of data \(.*\) \| BREACH \|", md), md
+    assert "data-key='disk:data' data-status='breach'" in html
+    # The checks that must hold on a healthy stack hold.
+    for key in ("signer", "platform", "engine", "circuit", "ray", "backlog_age", "connections"):
+        assert f"data-key='{key}' data-status='ok'" in html, key
+    assert re.search(r"data-key='runway:[0-9A-Z]+:\d{8}' data-status='ok'", html), html
+    assert "data-key='wal_archiving' data-status='warn'" in html
+    text = scrape(ops)
+    assert 'ebill_inspection_breach{area="Disk and tablespaces",check="disk:data"} 1.0' in text
+    assert re.search(r'ebill_disk_used_percent\{volume="data"\} [1-9]', text), text
+    assert 'ebill_dependency_up{system="signer"} 1.0' in text
+    assert re.search(r"ebill_stock_runway_days\{bill_code=\"\d{8}\",unit_code=\"\w+\"\}", text)
+
+    again = ebill(ops, "inspect")
+    html = sorted(reports.glob("inspection-*.html"))[-1].read_text(encoding="utf-8")
+    assert "data-key='disk:data' data-status='ok'" in html, again.stdout
+    assert "growth" in sorted(reports.glob("inspection-*.md"))[-1].read_text(encoding="utf-8")
