@@ -29,7 +29,8 @@ from config.settings import load
 from config.tls import TlsFiles
 from ops import pki
 from ops.sandboxes.signer import KeyStore
-from storage.db import EmbeddedPostgres, connect_pool
+from storage.db import EmbeddedPostgres, connect_pool, open_embedded
+from storage.syspg import SystemPostgres
 from usecases.bootstrap import bootstrap_demo
 
 __all__ = ["Stack", "StackConfig", "free_port", "sync_channel"]
@@ -80,7 +81,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.pg: EmbeddedPostgres | None = None
+        self.pg: EmbeddedPostgres | SystemPostgres | None = None
         self.database_url = config.database_url
 
     def env(self) -> dict[str, str]:
@@ -156,7 +157,8 @@ class Stack:
 
     def start_database(self) -> str:
         if not self.database_url:
-            self.pg = EmbeddedPostgres(self.config.data_dir)
+            # pgserver's, or the system's where pgserver has no wheel (EBILL_EMBEDDED_PG).
+            self.pg = open_embedded(load(), self.config.data_dir)
             self.database_url = self.pg.url
         return self.database_url
 

@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from config.settings import Settings
+from storage.syspg import SystemPostgres
 
 __all__ = [
     "EmbeddedPostgres",
@@ -66,6 +67,13 @@ class EmbeddedPostgres:
         out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
         if "(1 row)" not in out:
             self._server.psql(f"CREATE DATABASE {name};")
+
+    @property
+    def bin_dir(self) -> Path:
+        """pgserver's bundled PostgreSQL tools (pg_dump, pg_restore...)."""
+        from pgserver import _commands
+
+        return Path(_commands.POSTGRES_BIN_PATH)
 
     @property
     def socket_path(self) -> str:
@@ -109,9 +117,29 @@ class EmbeddedPostgres:
         self._server.cleanup()
 
 
-def open_embedded(settings: Settings) -> EmbeddedPostgres:
-    """The embedded default's private PostgreSQL under settings.data_dir."""
-    return EmbeddedPostgres(settings.data_dir)
+def open_embedded(
+    settings: Settings, data_dir: Path | None = None
+) -> EmbeddedPostgres | SystemPostgres:
+    """The embedded default's private PostgreSQL under ``data_dir`` (default
+    settings.data_dir): pgserver's bundled server, or the system's where
+    pgserver is not installed (no wheel for this Python or CPU) or
+    EBILL_EMBEDDED_PG=system says so."""
+    where = data_dir or settings.data_dir
+    kind = settings.embedded_pg
+    if kind == "auto":
+        try:
+            import pgserver  # noqa: F401
+        except ImportError:
+            log.warning(
+                "pgserver is not installed (it has wheels for CPython 3.10-3.12 on x86-64 "
+                "and macOS only): the embedded default uses the system's PostgreSQL"
+            )
+            kind = "system"
+        else:
+            kind = "pgserver"
+    if kind == "system":
+        return SystemPostgres(where, settings.pg_bin_dir)
+    return EmbeddedPostgres(where)
 
 
 def migration_files() -> list[tuple[int, str, str]]:

@@ -30,6 +30,7 @@ from storage.db import (
     open_embedded,
     pending_migrations,
 )
+from storage.syspg import SystemPostgres
 from usecases.inspection import inspect
 
 __all__ = ["register"]
@@ -44,7 +45,7 @@ async def database_url(settings: Settings, given: str) -> AsyncIterator[str]:
     """The URL to work on: ``given``, EBILL_DATABASE_URL, or the embedded
     server (started for the command and stopped after it)."""
     url = given or settings.database_url
-    embedded: EmbeddedPostgres | None = None
+    embedded: EmbeddedPostgres | SystemPostgres | None = None
     if not url:
         embedded = open_embedded(settings)
         url = embedded.url
