@@ -30,14 +30,14 @@ _SYSTEM_ROOT = Path("/usr/lib/postgresql")
 _SUPERUSER = "postgres"
 
 
-def server_version(bin_dir: Path) -> int:
+def server_version(bin_dir: Path, tool: str = "pg_ctl") -> int:
     """The major version of the PostgreSQL tools in ``bin_dir`` (16 for 16.4)."""
     out = subprocess.run(
-        [str(bin_dir / "pg_ctl"), "--version"], capture_output=True, text=True, check=True
+        [str(bin_dir / tool), "--version"], capture_output=True, text=True, check=True
     ).stdout
     m = re.search(r"(\d+)(?:\.\d+)?", out)
     if m is None:
-        raise RuntimeError(f"cannot read the version of {bin_dir / 'pg_ctl'}: {out!r}")
+        raise RuntimeError(f"cannot read the version of {bin_dir / tool}: {out!r}")
     return int(m.group(1))
 
 

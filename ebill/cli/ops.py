@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from config.settings import Settings, load, split_addr
+from ebill.cli import backup
 from engine.inspection import Report
 from ops import metrics
 from storage.db import (
@@ -176,3 +177,4 @@ def cmd_inspect(
 def register(app: typer.Typer) -> None:
     app.command("migrate")(cmd_migrate)
     app.command("inspect")(cmd_inspect)
+    backup.register(app)
