@@ -252,6 +252,10 @@ class Settings:
     # else the system's), "pgserver" or "system"; pg_bin_dir names the system's.
     embedded_pg: str
     pg_bin_dir: Path | None
+    # SM2 implementation: "auto" (Tongsuo, else plain Python), "tongsuo" or
+    # "python". engine.sm2 reads the variable itself (Ray workers, sandboxes);
+    # here it is checked at start and shown.
+    sm2_backend: str
     # Inspection (`ebill inspect`): a breach past these lines fails the report.
     disk_alert_pct: float
     backup_dir: Path
@@ -340,6 +344,7 @@ def load() -> Settings:
         migrate_on_start=_bool("EBILL_MIGRATE_ON_START", True),
         embedded_pg=_choice("EBILL_EMBEDDED_PG", "auto", ("auto", "pgserver", "system")),
         pg_bin_dir=_optional_path("EBILL_PG_BIN_DIR"),
+        sm2_backend=_choice("EBILL_SM2_BACKEND", "auto", ("auto", "tongsuo", "python")),
         disk_alert_pct=_float("EBILL_DISK_ALERT_PCT", 90.0, maximum=100.0),
         backup_dir=_path("EBILL_BACKUP_DIR", data_dir / "backups"),
         backup_max_age_h=_float("EBILL_BACKUP_MAX_AGE_H", 26.0),

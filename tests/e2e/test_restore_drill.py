@@ -104,7 +104,7 @@ async def test_restore_drill_under_load(drill: Stack, monkeypatch: pytest.Monkey
             assert set(before) <= have, sorted(set(before) - have)[:5]
             units = [r["unit_code"] for r in await conn.fetch("SELECT unit_code FROM units")]
             for unit in units:
-                for line in await identity(conn, unit):  # type: ignore[arg-type]
+                for line in await identity(conn, unit):
                     assert line.balanced, line
         finally:
             await conn.close()
