@@ -15,11 +15,12 @@ from pathlib import Path
 
 import asyncpg
 
-from ops.stack import Stack, StackConfig
+from ops.stack import Stack, StackConfig, free_port
 
-__all__ = ["APP_ROLE", "as_role", "ebill", "ops_stack"]
+__all__ = ["APP_ROLE", "HEALTH_PORT", "as_role", "ebill", "ops_stack"]
 
 APP_ROLE = "ebill_app"
+HEALTH_PORT = free_port()
 
 
 def as_role(url: str, role: str) -> str:
@@ -64,7 +65,12 @@ def ops_stack(prefix: str, *, stock: int = 20_000, **extra_env: str) -> Iterator
         assert granted.returncode == 0, granted.stderr
         stack.seed_demo(stock=stock)
         stack.start_engine(
-            EBILL_DATABASE_URL=as_role(owner, APP_ROLE), EBILL_MIGRATE_ON_START="false"
+            EBILL_DATABASE_URL=as_role(owner, APP_ROLE),
+            EBILL_MIGRATE_ON_START="false",
+            # Metrics on every interface (for a Prometheus elsewhere), plain health.
+            EBILL_METRICS_ADDR=f"0.0.0.0:{config.metrics_port}",
+            EBILL_HEALTH_ADDR=f"127.0.0.1:{HEALTH_PORT}",
+            EBILL_LOG_FORMAT="json",
         )
         yield stack
     if os.environ.get("EBILL_KEEP_TEST_DATA") != "1":

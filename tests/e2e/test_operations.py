@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import asyncpg
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from ebill.cli.core import issue_demo
 from ops.stack import Stack, free_port
-from tests.e2e.ops_support import APP_ROLE, ebill, ops_stack
+from tests.e2e.ops_support import APP_ROLE, HEALTH_PORT, ebill, ops_stack
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +117,29 @@ def test_inspection_report_with_a_disk_breach(ops: Stack) -> None:
     html = sorted(reports.glob("inspection-*.html"))[-1].read_text(encoding="utf-8")
     assert "data-key='disk:data' data-status='ok'" in html, again.stdout
     assert "growth" in sorted(reports.glob("inspection-*.md"))[-1].read_text(encoding="utf-8")
+
+
+def test_metrics_on_every_interface_plain_health_and_json_logs(ops: Stack) -> None:
+    outward = [
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
+    if outward:
+        url = f"http://{outward[0]}:{ops.config.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert b"ebill_rpc_total" in resp.read()
+    base = f"http://127.0.0.1:{HEALTH_PORT}"
+    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
+        assert resp.status == 200 and resp.read() == b"SERVING\n"
+    with urllib.request.urlopen(f"{base}/livez", timeout=5) as resp:
+        assert resp.status == 200
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{base}/metrics", timeout=5)
+    assert err.value.code == 404
+    # The engine's own log: JSON lines in a file it rotates (EBILL_LOG_FILE set by the launcher).
+    assert ops.config.log_dir is not None
+    lines = (ops.config.log_dir / "engine.log").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any("engine serving on" in r["msg"] for r in records), lines[-5:]
