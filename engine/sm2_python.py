@@ -3,7 +3,8 @@
 
 Jacobian coordinates on sm2p256v1 (GB/T 32918.5), Python integers. Correct and
 interoperable (the tests check it against Tongsuo and gmssl both ways) but about
-20 times slower than Tongsuo: a few milliseconds a signature instead of ~0.4.
+12 times slower than Tongsuo: 3.0 ms a signature and 4.4 ms a verification
+against 0.24 and 0.40 ms, measured alternating in one run on the 2-core box.
 Not constant-time: it is for servers whose keys live in the HSM (the signing
 server signs bills); what signs here is sandboxes and tests.
 """
