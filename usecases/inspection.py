@@ -38,6 +38,7 @@ __all__ = [
     "Backup",
     "inspect",
     "latest_backup",
+    "log_errors",
 ]
 
 # The oldest unfinished bill may be this old before the backlog counts as stuck
@@ -121,7 +122,7 @@ def _disks(settings: Settings, extra: Iterable[tuple[str, str]]) -> list[Check]:
     return out
 
 
-def _log_errors(settings: Settings, since: float) -> Check:
+def log_errors(settings: Settings, since: float) -> Check:
     """ERROR and CRITICAL lines written to the engine's logs since ``since``."""
     log_dir = settings.log_file.parent if settings.log_file else settings.data_dir / "logs"
     count, files = 0, 0
@@ -326,7 +327,7 @@ async def inspect(
         )
 
     since = previous.get("at", now.timestamp() - 86400)
-    checks.append(_log_errors(settings, since))
+    checks.append(log_errors(settings, since))
 
     b = await archive_store.backlog(pool)
     checks.append(
