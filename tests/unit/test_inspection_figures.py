@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from config import logs
 from config.settings import load
 from engine.inspection import Status
-from usecases.inspection import log_errors, latest_backup
+from usecases.inspection import latest_backup, log_errors
 from usecases.probes import certificates
 
 NOW = datetime.now(UTC)
