@@ -44,6 +44,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record comes (as logging's own
+    last-resort handler does): a CLI run in-process under a test runner that
+    swaps stderr and closes it must not leave the root logger writing there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(settings: Settings, *, level: int | None = None) -> logging.Handler:
     """Replace the root logger's handlers with the one the settings ask for;
     returns it. ``level`` overrides EBILL_LOG_LEVEL (``ebill run`` is quieter)."""
@@ -58,7 +75,7 @@ def configure(settings: Settings, *, level: int | None = None) -> logging.Handle
             encoding="utf-8",
         )
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
     handler.setFormatter(
         JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )

@@ -21,6 +21,8 @@ __all__ = [
     "CERT_EXPIRY",
     "CONNECTIONS_USED",
     "DATABASE_SIZE",
+    "DELIVERIES",
+    "DELIVERY_PENDING",
     "DEPENDENCY_UP",
     "DISK_USED",
     "FISCAL_CIRCUIT_OPEN",
@@ -233,3 +235,11 @@ class InspectionFile(Collector):
         except OSError:
             return
         yield from text_string_to_metric_families(text)
+
+
+# Delivery to payers (issue #15): every try by channel and outcome (sent, retry,
+# failed, skipped), and the jobs waiting.
+DELIVERIES = Counter(
+    "ebill_deliveries_total", "Delivery tries by channel and outcome", ["channel", "outcome"]
+)
+DELIVERY_PENDING = Gauge("ebill_delivery_pending", "Delivery jobs waiting to be sent")

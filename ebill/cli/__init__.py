@@ -1,8 +1,9 @@
 """`ebill`: the operator's command line.
 
 One module per group of commands, each registering itself here: ``core`` (serve,
-run, issue, the sandboxes), ``audit`` (the transparency log offline), ``ops``
-(migrate, inspect, backup, restore). A new group
+run, issue, the sandboxes), ``audit`` (the transparency log offline), ``keys``
+(the data key ring of personal data at rest), ``ops`` (migrate, inspect, backup,
+restore). A new group
 is a module with a ``typer.Typer`` (or a ``register(app)``) and one line below.
 typer because its commands are typed functions whose options document
 themselves; rich (which typer uses) draws progress bars for long work.
@@ -14,7 +15,7 @@ import typer
 
 from config.logs import configure as configure_logging
 from config.settings import load
-from ebill.cli import audit, core, ops
+from ebill.cli import audit, core, keys, ops
 
 __all__ = ["app", "main"]
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 core.register(app)
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
 ops.register(app)
 
 

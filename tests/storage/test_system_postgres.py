@@ -5,7 +5,10 @@ or by pgserver failing to import."""
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,15 @@ from storage.syspg import SystemPostgres, find_bin_dirs
 pytestmark = pytest.mark.skipif(
     not find_bin_dirs(), reason="no /usr/lib/postgresql/*/bin: `make system` installs postgresql"
 )
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Not under pytest's own directory: every pytest session on the machine sets
+    /tmp/pytest-of-root back to 0700, which shuts the postgres user out mid-test."""
+    path = Path(tempfile.mkdtemp(prefix="ebill-syspg-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 async def test_system_postgres_runs_the_migrated_schema(

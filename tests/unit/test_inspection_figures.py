@@ -77,7 +77,9 @@ def test_errors_counted_in_text_and_json_logs_since_the_last_report(
     monkeypatch.setenv("EBILL_LOG_FILE", str(log_dir / "engine.log"))
     settings = load()
     root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
+    # configure() closes the handlers it replaces: give it none of pytest's.
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
     handler = logs.configure(settings)
     try:
         logging.getLogger("ebill.test").error("platform refused")
@@ -85,9 +87,6 @@ def test_errors_counted_in_text_and_json_logs_since_the_last_report(
     finally:
         root.removeHandler(handler)
         handler.close()
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
     since = time.time() - 3600
     check = log_errors(settings, since)
     assert check.value == 2 and check.status is Status.BREACH

@@ -102,7 +102,9 @@ def test_json_logs_rotate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("EBILL_LOG_MAX_BYTES", "2048")
     monkeypatch.setenv("EBILL_LOG_BACKUPS", "2")
     root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
+    # configure() closes the handlers it replaces: give it none of pytest's.
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
     handler = logs.configure(load())
     try:
         for i in range(200):
@@ -114,9 +116,6 @@ def test_json_logs_rotate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     finally:
         root.removeHandler(handler)
         handler.close()
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
     files = sorted(p.name for p in log_file.parent.iterdir())
     assert files == ["engine.log", "engine.log.1", "engine.log.2"]
     assert all(p.stat().st_size <= 2048 + 512 for p in log_file.parent.iterdir())
