@@ -35,7 +35,9 @@ async def test_engine_issues_as_a_role_without_ddl_after_migrate(ops: Stack) -> 
         assert not await conn.fetchval(
             "SELECT has_database_privilege($1, current_database(), 'CREATE')", APP_ROLE
         )
-        bills = await issue_demo(ops.config.grpc_addr, 40, tls=ops.tls(), progress=False)
+        bills = await issue_demo(
+            ops.config.grpc_addr, 40, tls=ops.tls(), creds=ops.app_credentials(), progress=False
+        )
         assert len(bills) == 40
         # Every connection of the engine and of each stage says who it is.
         names = {

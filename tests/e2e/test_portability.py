@@ -53,7 +53,9 @@ def fallback_stack() -> Iterator[Stack]:
 
 async def test_bills_issue_and_verify_on_both_fallbacks(fallback_stack: Stack) -> None:
     stack = fallback_stack
-    bills = await issue_demo(stack.config.grpc_addr, 30, tls=stack.tls(), progress=False)
+    bills = await issue_demo(
+        stack.config.grpc_addr, 30, tls=stack.tls(), creds=stack.app_credentials(), progress=False
+    )
     assert len(bills) == 30
     ok = await verify_bills(
         bills, stack.config.signer_addr, "unit-sign", stack.config.fiscal_addr, stack.tls()

@@ -49,6 +49,7 @@ async def test_restore_drill_under_load(drill: Stack, monkeypatch: pytest.Monkey
                 drill.config.grpc_addr,
                 25,
                 tls=tls,
+                creds=drill.app_credentials(),
                 progress=False,
                 prefix=f"DRL{n:03d}X",
                 batch=25,
