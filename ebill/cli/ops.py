@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from config import keys
 from config.settings import Settings, load, split_addr
 from ebill.cli import backup
 from engine.inspection import Report
@@ -33,6 +34,7 @@ from storage.db import (
 )
 from storage.syspg import SystemPostgres
 from usecases.inspection import inspect
+from usecases.personal import seal_plaintext
 
 __all__ = ["register"]
 
@@ -72,6 +74,11 @@ async def _migrate(settings: Settings, given: str, grant_to: str, status: bool) 
                 for name in applied:
                     print(f"applied {name}")
                 print(f"schema up to date ({len(applied)} applied now)")
+            # Sealing rows from before migration 0010 ends by validating its
+            # constraints (ALTER TABLE): the owner's work, so that the engine's
+            # own start-up seal finds nothing to change and needs no DDL.
+            await seal_plaintext(pool, keys.load(settings))
+            async with pool.acquire() as conn:
                 if grant_to:
                     await grant_runtime(conn, grant_to)
                     print(f"granted row access (no DDL) to role {grant_to}")
