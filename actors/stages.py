@@ -122,7 +122,11 @@ class _DbStage(_Timed):
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            self._pool = await connect_pool(self._url, size=self._pool_size, migrate=False)
+            # application_name ebill-engine/ReserveStage...: pg_stat_activity
+            # tells which stage holds each connection (the budget, docs/deploy.md).
+            self._pool = await connect_pool(
+                self._url, size=self._pool_size, migrate=False, role=type(self).__name__
+            )
         return self._pool
 
 

@@ -1,11 +1,19 @@
 """Every setting of the engine, read from EBILL_* environment variables.
 
 One frozen value built once per process (:func:`load`); CLI flags default from it.
+
+Each value is checked where it is read: a boolean that is not one of the known
+words, a port out of range, a negative size or an address without a port is
+refused at start with the EBILL_* name in the message (:class:`SettingError`,
+a ``SystemExit``), instead of silently becoming a default. Any string setting may
+instead come from a file named by ``<NAME>_FILE`` (systemd credentials, Docker or
+Kubernetes secrets): ``EBILL_DATABASE_URL_FILE=/run/credentials/ebill/db-url``.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -13,47 +21,144 @@ from pathlib import Path
 from config.tls import TlsFiles
 from config.tuning import SMTP_TIMEOUT_S
 
-__all__ = ["Settings", "load", "read_public_key"]
+__all__ = ["SettingError", "Settings", "load", "read_public_key", "split_addr"]
+
+log = logging.getLogger(__name__)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+# Every EBILL_* name load() asked for: any other EBILL_* variable in the
+# environment is probably a typo and is warned about (not refused: other
+# processes of the stack read a few names of their own).
+_KNOWN: set[str] = set()
+_WARNED: set[str] = set()
+
+
+class SettingError(SystemExit):
+    """A setting that cannot be used; the message starts with its EBILL_* name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+def _raw(name: str) -> str | None:
+    """The variable's value, or the content of the file ``<name>_FILE`` names
+    (one trailing newline dropped), or None when neither is set."""
+    _KNOWN.add(name)
+    _KNOWN.add(f"{name}_FILE")
+    value = os.environ.get(name)
+    file = os.environ.get(f"{name}_FILE")
+    if file and value not in (None, ""):
+        raise SettingError(name, f"set either {name} or {name}_FILE, not both")
+    if file:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingError(f"{name}_FILE", f"cannot read {file}: {exc}") from exc
+        return text[:-1] if text.endswith("\n") else text
+    return value
 
 
 def _str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+    raw = _raw(name)
+    return default if raw is None else raw
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (_raw(name) or default).strip().lower()
+    if value not in choices:
+        raise SettingError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer, ``minimum`` (0 unless said) and up: no setting counts below zero."""
+    raw = _raw(name)
+    if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        value = int(raw.strip())
     except ValueError as exc:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+        raise SettingError(name, f"must be an integer, got {raw!r}") from exc
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"{minimum}..{maximum}" if maximum is not None else f"{minimum} or more"
+        raise SettingError(name, f"must be {bound}, got {value}")
+    return value
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+def _float(
+    name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
+    raw = _raw(name)
+    if raw is None or raw.strip() == "":
         return default
     try:
-        return float(raw)
+        value = float(raw.strip())
     except ValueError as exc:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+        raise SettingError(name, f"must be a number, got {raw!r}") from exc
+    # nan compares false with everything: refuse it explicitly.
+    if value != value or value < minimum or (maximum is not None and value > maximum):
+        bound = f"{minimum}..{maximum}" if maximum is not None else f"{minimum} or more"
+        raise SettingError(name, f"must be {bound}, got {raw.strip()!r}")
+    return value
 
 
 def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+    """1/true/yes/on or 0/false/no/off; anything else (``ture``) is refused:
+    a typo must not turn a safety switch off."""
+    raw = _raw(name)
+    if raw is None or raw.strip() == "":
         return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise SettingError(name, f"must be one of 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _port(name: str, default: int) -> int:
+    return _int(name, default, minimum=0, maximum=65535)
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9464`` for IPv6) as (host, port); ValueError if not."""
+    host, sep, port_text = addr.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected host:port, got {addr!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} out of range")
+    return host.strip("[]"), port
+
+
+def _addr(name: str, default: str) -> str:
+    """A ``host:port`` listen or dial address (port 0: pick or off, as the setting says)."""
+    value = _str(name, default).strip()
+    if value == "":
+        return value
+    try:
+        split_addr(value)
+    except ValueError as exc:
+        raise SettingError(name, str(exc)) from exc
+    return value
 
 
 def _path(name: str, default: Path) -> Path:
-    return Path(os.environ.get(name) or default).resolve()
+    return Path(_raw(name) or default).resolve()
 
 
 def _optional_path(name: str) -> Path | None:
-    raw = os.environ.get(name)
+    raw = _raw(name)
     return Path(raw).resolve() if raw else None
+
+
+def _warn_unknown() -> None:
+    for name in sorted(os.environ):
+        if name.startswith("EBILL_") and name not in _KNOWN and name not in _WARNED:
+            _WARNED.add(name)
+            log.warning("%s is set but is no setting of config/settings.py (a typo?)", name)
 
 
 @dataclass(frozen=True)
@@ -123,6 +228,44 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # --- Operations (wt-ops): listen addresses, logs, database role, inspection.
+    # Prometheus metrics listen here (host:port; port 0: off). metrics_port is
+    # its port, kept for the callers that only need that.
+    metrics_addr: str
+    # Plain HTTP health for load balancers and systemd (GET /healthz: 200 while
+    # SERVING, 503 otherwise); empty: off (gRPC health is always on).
+    health_addr: str
+    # "text" or "json" (one object a line, for journald/Loki/ELK).
+    log_format: str
+    log_level: str
+    # Empty: stderr. Else a file rotated at log_max_bytes, log_backups kept.
+    log_file: Path | None
+    log_max_bytes: int
+    log_backups: int
+    # application_name on every PostgreSQL connection (pg_stat_activity shows
+    # which process and which pipeline stage holds each one).
+    db_application_name: str
+    # Apply migrations at start. Production: false, run `ebill migrate` as its
+    # own step with an owner role, and run the engine with a role without DDL.
+    migrate_on_start: bool
+    # The embedded default's PostgreSQL: "auto" (pgserver's bundled binaries,
+    # else the system's), "pgserver" or "system"; pg_bin_dir names the system's.
+    embedded_pg: str
+    pg_bin_dir: Path | None
+    # SM2 implementation: "auto" (Tongsuo, else plain Python), "tongsuo" or
+    # "python". engine.sm2 reads the variable itself (Ray workers, sandboxes);
+    # here it is checked at start and shown.
+    sm2_backend: str
+    # Inspection (`ebill inspect`): a breach past these lines fails the report.
+    disk_alert_pct: float
+    backup_dir: Path
+    backup_max_age_h: float
+    stock_runway_min_days: float
+    cert_min_days: int
+    log_error_max: int
+    # The CA certificate of the unit's signing key (CA证书服务), if there is one:
+    # the inspection checks its expiry and that it is the key the signer uses.
+    signer_cert_file: Path | None
     # --- Delivery to payers (issue #15, wt-delivery) ---------------------------
     # Run the delivery worker in this engine (jobs are queued by issuance anyway).
     delivery: bool
@@ -209,33 +352,37 @@ class Settings:
 
 def load() -> Settings:
     data_dir = Path(_str("EBILL_DATA_DIR", "var")).resolve()
-    return Settings(
+    metrics_addr = (
+        _addr("EBILL_METRICS_ADDR", f"127.0.0.1:{_port('EBILL_METRICS_PORT', 9464)}")
+        or "127.0.0.1:0"
+    )
+    settings = Settings(
         data_dir=data_dir,
         database_url=_str("EBILL_DATABASE_URL", ""),
-        db_pool_size=_int("EBILL_DB_POOL_SIZE", 4),
-        grpc_addr=_str("EBILL_GRPC_ADDR", "127.0.0.1:50051"),
-        metrics_port=_int("EBILL_METRICS_PORT", 9464),
-        signer_addr=_str("EBILL_SIGNER_ADDR", "127.0.0.1:50061"),
+        db_pool_size=_int("EBILL_DB_POOL_SIZE", 4, minimum=1),
+        grpc_addr=_addr("EBILL_GRPC_ADDR", "127.0.0.1:50051"),
+        metrics_port=split_addr(metrics_addr)[1],
+        signer_addr=_addr("EBILL_SIGNER_ADDR", "127.0.0.1:50061"),
         signer_key_id=_str("EBILL_SIGNER_KEY_ID", "unit-sign"),
-        fiscal_addr=_str("EBILL_FISCAL_ADDR", "127.0.0.1:50071"),
+        fiscal_addr=_addr("EBILL_FISCAL_ADDR", "127.0.0.1:50071"),
         fiscal_latency_ms=_int("EBILL_FISCAL_LATENCY_MS", 0),
-        fiscal_failure_rate=_float("EBILL_FISCAL_FAILURE_RATE", 0.0),
-        batch_max=_int("EBILL_BATCH_MAX", 200),
+        fiscal_failure_rate=_float("EBILL_FISCAL_FAILURE_RATE", 0.0, maximum=1.0),
+        batch_max=_int("EBILL_BATCH_MAX", 200, minimum=1),
         batch_linger_ms=_float("EBILL_BATCH_LINGER_MS", 3.0),
-        max_inflight_batches=_int("EBILL_MAX_INFLIGHT", 6),
-        queue_max=_int("EBILL_QUEUE_MAX", 4000),
+        max_inflight_batches=_int("EBILL_MAX_INFLIGHT", 6, minimum=1),
+        queue_max=_int("EBILL_QUEUE_MAX", 4000, minimum=1),
         ray_address=_str("EBILL_RAY_ADDRESS", ""),
-        ray_num_cpus=_int("EBILL_RAY_NUM_CPUS", 2),
-        stage_replicas=_int("EBILL_STAGE_REPLICAS", 1),
+        ray_num_cpus=_int("EBILL_RAY_NUM_CPUS", 2, minimum=1),
+        stage_replicas=_int("EBILL_STAGE_REPLICAS", 1, minimum=1),
         verify_fiscal=_bool("EBILL_VERIFY_FISCAL", True),
         fiscal_public_key_file=_str("EBILL_FISCAL_PUBLIC_KEY_FILE", ""),
         rpc_timeout_s=_float("EBILL_RPC_TIMEOUT_S", 30.0),
         fiscal_timeout_s=_float("EBILL_FISCAL_TIMEOUT_S", 3.0),
         recovery_interval_s=_float("EBILL_RECOVERY_INTERVAL_S", 1.0),
-        recovery_batch=_int("EBILL_RECOVERY_BATCH", 200),
+        recovery_batch=_int("EBILL_RECOVERY_BATCH", 200, minimum=1),
         outbox_grace_s=_float("EBILL_OUTBOX_GRACE_S", 30.0),
         smtp_host=_str("EBILL_SMTP_HOST", ""),
-        smtp_port=_int("EBILL_SMTP_PORT", 25),
+        smtp_port=_port("EBILL_SMTP_PORT", 25),
         smtp_from=_str("EBILL_SMTP_FROM", "ebill@localhost"),
         smtp_timeout_s=_float("EBILL_SMTP_TIMEOUT_S", SMTP_TIMEOUT_S),
         paper_retention_days=_int("EBILL_PAPER_RETENTION_DAYS", 5 * 365),
@@ -248,6 +395,28 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        # --- Operations (wt-ops)
+        metrics_addr=metrics_addr,
+        health_addr=_addr("EBILL_HEALTH_ADDR", ""),
+        log_format=_choice("EBILL_LOG_FORMAT", "text", ("text", "json")),
+        log_level=_choice(
+            "EBILL_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
+        ),
+        log_file=_optional_path("EBILL_LOG_FILE"),
+        log_max_bytes=_int("EBILL_LOG_MAX_BYTES", 50 * 1024 * 1024, minimum=1024),
+        log_backups=_int("EBILL_LOG_BACKUPS", 5),
+        db_application_name=_str("EBILL_DB_APPLICATION_NAME", "ebill-engine"),
+        migrate_on_start=_bool("EBILL_MIGRATE_ON_START", True),
+        embedded_pg=_choice("EBILL_EMBEDDED_PG", "auto", ("auto", "pgserver", "system")),
+        pg_bin_dir=_optional_path("EBILL_PG_BIN_DIR"),
+        sm2_backend=_choice("EBILL_SM2_BACKEND", "auto", ("auto", "tongsuo", "python")),
+        disk_alert_pct=_float("EBILL_DISK_ALERT_PCT", 90.0, maximum=100.0),
+        backup_dir=_path("EBILL_BACKUP_DIR", data_dir / "backups"),
+        backup_max_age_h=_float("EBILL_BACKUP_MAX_AGE_H", 26.0),
+        stock_runway_min_days=_float("EBILL_STOCK_RUNWAY_MIN_DAYS", 14.0),
+        cert_min_days=_int("EBILL_CERT_MIN_DAYS", 30),
+        log_error_max=_int("EBILL_LOG_ERROR_MAX", 0),
+        signer_cert_file=_optional_path("EBILL_SIGNER_CERT_FILE"),
         delivery=_bool("EBILL_DELIVERY", True),
         delivery_interval_s=_float("EBILL_DELIVERY_INTERVAL_S", 0.5),
         delivery_batch=_int("EBILL_DELIVERY_BATCH", 100),
@@ -282,6 +451,8 @@ def load() -> Settings:
         cert_warn_days=_int("EBILL_CERT_WARN_DAYS", 30),
         render_cache=_int("EBILL_RENDER_CACHE", 256),
     )
+    _warn_unknown()
+    return settings
 
 
 def read_public_key(path: str) -> bytes:

@@ -14,14 +14,14 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
 from clients.fiscal_catalog import CaClient, FiscalCatalogClient
 from clients.signer import SignerClient
 from config import keys
-from config.settings import Settings, read_public_key
+from config.settings import Settings, read_public_key, split_addr
 from config.tuning import (
     ENGINE_MAX_MESSAGE_BYTES,
     GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS,
@@ -39,6 +39,7 @@ from ebill.grpc.identity import IdentityServicer
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
+from ebill.healthz import serve_health
 from ebill.interceptors import interceptors
 from ops import metrics
 from protos.ebill.v1 import (
@@ -57,7 +58,7 @@ from protos.ebill.v1 import (
     stock_pb2,
     stock_pb2_grpc,
 )
-from storage.db import EmbeddedPostgres, connect_pool
+from storage.db import connect_pool, open_embedded, pending_migrations, with_application_name
 from usecases.batcher import Lanes, MicroBatcher
 from usecases.catalog import Catalogue, sync_loop
 from usecases.certificates import Certificates, expiry_loop
@@ -81,8 +82,17 @@ HEALTH_INTERVAL_S = 1.0
 HEALTH_TIMEOUT_S = 2.0
 
 
+class _Serving:
+    """The engine's health as last set, for the plain HTTP probe."""
+
+    ok = False
+
+
 async def watch_health(
-    servicer: health.aio.HealthServicer, pipeline: Pipeline, pool: asyncpg.Pool
+    servicer: health.aio.HealthServicer,
+    pipeline: Pipeline,
+    pool: asyncpg.Pool,
+    state: _Serving | None = None,
 ) -> None:
     """Health follows what issuing a bill needs: NOT_SERVING while the database
     does not answer or a pipeline stage is down (restarting), SERVING again when
@@ -97,6 +107,8 @@ async def watch_health(
         except Exception as exc:  # the database away, in whatever way it shows
             log.warning("health: database not answering (%s)", type(exc).__name__)
             ok = False
+        if state is not None:
+            state.ok = ok
         if ok != serving:
             serving = ok
             log.warning("health: %s", "SERVING" if ok else "NOT_SERVING")
@@ -133,12 +145,24 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     embedded = None
     url = settings.database_url
     if not url:
-        embedded = EmbeddedPostgres(settings.data_dir)
+        embedded = open_embedded(settings)
         url = embedded.url
         log.info("embedded PostgreSQL at %s", url)
+    # The pipeline's stages connect with the same name plus their own.
+    url = with_application_name(url, settings.db_application_name)
     # The data key ring: made on first run for the embedded default.
     ring = keys.load(settings)
-    pool = await connect_pool(url, size=settings.db_pool_size)
+    pool = await connect_pool(url, size=settings.db_pool_size, migrate=settings.migrate_on_start)
+    if not settings.migrate_on_start:
+        async with pool.acquire() as conn:
+            pending = await pending_migrations(conn)
+        if pending:
+            await pool.close()
+            raise SystemExit(
+                f"the database lacks migrations {', '.join(pending)}: run `ebill migrate` "
+                "(with a role that owns the schema), then start the engine "
+                "(EBILL_MIGRATE_ON_START=false)"
+            )
     # Rows stored in plaintext before migration 0010 are sealed before serving.
     await seal_plaintext(pool, ring)
     init_ray(settings.ray_address, settings.ray_num_cpus)
@@ -278,7 +302,18 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.grpc_addr}")
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        # The last `ebill inspect`'s figures (disk, backups, runway...) on the same scrape.
+        REGISTRY.register(
+            metrics.InspectionFile(settings.data_dir / "inspections" / metrics.INSPECTION_FILE)
+        )
+        host, port = split_addr(settings.metrics_addr)
+        start_http_server(port, addr=host)
+    serving_state = _Serving()
+    health_http = (
+        await serve_health(settings.health_addr, lambda: serving_state.ok)
+        if settings.health_addr
+        else None
+    )
     await server.start()
     # Warm the pipeline: the first batch pays for actor start-up and connections.
     await pipeline.warm()
@@ -288,8 +323,9 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         log.info("stage %s replicas on nodes %s", stage, nodes)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    serving_state.ok = True
     background = [
-        asyncio.create_task(watch_health(health_servicer, pipeline, pool)),
+        asyncio.create_task(watch_health(health_servicer, pipeline, pool, serving_state)),
         asyncio.create_task(poll_stats(pipeline, pool, STATS_INTERVAL_S)),
         asyncio.create_task(
             recover_forever(
@@ -324,10 +360,11 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     if settings.catalog_sync_s > 0:
         background.append(asyncio.create_task(sync_loop(catalogue, settings.catalog_sync_s)))
     log.info(
-        "engine serving on %s (%s; metrics :%s)",
+        "engine serving on %s (%s; metrics %s; health %s)",
         settings.grpc_addr,
         "plaintext" if tls is None else "TLS" + " + client certificates" * settings.tls_client_auth,
-        settings.metrics_port,
+        settings.metrics_addr if settings.metrics_port else "off",
+        settings.health_addr or "gRPC only",
     )
     print(f"engine ready on {settings.grpc_addr}", flush=True)
     if ready:
@@ -340,6 +377,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     await stop.wait()
     log.info("shutting down")
     background[0].cancel()  # health stays NOT_SERVING from here on
+    serving_state.ok = False
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=5)
@@ -351,5 +389,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     await lifecycle.stop()
     await identity.close()
     await pool.close()
+    if health_http is not None:
+        health_http.close()
     if embedded is not None:
         embedded.cleanup()

@@ -43,7 +43,8 @@ from ops import pki
 from ops.sandboxes.alipay import ensure_keys as ensure_alipay_keys
 from ops.sandboxes.signer import KeyStore
 from protos.ebill.v1 import identity_pb2, identity_pb2_grpc
-from storage.db import EmbeddedPostgres, connect_pool
+from storage.db import EmbeddedPostgres, connect_pool, open_embedded
+from storage.syspg import SystemPostgres
 from usecases.bootstrap import bootstrap_demo
 from usecases.demo import UNIT_CODE
 from usecases.identity import Identity
@@ -105,7 +106,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.pg: EmbeddedPostgres | None = None
+        self.pg: EmbeddedPostgres | SystemPostgres | None = None
         self.database_url = config.database_url
         # Credentials the engine and the provider sandboxes share, new per stack.
         self.sms_key = ("LTAI" + secrets.token_hex(8), secrets.token_urlsafe(24))
@@ -255,14 +256,21 @@ class Stack:
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         out = None
+        env = dict(env or {})
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.config.log_dir / f"{name}.log", "ab")
+            raw = f"{name}.log"
+            if args[0] == "ebill.cli":
+                # The engine writes its own log, rotated by size (config/logs.py);
+                # what it prints outside logging (Ray, a crash) goes to .out.
+                env.setdefault("EBILL_LOG_FILE", str(self.config.log_dir / f"{name}.log"))
+                raw = f"{name}.out"
+            out = open(self.config.log_dir / raw, "ab")
         # Own process group: kill_process takes Ray's helpers down with the
         # engine, as a machine crash would.
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", *args],
-            env={**self.env(), **(env or {})},
+            env={**self.env(), **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -270,7 +278,8 @@ class Stack:
 
     def start_database(self) -> str:
         if not self.database_url:
-            self.pg = EmbeddedPostgres(self.config.data_dir)
+            # pgserver's, or the system's where pgserver has no wheel (EBILL_EMBEDDED_PG).
+            self.pg = open_embedded(load(), self.config.data_dir)
             self.database_url = self.pg.url
         return self.database_url
 

@@ -3,7 +3,7 @@
 One module per group of commands, each registering itself here: ``core`` (serve,
 run, issue, the sandboxes), ``audit`` (the transparency log offline), ``keys``
 (the data key ring of personal data at rest), ``identity`` (staff and
-applications offline). A new group
+applications offline), ``ops`` (migrate, inspect, backup, restore). A new group
 is a module with a ``typer.Typer`` (or a ``register(app)``) and one line below.
 typer because its commands are typed functions whose options document
 themselves; rich (which typer uses) draws progress bars for long work.
@@ -11,11 +11,11 @@ themselves; rich (which typer uses) draws progress bars for long work.
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
-from ebill.cli import audit, catalog, core, identity, keys, verify
+from config.logs import configure as configure_logging
+from config.settings import load
+from ebill.cli import audit, catalog, core, identity, keys, ops, verify
 
 __all__ = ["app", "main"]
 
@@ -32,11 +32,14 @@ app.add_typer(keys.app, name="keys")
 catalog.register(app)
 app.add_typer(verify.app, name="verify")
 app.add_typer(identity.app, name="identity")
+ops.register(app)
 
 
 @app.callback()
 def _setup() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Settings are checked here, before any command runs: a bad EBILL_* value
+    # stops every command with its name (config.settings.SettingError).
+    configure_logging(load())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,8 @@ from config import keys
 from config.settings import Settings, load
 from engine.audit import Report
 from engine.sm2 import VerifyingKey
-from storage.db import EmbeddedPostgres, connect_pool
+from storage.db import EmbeddedPostgres, connect_pool, open_embedded
+from storage.syspg import SystemPostgres
 from usecases.translog import export_log, verify_database, verify_lines
 
 __all__ = ["app"]
@@ -32,11 +33,13 @@ __all__ = ["app"]
 app = typer.Typer(help="Verify or export the transparency log offline.", no_args_is_help=True)
 
 
-async def _url(settings: Settings, given: str) -> tuple[str, EmbeddedPostgres | None]:
+async def _url(
+    settings: Settings, given: str
+) -> tuple[str, EmbeddedPostgres | SystemPostgres | None]:
     url = given or settings.database_url
     if url:
         return url, None
-    embedded = EmbeddedPostgres(settings.data_dir)
+    embedded = open_embedded(settings)
     return embedded.url, embedded
 
 
