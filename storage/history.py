@@ -1,0 +1,475 @@
+"""History import in PostgreSQL: jobs, staging by COPY, set-based checks, batches.
+
+A job moves through phases (history_jobs.phase), each step committing its own
+checkpoint, so an interrupted import resumes where it stopped:
+
+- staging: rows checked in Python are COPYed into history_staging with the
+  file row they came from (rows_staged = the last file row in);
+- check: one transaction under the units' advisory locks (the reserve
+  transaction's lock) gives every row a verdict (ok, duplicate, existing,
+  rejected) and blocks the numbers in stock: numbers a segment of ours still
+  holds unused are carved out of it as a used piece, numbers outside every
+  segment enter stock as a granted-and-used history range;
+- importing: batches of rows in file order (red bills after the others, so
+  that their original is on file), each one INSERT ... SELECT of bills, charge
+  items, pay channels, history_bills and transparency-log entries plus the
+  checkpoint, in one transaction: a bill is imported whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from engine.canonical import CANONICAL_VERSION
+from engine.numbers import BillNo
+from engine.statuses import SegmentStatus
+from storage.stock._common import carve, lock_unit
+
+__all__ = [
+    "HISTORY_NOTE",
+    "STAGING_COLUMNS",
+    "Job",
+    "Reject",
+    "check_job",
+    "counts",
+    "finish_job",
+    "import_batch",
+    "new_bill_ids",
+    "open_job",
+    "rejects",
+    "stage_rows",
+]
+
+# segments.note of the pieces holding imported numbers; segment_grants.source of
+# the ranges that entered stock with an import.
+HISTORY_NOTE = "history"
+HISTORY_SOURCE = "history"
+LOG_OP = "bill.history_import"
+
+STAGING_COLUMNS = (
+    "job_id", "row_no", "bill_id", "unit_code", "bus_no", "bus_type", "bill_kind",
+    "place_code", "bill_code", "bill_no", "check_code", "status", "total_fen", "payer_name",
+    "payer_id_card_no", "payer_card_no", "payer_tel", "cashier", "bus_time", "issued_at",
+    "request", "canonical", "digest", "red_code", "red_no", "item_sort", "item_code",
+    "item_name", "item_amt", "item_self", "channel_code", "channel_amt", "unit_signature",
+    "fiscal_signature",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    phase: str
+    fmt: str
+    rows_staged: int
+    done_row: int
+    done_red: int
+    imported: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    row_no: int
+    column: str
+    reason: str
+
+
+def _job(r: asyncpg.Record) -> Job:
+    return Job(
+        r["id"], r["phase"], r["fmt"], r["rows_staged"], r["done_row"], r["done_red"],
+        r["imported"],
+    )  # fmt: skip
+
+
+async def open_job(
+    pool: asyncpg.Pool, *, sha256: str, file_name: str, fmt: str, operator: str, again: bool
+) -> tuple[Job, Job | None]:
+    """The unfinished job of this file (to resume) or a new one, and the last
+    finished job of the same file. A finished file gets a new job only when
+    ``again`` (its rows are then all found imported already)."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT * FROM history_jobs WHERE file_sha256 = $1 ORDER BY id DESC FOR UPDATE",
+            sha256,
+        )
+        done = next((_job(r) for r in rows if r["phase"] == "done"), None)
+        open_ = next((_job(r) for r in rows if r["phase"] != "done"), None)
+        if open_ is not None:
+            return open_, done
+        if done is not None and not again:
+            return done, done
+        r = await conn.fetchrow(
+            "INSERT INTO history_jobs (file_sha256, file_name, fmt, operator)"
+            " VALUES ($1, $2, $3, $4) RETURNING *",
+            sha256,
+            file_name,
+            fmt,
+            operator,
+        )
+        assert r is not None
+        return _job(r), done
+
+
+async def new_bill_ids(pool: asyncpg.Pool, n: int) -> list[int]:
+    """``n`` bill ids from the bills' sequence (ids of refused rows are skipped, as
+    ids of failed issuances are)."""
+    rows = await pool.fetch("SELECT nextval('bills_id_seq') FROM generate_series(1, $1)", n)
+    return [int(r[0]) for r in rows]
+
+
+async def stage_rows(
+    pool: asyncpg.Pool,
+    job_id: int,
+    rows: Sequence[tuple[Any, ...]],
+    refused: Sequence[Reject],
+    last_row: int,
+) -> None:
+    """Staged rows (each ``(row_no, bill_id, *StagedRow)``) and refused rows of file
+    rows up to ``last_row``, with the checkpoint, in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        if rows:
+            await conn.copy_records_to_table(
+                "history_staging",
+                records=[(job_id, *r) for r in rows],
+                columns=STAGING_COLUMNS,
+            )
+        if refused:
+            await conn.executemany(
+                "INSERT INTO history_rejects (job_id, row_no, col, reason) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING",
+                [(job_id, r.row_no, r.column, r.reason) for r in refused],
+            )
+        await conn.execute(
+            "UPDATE history_jobs SET rows_staged = $2, updated_at = now() WHERE id = $1",
+            job_id,
+            last_row,
+        )
+
+
+# -- the set-based checks ------------------------------------------------------
+
+
+async def _reject(conn: asyncpg.Connection, job_id: int, found: Sequence[Reject]) -> None:
+    if not found:
+        return
+    await conn.executemany(
+        "INSERT INTO history_rejects (job_id, row_no, col, reason) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT DO NOTHING",
+        [(job_id, r.row_no, r.column, r.reason) for r in found],
+    )
+    await conn.execute(
+        "UPDATE history_staging SET verdict = 'rejected' WHERE job_id = $1"
+        " AND row_no = ANY($2::bigint[]) AND verdict <> 'rejected'",
+        job_id,
+        [r.row_no for r in found],
+    )
+
+
+async def _reject_sql(conn: asyncpg.Connection, job_id: int, select: str, *args: Any) -> None:
+    """Reject the rows a query finds: ``select`` yields (row_no, col, reason) for
+    job $1 among rows still ok."""
+    found = [Reject(r[0], r[1], r[2]) for r in await conn.fetch(select, job_id, *args)]
+    await _reject(conn, job_id, found)
+
+
+async def _duplicates_in_file(conn: asyncpg.Connection, job_id: int, cols: dict[str, str]) -> None:
+    """A later row of the same number or serial: a repeat when it is the same bill
+    (skipped), refused when it differs."""
+    repeats: list[int] = []
+    found: list[Reject] = []
+    for key, col in (("bill_code, bill_no", cols["bill_no"]), ("unit_code, bus_no", cols["bus_no"])):
+        rows = await conn.fetch(
+            f"WITH d AS (SELECT {key} FROM history_staging WHERE job_id = $1"
+            f"   AND verdict = 'ok' GROUP BY {key} HAVING count(*) > 1)"
+            " SELECT s.row_no, s.bill_code, s.bill_no, s.bus_no, s.digest"
+            f" FROM history_staging s JOIN d USING ({key})"
+            f" WHERE s.job_id = $1 AND s.verdict = 'ok' ORDER BY {key}, s.row_no",
+            job_id,
+        )
+        first: dict[tuple[str, ...], asyncpg.Record] = {}
+        for r in rows:
+            k = (r["bill_code"], r["bill_no"]) if key.startswith("bill") else (r["bus_no"],)
+            f = first.setdefault(k, r)
+            if f is r:
+                continue
+            if f["digest"] == r["digest"]:
+                repeats.append(r["row_no"])
+            elif key.startswith("bill"):
+                found.append(Reject(r["row_no"], col, f"bill {r['bill_code']}/{r['bill_no']} is "
+                                    f"already on row {f['row_no']} with other content"))  # fmt: skip
+            else:
+                found.append(Reject(r["row_no"], col, f"serial {r['bus_no'][:50]} is already on "
+                                    f"row {f['row_no']} (bill {f['bill_code']}/{f['bill_no']})"))  # fmt: skip
+        if repeats:
+            await conn.execute(
+                "UPDATE history_staging SET verdict = 'duplicate' WHERE job_id = $1"
+                " AND row_no = ANY($2::bigint[])",
+                job_id,
+                repeats,
+            )
+            repeats = []
+        await _reject(conn, job_id, found)
+        found = []
+
+
+async def _against_bills(conn: asyncpg.Connection, job_id: int, cols: dict[str, str]) -> None:
+    """Bills already on file: the same history bill is 'existing' (a re-run); any
+    other bill under the number or the serial refuses the row."""
+    await conn.execute(
+        "UPDATE history_staging s SET verdict = 'existing' FROM bills b"
+        " WHERE s.job_id = $1 AND s.verdict = 'ok' AND b.bill_code = s.bill_code"
+        " AND b.bill_no = s.bill_no AND b.origin = 'history' AND b.canonical = s.canonical",
+        job_id,
+    )
+    await _reject_sql(
+        conn, job_id,
+        "SELECT s.row_no, $2::text, 'bill ' || b.bill_code || '/' || b.bill_no || ' is already on"
+        " file (' || b.origin || ', serial ' || left(b.bus_no, 50) || ') with other content'"
+        " FROM history_staging s JOIN bills b ON b.bill_code = s.bill_code AND b.bill_no = s.bill_no"
+        " WHERE s.job_id = $1 AND s.verdict = 'ok'",
+        cols["bill_no"],
+    )  # fmt: skip
+    await _reject_sql(
+        conn, job_id,
+        "SELECT s.row_no, $2::text, 'serial ' || left(s.bus_no, 50) || ' is already on bill '"
+        " || b.bill_code || '/' || b.bill_no || ' of unit ' || b.unit_code"
+        " FROM history_staging s JOIN bills b ON b.unit_code = s.unit_code AND b.bus_no = s.bus_no"
+        " WHERE s.job_id = $1 AND s.verdict IN ('ok', 'existing')"
+        " AND (b.bill_code, b.bill_no) <> (s.bill_code, s.bill_no)",
+        cols["bus_no"],
+    )  # fmt: skip
+
+
+async def _red_bills(conn: asyncpg.Connection, job_id: int, cols: dict[str, str]) -> None:
+    """A red bill cancels an original in the file or on file, marked red-flushed, once."""
+    rows = await conn.fetch(
+        "SELECT s.row_no, s.red_code, s.red_no,"
+        " coalesce(o.status, b.status) AS original_status,"
+        " (SELECT count(*) FROM bills r WHERE r.red_of = b.id AND r.status <> 'rejected')"
+        "   AS reds_on_file"
+        " FROM history_staging s"
+        " LEFT JOIN history_staging o ON o.job_id = s.job_id AND o.bill_code = s.red_code"
+        "   AND o.bill_no = s.red_no AND o.verdict IN ('ok', 'existing')"
+        " LEFT JOIN bills b ON b.bill_code = s.red_code AND b.bill_no = s.red_no"
+        " WHERE s.job_id = $1 AND s.verdict = 'ok' AND s.red_code IS NOT NULL ORDER BY s.row_no",
+        job_id,
+    )
+    taken: set[tuple[str, str]] = set()
+    found: list[Reject] = []
+    for r in rows:
+        key = (r["red_code"], r["red_no"])
+        label = f"{key[0]}/{key[1]}"
+        if r["original_status"] is None:
+            found.append(Reject(r["row_no"], cols["red_of"], f"original {label} is neither in the file nor on file"))
+        elif r["original_status"] != "red_flushed":
+            found.append(Reject(r["row_no"], cols["red_of"], f"original {label} is not marked red_flushed"))
+        elif key in taken or r["reds_on_file"]:
+            found.append(Reject(r["row_no"], cols["red_of"], f"original {label} already has a red bill"))
+        taken.add(key)
+    await _reject(conn, job_id, found)
+
+
+async def _places(conn: asyncpg.Connection, job_id: int, cols: dict[str, str]) -> None:
+    await _reject_sql(
+        conn, job_id,
+        "SELECT s.row_no,"
+        " CASE WHEN u.unit_code IS NULL THEN $2::text ELSE $3::text END,"
+        " CASE WHEN u.unit_code IS NULL THEN 'unknown issuing unit ' || left(s.unit_code, 50)"
+        " ELSE 'unknown issuing point ' || left(s.place_code, 20) || ' of unit ' || s.unit_code END"
+        " FROM history_staging s LEFT JOIN units u ON u.unit_code = s.unit_code"
+        " LEFT JOIN issuing_points p ON p.unit_code = s.unit_code AND p.place_code = s.place_code"
+        " WHERE s.job_id = $1 AND s.verdict = 'ok' AND p.place_code IS NULL",
+        cols["unit_code"], cols["place_code"],
+    )  # fmt: skip
+
+
+async def _block_numbers(conn: asyncpg.Connection, job_id: int, cols: dict[str, str]) -> int:
+    """Block every number to import in stock; returns how many runs entered stock.
+
+    Runs of consecutive numbers (per unit, bill code and issuing point) are laid
+    over the segments of their bill code: what a segment still holds unused is
+    carved out as a used piece (reserve never leases it), what lies below a
+    segment's cursor was used before (opening stock) and stays as it is, what
+    lies in a voided or returned range refuses its rows, and what lies outside
+    every segment enters stock as a granted, used history range.
+    """
+    runs = await conn.fetch(
+        "SELECT unit_code, bill_code, place_code, min(no) AS s, max(no) AS e FROM ("
+        "  SELECT unit_code, bill_code, place_code, bill_no::bigint AS no,"
+        "  bill_no::bigint - row_number() OVER (PARTITION BY unit_code, bill_code, place_code"
+        "    ORDER BY bill_no) AS grp"
+        "  FROM history_staging WHERE job_id = $1 AND verdict = 'ok') x"
+        " GROUP BY unit_code, bill_code, place_code, grp ORDER BY bill_code, s",
+        job_id,
+    )
+    added = 0
+    refused: list[Reject] = []
+    for run in runs:
+        code, s, e = run["bill_code"], run["s"], run["e"]
+        segs = await conn.fetch(
+            "SELECT * FROM segments WHERE bill_code = $1 AND start_no <= $3 AND end_no >= $2"
+            " ORDER BY start_no FOR UPDATE",
+            code,
+            s,
+            e,
+        )
+        at = s
+        for g in segs:
+            a, b = max(s, g["start_no"]), min(e, g["end_no"])
+            if at < a:
+                added += await _history_range(conn, job_id, run, at, a - 1)
+            at = b + 1
+            if g["status"] in (SegmentStatus.VOIDED, SegmentStatus.RETURNED):
+                for r in await conn.fetch(
+                    "SELECT row_no FROM history_staging WHERE job_id = $1 AND verdict = 'ok'"
+                    " AND bill_code = $2 AND bill_no::bigint BETWEEN $3 AND $4",
+                    job_id, code, a, b,
+                ):  # fmt: skip
+                    refused.append(Reject(r[0], cols["bill_no"], f"number {code}/{BillNo(a)}.."
+                                          f"{BillNo(b)} was {g['status']} in this system's stock"))  # fmt: skip
+                continue
+            free = max(a, g["next_no"])
+            if free <= b:
+                piece = await carve(
+                    conn, g, free, b, status=SegmentStatus(g["status"]),
+                    place_code=g["place_code"], note=HISTORY_NOTE,
+                )  # fmt: skip
+                await conn.execute(
+                    "UPDATE segments SET next_no = end_no + 1 WHERE id = $1", piece
+                )
+        if at <= e:
+            added += await _history_range(conn, job_id, run, at, e)
+    await _reject(conn, job_id, refused)
+    return added
+
+
+async def _history_range(
+    conn: asyncpg.Connection, job_id: int, run: asyncpg.Record, start: int, end: int
+) -> int:
+    grant_id = f"history-{job_id}-{run['bill_code']}-{start}"
+    await conn.execute(
+        "INSERT INTO segment_grants (grant_id, unit_code, bill_code, start_no, end_no, source)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        grant_id, run["unit_code"], run["bill_code"], start, end, HISTORY_SOURCE,
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO segments (unit_code, place_code, bill_code, start_no, end_no, next_no,"
+        " grant_id, note) VALUES ($1, $2, $3, $4, $5::bigint, $5::bigint + 1, $6, $7)",
+        run["unit_code"], run["place_code"], run["bill_code"], start, end, grant_id, HISTORY_NOTE,
+    )  # fmt: skip
+    return 1
+
+
+async def check_job(pool: asyncpg.Pool, job_id: int, cols: dict[str, str]) -> int:
+    """Every row's verdict and the numbers blocked in stock, in one transaction
+    under the advisory lock of every unit in the file (issuance of those units
+    waits for it). ``cols`` names the column of unit_code, place_code, bill_no,
+    bus_no and red_of in the file's format. Returns the ranges added to stock."""
+    async with pool.acquire() as conn, conn.transaction():
+        units = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT DISTINCT unit_code FROM history_staging WHERE job_id = $1 ORDER BY 1",
+                job_id,
+            )
+        ]
+        for unit in units:
+            await lock_unit(conn, unit)
+        await _places(conn, job_id, cols)
+        await _duplicates_in_file(conn, job_id, cols)
+        await _against_bills(conn, job_id, cols)
+        await _red_bills(conn, job_id, cols)
+        added = await _block_numbers(conn, job_id, cols)
+        await conn.execute(
+            "UPDATE history_jobs SET phase = 'checked', updated_at = now() WHERE id = $1", job_id
+        )
+    return added
+
+
+# -- the batches ------------------------------------------------------------------
+
+_IMPORT = (
+    "WITH s AS MATERIALIZED ("
+    "  SELECT * FROM history_staging WHERE job_id = $1 AND verdict = 'ok'"
+    "  AND (red_code IS NOT NULL) = $2 AND row_no > $3 ORDER BY row_no LIMIT $4),"
+    " ins AS (INSERT INTO bills (id, unit_code, bus_no, bus_type, bill_kind, place_code,"
+    "  bill_code, bill_no, check_code, segment_id, status, total_fen, payer_name,"
+    "  payer_id_card_no, payer_card_no, payer_tel, cashier, bus_time, issued_at, request,"
+    "  canonical, canonical_version, origin, operator, archived_at, red_of)"
+    "  SELECT s.bill_id, s.unit_code, s.bus_no, s.bus_type, s.bill_kind, s.place_code,"
+    "  s.bill_code, s.bill_no, s.check_code,"
+    # The history piece holding the number, if any (else NULL: used before go-live).
+    "  (SELECT h.id FROM (SELECT g.id, g.end_no FROM segments g WHERE g.note = 'history'"
+    "    AND g.bill_code = s.bill_code AND g.start_no <= s.bill_no::bigint"
+    "    ORDER BY g.start_no DESC LIMIT 1) h WHERE h.end_no >= s.bill_no::bigint),"
+    "  s.status, s.total_fen, s.payer_name, s.payer_id_card_no, s.payer_card_no, s.payer_tel,"
+    "  s.cashier, s.bus_time, s.issued_at, s.request, s.canonical, $5, 'history', $6, now(),"
+    "  o.id"
+    "  FROM s LEFT JOIN bills o ON o.bill_code = s.red_code AND o.bill_no = s.red_no),"
+    " items AS (INSERT INTO bill_charge_items (bill_id, sort_no, charge_code, charge_name,"
+    "  amt_fen, self_amt_fen) SELECT s.bill_id, i.* FROM s,"
+    "  unnest(s.item_sort, s.item_code, s.item_name, s.item_amt, s.item_self) AS i),"
+    " channels AS (INSERT INTO bill_pay_channels (bill_id, pay_channel_code, amount_fen)"
+    "  SELECT s.bill_id, c.* FROM s, unnest(s.channel_code, s.channel_amt) AS c),"
+    " hist AS (INSERT INTO history_bills (bill_id, job_id, row_no, unit_signature,"
+    "  fiscal_signature) SELECT bill_id, $1, row_no, unit_signature, fiscal_signature FROM s),"
+    # The transparency log: one leaf per bill, its content the canonical document
+    # (the set-based form of storage.translog.append_entries, same columns).
+    " log AS (INSERT INTO log_entries (op, principal, unit_code, ref, occurred_at,"
+    "  content_digest, bill_id) SELECT $7, $6, unit_code, bill_code || '/' || bill_no, now(),"
+    "  digest, bill_id FROM s)"
+    " SELECT count(*) AS n, coalesce(max(row_no), 0) AS last FROM s"
+)
+
+
+async def import_batch(
+    pool: asyncpg.Pool, job_id: int, *, red: bool, after: int, limit: int, operator: str
+) -> tuple[int, int]:
+    """Import the next ``limit`` ok rows after file row ``after`` (red bills when
+    ``red``) with the checkpoint, in one transaction. Returns (bills, last row)."""
+    async with pool.acquire() as conn, conn.transaction():
+        r = await conn.fetchrow(
+            _IMPORT, job_id, red, after, limit, CANONICAL_VERSION, operator, LOG_OP
+        )
+        assert r is not None
+        n, last = int(r["n"]), int(r["last"])
+        if n:
+            await conn.execute(
+                "UPDATE history_jobs SET phase = 'importing', imported = imported + $2,"
+                f" {'done_red' if red else 'done_row'} = $3, updated_at = now() WHERE id = $1",
+                job_id,
+                n,
+                last,
+            )
+    return n, last
+
+
+async def finish_job(pool: asyncpg.Pool, job_id: int) -> None:
+    """Done: the staged rows go (the rejects and history_bills stay)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE history_jobs SET phase = 'done', finished_at = now(), updated_at = now()"
+            " WHERE id = $1",
+            job_id,
+        )
+        await conn.execute("DELETE FROM history_staging WHERE job_id = $1", job_id)
+
+
+async def counts(pool: asyncpg.Pool, job_id: int) -> dict[str, int]:
+    """Staged rows by verdict (before the job finishes)."""
+    rows = await pool.fetch(
+        "SELECT verdict, count(*) FROM history_staging WHERE job_id = $1 GROUP BY 1", job_id
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def rejects(pool: asyncpg.Pool, job_id: int) -> list[Reject]:
+    rows = await pool.fetch(
+        "SELECT row_no, col, reason FROM history_rejects WHERE job_id = $1 ORDER BY row_no, col",
+        job_id,
+    )
+    return [Reject(int(r[0]), r[1], r[2]) for r in rows]

@@ -1,0 +1,208 @@
+"""History migration: import the bills a previous system issued (docs/history-import.md).
+
+A file is read once into a staging table (each row checked by the issuance
+rules in Python, refused rows reported with their column), checked set-based
+in the database (duplicates, bills already on file, unknown points, red bills
+and their originals, numbers blocked in stock), then imported in batches, each
+its own transaction with its checkpoint. Running the same file again resumes
+its unfinished job, or finds it done and imports nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from storage import history as store
+from usecases.history_rows import RowError, StagedRow, check_row, read_rows
+
+__all__ = ["HistoryImport", "ImportResult", "Progress", "file_format", "write_report"]
+
+# (phase, done, total or 0 when unknown): staging counts bytes read, import bills.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    job_id: int
+    imported: int  # bills written by this run
+    imported_total: int  # by the job, over every run of it
+    duplicates: int  # rows repeating an earlier row of the file
+    existing: int  # rows already imported (by an earlier job)
+    rejected: int
+    ranges_added: int  # number ranges that entered stock
+    already_done: bool  # the file was imported before: nothing to do
+    resumed: bool  # an interrupted job was continued
+    seconds: float
+
+
+def file_format(path: Path, given: str = "") -> str:
+    """'jsonl' or 'csv', as given or by the file's extension."""
+    if given:
+        return given
+    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _columns(fmt: str) -> dict[str, str]:
+    if fmt == "csv":
+        return {
+            "unit_code": "unit_code",
+            "place_code": "place_code",
+            "bill_no": "bill_no",
+            "bus_no": "bus_no",
+            "red_of": "red_of_bill_no",
+        }
+    return {
+        "unit_code": "bill.unit_code",
+        "place_code": "bill.place_code",
+        "bill_no": "bill_no",
+        "bus_no": "bill.bus_no",
+        "red_of": "red_of",
+    }
+
+
+class _Counting:
+    """Lines of a text file, counting the bytes read for the progress bar."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = path.open(encoding="utf-8", newline="")
+        self.read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._f:
+            self.read += len(line)
+            yield line
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class HistoryImport:
+    """Imports history files into one database."""
+
+    def __init__(self, pool: asyncpg.Pool, *, batch: int = 20_000, chunk: int = 20_000) -> None:
+        self._pool = pool
+        self._batch = batch
+        self._chunk = chunk
+
+    async def run(
+        self,
+        path: Path,
+        *,
+        operator: str,
+        fmt: str = "",
+        again: bool = False,
+        progress: Progress | None = None,
+    ) -> ImportResult:
+        """Import ``path`` (or resume its interrupted import). ``again`` checks a
+        file imported before once more (every row is then found on file)."""
+        started = time.perf_counter()
+        tick = progress or (lambda phase, done, total: None)
+        fmt = file_format(path, fmt)
+        job, done = await store.open_job(
+            self._pool, sha256=_sha256(path), file_name=path.name, fmt=fmt,
+            operator=operator, again=again,
+        )  # fmt: skip
+        if job.phase == "done":
+            return ImportResult(
+                job.id, 0, job.imported, 0, 0, await self._rejected(job.id),
+                0, True, False, time.perf_counter() - started,
+            )  # fmt: skip
+        resumed = job.rows_staged > 0 or job.phase != "staging"
+        added = 0
+        if job.phase == "staging":
+            await self._stage(path, job, tick)
+            added = await store.check_job(self._pool, job.id, _columns(fmt))
+        tally = await store.counts(self._pool, job.id)
+        total_ok = tally.get("ok", 0)
+        imported = 0
+        base = job.imported
+        tick("import", base, total_ok)
+        for red, after in ((False, job.done_row), (True, job.done_red)):
+            while True:
+                n, last = await store.import_batch(
+                    self._pool, job.id, red=red, after=after, limit=self._batch,
+                    operator=operator,
+                )  # fmt: skip
+                if not n:
+                    break
+                imported += n
+                after = last
+                tick("import", base + imported, total_ok)
+        rejected = await self._rejected(job.id)
+        await store.finish_job(self._pool, job.id)
+        return ImportResult(
+            job.id, imported, base + imported, tally.get("duplicate", 0),
+            tally.get("existing", 0), rejected, added, False, resumed,
+            time.perf_counter() - started,
+        )  # fmt: skip
+
+    async def _rejected(self, job_id: int) -> int:
+        return len({r.row_no for r in await store.rejects(self._pool, job_id)})
+
+    async def _stage(self, path: Path, job: store.Job, tick: Progress) -> None:
+        size = path.stat().st_size
+        lines = _Counting(path)
+        try:
+            pending: list[tuple[int, StagedRow]] = []
+            refused: list[store.Reject] = []
+            last = job.rows_staged
+            for row_no, raw in read_rows(lines, job.fmt):
+                if row_no <= job.rows_staged:
+                    continue
+                last = row_no
+                if isinstance(raw, RowError):
+                    refused.append(store.Reject(raw.row_no, raw.column, raw.reason))
+                else:
+                    out = check_row(raw, row_no, job.fmt)
+                    if isinstance(out, list):
+                        refused.extend(store.Reject(e.row_no, e.column, e.reason) for e in out)
+                    else:
+                        pending.append((row_no, out))
+                if len(pending) >= self._chunk:
+                    await self._flush(job.id, pending, refused, last)
+                    pending, refused = [], []
+                    tick("stage", lines.read, size)
+            await self._flush(job.id, pending, refused, last)
+            tick("stage", size, size)
+        finally:
+            lines.close()
+
+    async def _flush(
+        self,
+        job_id: int,
+        pending: list[tuple[int, StagedRow]],
+        refused: list[store.Reject],
+        last: int,
+    ) -> None:
+        ids = await store.new_bill_ids(self._pool, len(pending)) if pending else []
+        rows = [(row_no, bill_id, *staged) for (row_no, staged), bill_id in zip(pending, ids, strict=True)]
+        await store.stage_rows(self._pool, job_id, rows, refused, last)
+
+    async def report(self, job_id: int, path: Path) -> int:
+        """Write the rejected rows of a job (row, column, reason) as CSV; returns how many."""
+        found = await store.rejects(self._pool, job_id)
+        write_report(path, found)
+        return len(found)
+
+
+def write_report(path: Path, found: list[store.Reject]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "column", "reason"])
+        for r in found:
+            w.writerow([r.row_no, r.column, r.reason])
