@@ -62,7 +62,9 @@ CREATE UNIQUE INDEX history_jobs_open ON history_jobs (file_sha256) WHERE phase 
 CREATE UNLOGGED TABLE history_staging (
     job_id           bigint NOT NULL REFERENCES history_jobs ON DELETE CASCADE,
     row_no           bigint NOT NULL,
-    bill_id          bigint NOT NULL,
+    -- The bill's id, taken when the row is staged (ids of refused rows are
+    -- skipped, as ids of failed issuances are).
+    bill_id          bigint NOT NULL DEFAULT nextval('bills_id_seq'),
     unit_code        text NOT NULL,
     bus_no           text NOT NULL,
     bus_type         text NOT NULL,
