@@ -39,11 +39,19 @@ def red_row(original: dict[str, Any], bus_no: str, check_code: str, bill_no: str
     bill["bus_no"] = bus_no
     bill["total_amount"] = negate_amount(bill["total_amount"])
     bill["charge_items"] = [
-        {**c, "amt": negate_amount(c["amt"]), "self_amt": negate_amount(c["self_amt"]) if c["self_amt"] else ""}
+        {
+            **c,
+            "amt": negate_amount(c["amt"]),
+            "self_amt": negate_amount(c["self_amt"]) if c["self_amt"] else "",
+        }
         for c in bill["charge_items"]
     ]
     bill["list_items"] = [
-        {**li, "amt": negate_amount(li["amt"]), "self_amt": negate_amount(li["self_amt"]) if li["self_amt"] else ""}
+        {
+            **li,
+            "amt": negate_amount(li["amt"]),
+            "self_amt": negate_amount(li["self_amt"]) if li["self_amt"] else "",
+        }
         for li in bill["list_items"]
     ]
     bill["pay_channels"] = [
@@ -80,7 +88,9 @@ def history_rows(
     made = 0
     while made < n:
         place = _PLACES[(made // 1000) % len(_PLACES)]
-        b = demo.demo_bill(made, prefix=prefix, place_code=place, rng=random.Random(seed * 1_000_003 + made))
+        b = demo.demo_bill(
+            made, prefix=prefix, place_code=place, rng=random.Random(seed * 1_000_003 + made)
+        )
         if b.unit_code != unit_code:
             b = replace(b, unit_code=unit_code)
         at = start + timedelta(seconds=made * 7)

@@ -39,10 +39,10 @@ __all__ = [
     "Job",
     "Reject",
     "check_job",
+    "copy_text",
     "counts",
     "finish_job",
     "import_batch",
-    "copy_text",
     "open_job",
     "rejects",
     "stage_rows",
@@ -91,10 +91,10 @@ def _job(r: asyncpg.Record) -> Job:
 
 async def open_job(
     pool: asyncpg.Pool, *, sha256: str, file_name: str, fmt: str, operator: str, again: bool
-) -> tuple[Job, Job | None]:
-    """The unfinished job of this file (to resume) or a new one, and the last
-    finished job of the same file. A finished file gets a new job only when
-    ``again`` (its rows are then all found imported already)."""
+) -> Job:
+    """The unfinished job of this file (to resume), else its finished job, or a
+    new one. A finished file gets a new job only when ``again`` (its rows are
+    then all found imported already)."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             "SELECT * FROM history_jobs WHERE file_sha256 = $1 ORDER BY id DESC FOR UPDATE",
@@ -103,9 +103,9 @@ async def open_job(
         done = next((_job(r) for r in rows if r["phase"] == "done"), None)
         open_ = next((_job(r) for r in rows if r["phase"] != "done"), None)
         if open_ is not None:
-            return open_, done
+            return open_
         if done is not None and not again:
-            return done, done
+            return done
         r = await conn.fetchrow(
             "INSERT INTO history_jobs (file_sha256, file_name, fmt, operator)"
             " VALUES ($1, $2, $3, $4) RETURNING *",
@@ -115,7 +115,7 @@ async def open_job(
             operator,
         )
         assert r is not None
-        return _job(r), done
+        return _job(r)
 
 
 # COPY text format: backslash, tab, newline and carriage return escaped.
@@ -126,9 +126,7 @@ def _escape(text: str) -> str:
     # Most values hold none of the four: one C-level search instead of four passes.
     if _SPECIAL.search(text) is None:
         return text
-    return (
-        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _element(v: Any) -> str:
@@ -173,9 +171,9 @@ def copy_text(job_id: int, rows: Sequence[tuple[Any, ...]]) -> bytes:
     cost more than checking them took on two cores).
     """
     prefix = f"{job_id}\t"
-    return "".join(
-        prefix + "\t".join(_field(v) for v in row) + "\n" for row in rows
-    ).encode("utf-8")
+    return "".join(prefix + "\t".join(_field(v) for v in row) + "\n" for row in rows).encode(
+        "utf-8"
+    )
 
 
 async def stage_rows(
@@ -235,7 +233,10 @@ async def _duplicates_in_file(conn: asyncpg.Connection, job_id: int, cols: dict[
     (skipped), refused when it differs."""
     repeats: list[int] = []
     found: list[Reject] = []
-    for key, col in (("bill_code, bill_no", cols["bill_no"]), ("unit_code, bus_no", cols["bus_no"])):
+    for key, col in (
+        ("bill_code, bill_no", cols["bill_no"]),
+        ("unit_code, bus_no", cols["bus_no"]),
+    ):
         rows = await conn.fetch(
             f"WITH d AS (SELECT {key} FROM history_staging WHERE job_id = $1"
             f"   AND verdict = 'ok' GROUP BY {key} HAVING count(*) > 1)"
@@ -253,11 +254,11 @@ async def _duplicates_in_file(conn: asyncpg.Connection, job_id: int, cols: dict[
             if f["digest"] == r["digest"]:
                 repeats.append(r["row_no"])
             elif key.startswith("bill"):
-                found.append(Reject(r["row_no"], col, f"bill {r['bill_code']}/{r['bill_no']} is "
-                                    f"already on row {f['row_no']} with other content"))  # fmt: skip
+                why = f"bill {r['bill_code']}/{r['bill_no']} is already on row {f['row_no']}"
+                found.append(Reject(r["row_no"], col, why + " with other content"))
             else:
-                found.append(Reject(r["row_no"], col, f"serial {r['bus_no'][:50]} is already on "
-                                    f"row {f['row_no']} (bill {f['bill_code']}/{f['bill_no']})"))  # fmt: skip
+                why = f"serial {r['bus_no'][:50]} is already on row {f['row_no']}"
+                found.append(Reject(r["row_no"], col, f"{why} ({f['bill_code']}/{f['bill_no']})"))
         if repeats:
             await conn.execute(
                 "UPDATE history_staging SET verdict = 'duplicate' WHERE job_id = $1"
@@ -283,7 +284,8 @@ async def _against_bills(conn: asyncpg.Connection, job_id: int, cols: dict[str, 
         conn, job_id,
         "SELECT s.row_no, $2::text, 'bill ' || b.bill_code || '/' || b.bill_no || ' is already on"
         " file (' || b.origin || ', serial ' || left(b.bus_no, 50) || ') with other content'"
-        " FROM history_staging s JOIN bills b ON b.bill_code = s.bill_code AND b.bill_no = s.bill_no"
+        " FROM history_staging s JOIN bills b"
+        " ON b.bill_code = s.bill_code AND b.bill_no = s.bill_no"
         " WHERE s.job_id = $1 AND s.verdict = 'ok'",
         cols["bill_no"],
     )  # fmt: skip
@@ -318,11 +320,21 @@ async def _red_bills(conn: asyncpg.Connection, job_id: int, cols: dict[str, str]
         key = (r["red_code"], r["red_no"])
         label = f"{key[0]}/{key[1]}"
         if r["original_status"] is None:
-            found.append(Reject(r["row_no"], cols["red_of"], f"original {label} is neither in the file nor on file"))
+            found.append(
+                Reject(
+                    r["row_no"],
+                    cols["red_of"],
+                    f"original {label} is neither in the file nor on file",
+                )
+            )
         elif r["original_status"] != "red_flushed":
-            found.append(Reject(r["row_no"], cols["red_of"], f"original {label} is not marked red_flushed"))
+            found.append(
+                Reject(r["row_no"], cols["red_of"], f"original {label} is not marked red_flushed")
+            )
         elif key in taken or r["reds_on_file"]:
-            found.append(Reject(r["row_no"], cols["red_of"], f"original {label} already has a red bill"))
+            found.append(
+                Reject(r["row_no"], cols["red_of"], f"original {label} already has a red bill")
+            )
         taken.add(key)
     await _reject(conn, job_id, found)
 
@@ -383,8 +395,8 @@ async def _block_numbers(conn: asyncpg.Connection, job_id: int, cols: dict[str, 
                     " AND bill_code = $2 AND bill_no::bigint BETWEEN $3 AND $4",
                     job_id, code, a, b,
                 ):  # fmt: skip
-                    refused.append(Reject(r[0], cols["bill_no"], f"number {code}/{BillNo(a)}.."
-                                          f"{BillNo(b)} was {g['status']} in this system's stock"))  # fmt: skip
+                    why = f"number {code}/{BillNo(a)}..{BillNo(b)} was {g['status']}"
+                    refused.append(Reject(r[0], cols["bill_no"], why + " in this system's stock"))
                 continue
             free = max(a, g["next_no"])
             if free <= b:
@@ -392,9 +404,7 @@ async def _block_numbers(conn: asyncpg.Connection, job_id: int, cols: dict[str, 
                     conn, g, free, b, status=SegmentStatus(g["status"]),
                     place_code=g["place_code"], note=HISTORY_NOTE,
                 )  # fmt: skip
-                await conn.execute(
-                    "UPDATE segments SET next_no = end_no + 1 WHERE id = $1", piece
-                )
+                await conn.execute("UPDATE segments SET next_no = end_no + 1 WHERE id = $1", piece)
         if at <= e:
             added += await _history_range(conn, job_id, run, at, e)
     await _reject(conn, job_id, refused)

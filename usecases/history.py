@@ -27,7 +27,15 @@ import asyncpg
 from storage import history as store
 from usecases.history_rows import RowError, check_row, csv_rows, json_rows
 
-__all__ = ["HistoryImport", "ImportResult", "Progress", "file_format", "Checked", "check_rows", "write_report"]
+__all__ = [
+    "Checked",
+    "HistoryImport",
+    "ImportResult",
+    "Progress",
+    "check_rows",
+    "file_format",
+    "write_report",
+]
 
 # (phase, done, total or 0 when unknown): staging counts bytes read, import bills.
 Progress = Callable[[str, int, int], None]
@@ -179,7 +187,7 @@ class HistoryImport:
         started = time.perf_counter()
         tick = progress or (lambda phase, done, total: None)
         fmt = file_format(path, fmt)
-        job, done = await store.open_job(
+        job = await store.open_job(
             self._pool, sha256=_sha256(path), file_name=path.name, fmt=fmt,
             operator=operator, again=again,
         )  # fmt: skip

@@ -33,7 +33,10 @@ __all__ = [
     "CSV_COLUMNS",
     "RowError",
     "StagedRow",
+    "bill_dict",
     "check_row",
+    "column_of",
+    "csv_record",
     "csv_rows",
     "json_rows",
     "read_rows",
@@ -153,10 +156,17 @@ def _packed(cell: str, names: tuple[str, ...]) -> list[dict[str, str]]:
     return out
 
 
-def _csv_to_row(rec: Mapping[str, str]) -> dict[str, Any]:
-    g = lambda k: (rec.get(k) or "").strip()  # noqa: E731
+def csv_record(rec: Mapping[str, str]) -> dict[str, Any]:
+    """A CSV record (header -> cell) as a history row; its ``bill`` member is also
+    what a bulk-issuance row becomes (usecases.bulk)."""
+
+    def g(k: str) -> str:
+        return (rec.get(k) or "").strip()
+
     items = []
-    for i, c in enumerate(_packed(g("charge_items"), ("code", "name", "amt", "std", "number", "unit"))):
+    for i, c in enumerate(
+        _packed(g("charge_items"), ("code", "name", "amt", "std", "number", "unit"))
+    ):
         amt = c.get("amt", "")
         items.append(
             {
@@ -218,21 +228,23 @@ def csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | RowEr
     shows row n at line n + 1.
     """
     reader = csv.DictReader(lines)
-    missing = [c for c in ("bill_code", "bill_no", "unit_code", "bus_no") if c not in (reader.fieldnames or [])]
+    missing = [
+        c
+        for c in ("bill_code", "bill_no", "unit_code", "bus_no")
+        if c not in (reader.fieldnames or [])
+    ]
     if missing:
         yield 0, RowError(0, missing[0], f"the header has no column {missing[0]}")
         return
     for n, rec in enumerate(reader, 1):
         try:
-            yield n, _csv_to_row(rec)
+            yield n, csv_record(rec)
         except ValueError as exc:
             col = "charge_items" if "charge" in str(exc) else "pay_channels"
             yield n, RowError(n, col, str(exc))
 
 
-def read_rows(
-    lines: Iterable[str], fmt: str
-) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def read_rows(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """Rows of a file in ``fmt`` ('jsonl' or 'csv')."""
     return csv_rows(lines) if fmt == "csv" else json_rows(lines)
 
@@ -240,7 +252,7 @@ def read_rows(
 # -- checking ----------------------------------------------------------------
 
 
-def _column(path: str, fmt: str) -> str:
+def column_of(path: str, fmt: str) -> str:
     """The column a field path lives in: itself for JSON, the CSV header for CSV."""
     if fmt != "csv":
         return path
@@ -314,7 +326,7 @@ def _unsigned(bill: dict[str, Any], errs: list[FieldError]) -> dict[str, Any]:
     return out
 
 
-def _bill_dict(raw: Any) -> dict[str, Any]:
+def bill_dict(raw: Any) -> dict[str, Any]:
     """The ``bill`` member with every member a BillRequest has (absent ones empty)."""
     b = dict(raw) if isinstance(raw, dict) else {}
     for k in ("unit_code", "bus_no", "bus_type", "bus_time", "place_code", "cashier", "author",
@@ -333,9 +345,7 @@ def _bill_dict(raw: Any) -> dict[str, Any]:
     return b
 
 
-def check_row(
-    raw: dict[str, Any], row_no: int, fmt: str
-) -> StagedRow | list[RowError]:
+def check_row(raw: dict[str, Any], row_no: int, fmt: str) -> StagedRow | list[RowError]:
     """A row checked into staging values (without bill_id), or every reason it is refused.
 
     Field-level: every problem of the row with its column, as a cashier would
@@ -355,7 +365,9 @@ def check_row(
     try:
         issued_at = _issued_at(str(raw.get("issued_at") or ""))
     except ValueError as exc:
-        errs.append(FieldError("issued_at", f"must be ISO 8601 with offset or yyyyMMddHHmmssSSS ({exc})"))
+        errs.append(
+            FieldError("issued_at", f"must be ISO 8601 with offset or yyyyMMddHHmmssSSS ({exc})")
+        )
     status = _STATUSES.get(str(raw.get("status") or "issued"))
     if status is None:
         errs.append(FieldError("status", "must be issued or red_flushed"))
@@ -376,18 +388,18 @@ def check_row(
             errs.append(FieldError("status", "a red bill cannot itself be red-flushed"))
     unit_sig = _signature(raw, "unit_signature", errs)
     fiscal_sig = _signature(raw, "fiscal_signature", errs)
-    given = _bill_dict(raw.get("bill"))
+    given = bill_dict(raw.get("bill"))
     checked_dict = _unsigned(given, errs) if red_key else given
     try:
         bill_in = input_from_dict(checked_dict)
     except TypeError as exc:
         errs.append(FieldError("bill", f"has a member a bill request does not: {exc}"))
-        return [RowError(row_no, _column(e.field, fmt), e.message) for e in errs]
+        return [RowError(row_no, column_of(e.field, fmt), e.message) for e in errs]
     valid = check(bill_in, _catalog(bill_in.unit_code, bill_in.bus_type, bill_code))
     if isinstance(valid, list):
         errs.extend(e.prefixed("bill") for e in valid)
     if errs or isinstance(valid, list) or status is None:
-        return [RowError(row_no, _column(e.field, fmt), e.message) for e in errs]
+        return [RowError(row_no, column_of(e.field, fmt), e.message) for e in errs]
     res = Reservation(bill_code, bill_no, check_code, issued_at)
     doc = document(valid)
     sign = 1
