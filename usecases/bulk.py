@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.model import BillInput
 from engine.serde import input_from_dict
-from usecases.history_rows import RowError, bill_dict, column_of, csv_record
+from usecases.history_rows import PackedCellError, RowError, bill_dict, column_of, csv_record
 
 __all__ = [
     "CHARGE_COLUMNS",
@@ -125,11 +125,8 @@ def read_charges(path: Path) -> Iterator[tuple[int, BillInput | RowError]]:
             continue
         try:
             bill = bill_dict(csv_record(rec)["bill"])
-        except ValueError as exc:
-            yield (
-                n,
-                RowError(n, "charge_items" if "charge" in str(exc) else "pay_channels", str(exc)),
-            )
+        except PackedCellError as exc:
+            yield n, RowError(n, exc.column, str(exc))
             continue
         yield n, input_from_dict(bill)
 

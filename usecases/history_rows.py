@@ -31,6 +31,7 @@ from engine.validation import check, parse_stamp
 
 __all__ = [
     "CSV_COLUMNS",
+    "PackedCellError",
     "RowError",
     "StagedRow",
     "bill_dict",
@@ -144,14 +145,22 @@ def json_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | RowE
         yield n, obj
 
 
-def _packed(cell: str, names: tuple[str, ...]) -> list[dict[str, str]]:
+class PackedCellError(ValueError):
+    """A packed cell (charge_items, pay_channels) that cannot be read."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+def _packed(cell: str, names: tuple[str, ...], column: str) -> list[dict[str, str]]:
     out = []
     for part in cell.split(";"):
         if not part.strip():
             continue
         values = part.split("|")
         if len(values) > len(names):
-            raise ValueError(f"{part[:40]!r} has more than {len(names)} '|' fields")
+            raise PackedCellError(column, f"{part[:40]!r} has more than {len(names)} '|' fields")
         out.append(dict(zip(names, values, strict=False)))
     return out
 
@@ -165,7 +174,7 @@ def csv_record(rec: Mapping[str, str]) -> dict[str, Any]:
 
     items = []
     for i, c in enumerate(
-        _packed(g("charge_items"), ("code", "name", "amt", "std", "number", "unit"))
+        _packed(g("charge_items"), ("code", "name", "amt", "std", "number", "unit"), "charge_items")
     ):
         amt = c.get("amt", "")
         items.append(
@@ -181,7 +190,7 @@ def csv_record(rec: Mapping[str, str]) -> dict[str, Any]:
         )
     channels = [
         {"pay_channel_code": p.get("code", ""), "amount": p.get("amount", "")}
-        for p in _packed(g("pay_channels"), ("code", "amount"))
+        for p in _packed(g("pay_channels"), ("code", "amount"), "pay_channels")
     ]
     row: dict[str, Any] = {
         k: g(k) for k in ("bill_code", "bill_no", "check_code", "issued_at", "status")
@@ -239,9 +248,8 @@ def csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | RowEr
     for n, rec in enumerate(reader, 1):
         try:
             yield n, csv_record(rec)
-        except ValueError as exc:
-            col = "charge_items" if "charge" in str(exc) else "pay_channels"
-            yield n, RowError(n, col, str(exc))
+        except PackedCellError as exc:
+            yield n, RowError(n, exc.column, str(exc))
 
 
 def read_rows(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
