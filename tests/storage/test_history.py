@@ -230,3 +230,53 @@ async def test_numbers_in_a_live_segment_are_never_leased_again(
     # A history bill of the live segment is red-flushable like a back entry.
     original = await load_original(db, BillKey.number(CODE, f"{used[0]:010d}"))
     assert original is not None and original.state.origin == "history"
+
+
+async def test_the_shipped_samples_import_cleanly(db: asyncpg.Pool) -> None:
+    """samples/history: the JSON-lines file (a red-flushed bill and its red bill
+    included) and the CSV file of the demo hospital."""
+    from storage.catalog import ensure_unit as ensure
+
+    [u] = catalog().units.values()
+    await ensure(
+        db, unit_code=demo.UNIT_CODE, unit_name=demo.UNIT_NAME,
+        issuing_points=list(demo.ISSUING_POINTS), charge_codes=list(u.charge_codes.items()),
+        bill_codes=[(t, c, c) for t, c in u.bill_codes.items()],
+    )  # fmt: skip
+    samples = Path(__file__).parents[2] / "samples" / "history"
+    imp = HistoryImport(db)
+    jsonl = await imp.run(samples / "bills.jsonl", operator="迁移员")
+    assert (jsonl.imported, jsonl.rejected) == (6, 0)
+    csv_ = await imp.run(samples / "bills.csv", operator="迁移员")
+    assert (csv_.imported, csv_.rejected) == (3, 0)
+
+
+async def test_csv_rows_are_refused_by_their_header_column(
+    db: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await setup(db)
+    samples = Path(__file__).parents[2] / "samples" / "history"
+    lines = (samples / "bills.csv").read_text("utf-8").splitlines()
+    lines = [lines[0]] + [line.replace("440823001", UNIT) for line in lines[1:]]
+    lines[1] = lines[1].replace(",黄敏,", ",,")  # payer_name empty
+    lines[2] = lines[2].replace("|", "|x|", 1)  # a charge item's amount is its name
+    f = tmp_path / "h.csv"
+    f.write_text("\n".join(lines) + "\n", "utf-8")
+    res = await HistoryImport(db).run(f, operator="迁移员")
+    found = {(r.row_no, r.column) for r in await _rejects(db, res.job_id)}
+    assert (1, "payer_name") in found and any(r == 2 and c == "charge_items" for r, c in found)
+    assert res.imported == 1
+
+
+async def test_quotes_and_backslashes_survive_the_copy(db: asyncpg.Pool, tmp_path: Path) -> None:
+    await setup(db)
+    [row] = rows(1)
+    row["bill"]["payer"]["name"] = 'O"Brien\\张'
+    row["bill"]["charge_items"][0]["charge_name"] = '检查"费\\{x,y}'
+    await HistoryImport(db).run(write(tmp_path / "q.jsonl", [row]), operator="迁移员")
+    got = await get_bill(db, BillKey.number(CODE, row["bill_no"]))
+    assert got is not None and got.source is not None
+    assert got.source.payer.name == 'O"Brien\\张'
+    assert await db.fetchval(
+        "SELECT charge_name FROM bill_charge_items WHERE bill_id = $1", got.bill_id
+    ) == '检查"费\\{x,y}'  # fmt: skip
