@@ -280,3 +280,22 @@ async def test_quotes_and_backslashes_survive_the_copy(db: asyncpg.Pool, tmp_pat
     assert await db.fetchval(
         "SELECT charge_name FROM bill_charge_items WHERE bill_id = $1", got.bill_id
     ) == '检查"费\\{x,y}'  # fmt: skip
+
+
+async def test_an_import_interrupted_while_staging_resumes_after_the_last_chunk(
+    db: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await setup(db)
+    items = rows(45)
+    items[30]["bill_no"] = "x"  # a refused row in the second part
+    f = write(tmp_path / "h.jsonl", items)
+
+    def crash(phase: str, done: int, total: int) -> None:
+        if phase == "stage" and done < total:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await HistoryImport(db, chunk=20).run(f, operator="迁移员", progress=crash)
+    assert await db.fetchval("SELECT count(*) FROM bills WHERE unit_code = $1", UNIT) == 0
+    res = await HistoryImport(db, chunk=20).run(f, operator="迁移员")
+    assert res.resumed and (res.imported, res.rejected) == (44, 1)
