@@ -78,7 +78,10 @@ def check_rows(job_id: int, chunk: list[tuple[int, _Raw]], fmt: str) -> Checked:
     refused: list[store.Reject] = []
     for row_no, raw in chunk:
         if isinstance(raw, str):
-            [(_, raw)] = json_rows([raw])  # one line, numbered 1
+            if "\ufffd" in raw:
+                raw = RowError(row_no, "", "the line is not UTF-8")
+            else:
+                [(_, raw)] = json_rows([raw])  # one line, numbered 1
         out = [raw] if isinstance(raw, RowError) else check_row(raw, row_no, fmt)
         if isinstance(out, list):
             refused.extend(store.Reject(row_no, e.column, e.reason) for e in out)
@@ -150,13 +153,18 @@ class _Counting:
     """Lines of a text file, counting the bytes read for the progress bar."""
 
     def __init__(self, path: Path) -> None:
-        self._f = path.open(encoding="utf-8", newline="")
+        # Binary, so that the count is in bytes like the file's size.
+        self._f = path.open("rb")
         self.read = 0
 
     def __iter__(self) -> Iterator[str]:
         for line in self._f:
             self.read += len(line)
-            yield line
+            try:
+                yield line.decode("utf-8-sig" if self.read == len(line) else "utf-8")
+            except UnicodeDecodeError:
+                # The row is refused for it (check_rows), not the whole file.
+                yield line.decode("utf-8", errors="replace")
 
     def close(self) -> None:
         self._f.close()

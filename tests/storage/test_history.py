@@ -131,6 +131,8 @@ async def test_bad_rows_are_reported_by_row_and_column_and_not_half_imported(
     (tmp_path / "garbage").write_text("")
     with f.open("a", encoding="utf-8") as out:
         out.write("{not json\n")  # row 11
+    with f.open("ab") as raw:
+        raw.write(b'{"bill_no": "\xff"}\n')  # row 12: not UTF-8
     imp = HistoryImport(db)
     res = await imp.run(f, operator="迁移员")
     found = {(r.row_no, r.column) for r in await _rejects(db, res.job_id)}
@@ -141,8 +143,9 @@ async def test_bad_rows_are_reported_by_row_and_column_and_not_half_imported(
         (6, "bill_no"),
         (8, "issued_at"),
         (11, ""),
+        (12, ""),
     }, found
-    assert (res.imported, res.duplicates, res.rejected) == (4, 1, 6)
+    assert (res.imported, res.duplicates, res.rejected) == (4, 1, 7)
     # Row 5 came first with that number, so row 6 is the one refused.
     n5 = await get_bill(db, BillKey.number(CODE, items[4]["bill_no"]))
     assert n5 is not None and n5.check_code == "ffffff"
@@ -155,7 +158,7 @@ async def test_bad_rows_are_reported_by_row_and_column_and_not_half_imported(
         UNIT, items[1]["bill"]["bus_no"],
     ) == 0  # fmt: skip
     report = tmp_path / "rejects.csv"
-    assert await imp.report(res.job_id, report) == 6
+    assert await imp.report(res.job_id, report) == 7
     lines = report.read_text("utf-8").splitlines()
     assert lines[0] == "row,column,reason" and lines[1].startswith("2,bill.charge_items[0].amt,")
 
