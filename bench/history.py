@@ -32,15 +32,13 @@ from usecases.history import HistoryImport
 __all__ = ["main"]
 
 
-async def _run(bills: int, work: Path, batch: int, workers: int) -> None:
-    file = work / "history.jsonl"
-    t = time.perf_counter()
-    rows = write_jsonl(file, history_rows(bills))
-    print(
-        f"file: {rows} rows, {file.stat().st_size / 1e6:.0f} MB, written in "
-        f"{time.perf_counter() - t:.0f}s (not timed)",
-        flush=True,
-    )
+async def _run(bills: int, work: Path, batch: int, workers: int, given: Path | None) -> None:
+    file = given or work / "history.jsonl"
+    if not file.exists():
+        t = time.perf_counter()
+        write_jsonl(file, history_rows(bills))
+        print(f"file written in {time.perf_counter() - t:.0f}s (not timed)", flush=True)
+    print(f"file: {file.stat().st_size / 1e6:.0f} MB", flush=True)
     server = EmbeddedPostgres(work)
     pool = await connect_pool(server.url, size=2, migrate=True)
     try:
@@ -99,10 +97,11 @@ def main() -> None:
     p.add_argument("--bills", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=20_000)
     p.add_argument("--workers", type=int, default=2, help="processes checking rows (0: inline)")
+    p.add_argument("--file", type=Path, help="use (or first write) this file: write it ahead")
     a = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ebill-bench-history-"))
     try:
-        asyncio.run(_run(a.bills, work, a.batch, a.workers))
+        asyncio.run(_run(a.bills, work, a.batch, a.workers, a.file))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
