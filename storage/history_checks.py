@@ -222,7 +222,12 @@ async def _block_numbers(conn: asyncpg.Connection, job_id: int, cols: dict[str, 
             if at < a:
                 added += await _history_range(conn, job_id, run, at, a - 1)
             at = b + 1
-            if g["status"] in (SegmentStatus.VOIDED, SegmentStatus.RETURNED):
+            # Voided, returned or on their way back up: not ours to use, then or now.
+            if g["status"] in (
+                SegmentStatus.VOIDED,
+                SegmentStatus.RETURNED,
+                SegmentStatus.RETURNING,
+            ):
                 for r in await conn.fetch(
                     "SELECT row_no FROM history_staging WHERE job_id = $1 AND verdict = 'ok'"
                     " AND bill_code = $2 AND bill_no::bigint BETWEEN $3 AND $4",

@@ -302,3 +302,19 @@ async def test_an_import_interrupted_while_staging_resumes_after_the_last_chunk(
     assert await db.fetchval("SELECT count(*) FROM bills WHERE unit_code = $1", UNIT) == 0
     res = await HistoryImport(db, chunk=20).run(f, operator="迁移员")
     assert res.resumed and (res.imported, res.rejected) == (44, 1)
+
+
+async def test_a_number_voided_in_our_stock_refuses_its_row(
+    db: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await setup(db)
+    seg = await add_segment(
+        db, unit_code=UNIT, place_code="001", bill_code=CODE, start_no=FIRST,
+        end_no=FIRST + 9, grant_id="G-T-V",
+    )  # fmt: skip
+    await db.execute("UPDATE segments SET status = 'voided' WHERE id = $1", seg)
+    items = rows(12)  # numbers FIRST .. FIRST + 11: the first ten were voided here
+    res = await HistoryImport(db).run(write(tmp_path / "v.jsonl", items), operator="迁移员")
+    found = await _rejects(db, res.job_id)
+    assert {(r.row_no, r.column) for r in found} == {(n, "bill_no") for n in range(1, 11)}
+    assert "voided" in found[0].reason and res.imported == 2
