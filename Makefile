@@ -52,11 +52,17 @@ lint: $(STAMP) ## ruff and mypy
 bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stack
 	$(PY) -m bench.issuance
 
+bench-delivery: $(STAMP) ## Batch issuance with delivery on vs off, alternating (ratio, target >= 0.95)
+	$(PY) -m bench.delivery
+
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
 bench-history: $(STAMP) ## History import: BILLS=1000000 bills/s, then the re-run importing nothing
 	$(PY) -m bench.history --bills $(or $(BILLS),1000000)
+
+bench-sealing: $(STAMP) ## Cost of sealing personal data: reserve stage A/B (BEFORE=dir: whole engine too)
+	$(PY) -m bench.sealing $(if $(BEFORE),--engine-before $(BEFORE))
 
 chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 on any violation)
 	$(PY) -m bench.chaos --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
@@ -64,4 +70,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-history chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-history bench-sealing bench-delivery chaos clean

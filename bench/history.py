@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.history_data import OLD_BILL_CODE, history_rows, write_jsonl
+from engine.sealing import KeyRing
 from storage.catalog import PAY_CHANNELS, ensure_unit
 from storage.db import EmbeddedPostgres, connect_pool
 from storage.stock.segments import identity
@@ -48,7 +49,8 @@ async def _run(bills: int, work: Path, batch: int, workers: int, given: Path | N
             bill_codes=[(t, c, n) for t, c, n in demo.BILL_CODES],
         )  # fmt: skip
         assert PAY_CHANNELS
-        imp = HistoryImport(pool, batch=batch, workers=workers)
+        # A ring of its own: the bench's database is thrown away with it.
+        imp = HistoryImport(pool, KeyRing.generate(), batch=batch, workers=workers)
         marks: dict[str, float] = {}
 
         def tick(phase: str, done: int, total: int) -> None:

@@ -123,6 +123,56 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # --- Delivery to payers (issue #15, wt-delivery) ---------------------------
+    # Run the delivery worker in this engine (jobs are queued by issuance anyway).
+    delivery: bool
+    delivery_interval_s: float
+    delivery_batch: int
+    delivery_concurrency: int
+    # Tries per round before a job is recorded failed.
+    delivery_max_attempts: int
+    # Issuance first: delivery waits until issuance has been quiet this long,
+    # unless a message has waited max_defer_s (then it trickles out meanwhile).
+    delivery_quiet_s: float
+    delivery_max_defer_s: float
+    # Where links in messages point: the public H5 bill pages (ebill/http/public.py).
+    public_url: str
+    # CA file the providers' HTTPS is verified with; empty: the system's CAs.
+    delivery_ca_file: str
+    # SMS provider (empty URL: SMS off).
+    sms_url: str
+    sms_access_key_id: str
+    sms_access_key_secret: str
+    sms_sign_name: str
+    # WeChat official account (empty URL: off).
+    wechat_url: str
+    wechat_app_id: str
+    wechat_app_secret: str
+    # Alipay open platform (empty URL: off): the app's RSA key, Alipay's public key.
+    alipay_url: str
+    alipay_app_id: str
+    alipay_app_key_file: str
+    alipay_public_key_file: str
+    # SMTP for bills by email (the host and sender are smtp_host/smtp_from above).
+    smtp_starttls: bool
+    smtp_user: str
+    smtp_password: str
+    # Identity (README "Security", docs/identity.md): every call of the engine's
+    # services authenticated (EBILL_AUTH=0 only for benchmarks of its cost);
+    # signed requests' timestamps within auth_window_s of the engine's clock and
+    # their nonces refused for as long; staff sessions last session_ttl_s;
+    # login_max_failures wrong sign-ins in a row lock a user for login_lock_s;
+    # apps and sessions are cached auth_cache_s (how long a revocation may take).
+    auth: bool
+    auth_window_s: float
+    session_ttl_s: float
+    login_max_failures: int
+    login_lock_s: float
+    auth_cache_s: float
+    # Personal data at rest (docs/personal-data.md): the key ring that seals
+    # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
+    # default under data_dir is made on first run.
+    data_key_file: Path
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -139,7 +189,11 @@ class Settings:
         return TlsFiles.in_dir(hop_dir, "client")
 
     def public(self) -> dict[str, str]:
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        """Every setting as text, secrets (provider keys, SMTP password) hidden."""
+        return {
+            f.name: "***" if f.name.endswith(("secret", "password")) else str(getattr(self, f.name))
+            for f in fields(self)
+        }
 
 
 def load() -> Settings:
@@ -183,6 +237,36 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        delivery=_bool("EBILL_DELIVERY", True),
+        delivery_interval_s=_float("EBILL_DELIVERY_INTERVAL_S", 0.5),
+        delivery_batch=_int("EBILL_DELIVERY_BATCH", 100),
+        delivery_concurrency=_int("EBILL_DELIVERY_CONCURRENCY", 16),
+        delivery_max_attempts=_int("EBILL_DELIVERY_MAX_ATTEMPTS", 6),
+        delivery_quiet_s=_float("EBILL_DELIVERY_QUIET_S", 1.0),
+        delivery_max_defer_s=_float("EBILL_DELIVERY_MAX_DEFER_S", 60.0),
+        public_url=_str("EBILL_PUBLIC_URL", "https://127.0.0.1:8443"),
+        delivery_ca_file=_str("EBILL_DELIVERY_CA_FILE", ""),
+        sms_url=_str("EBILL_SMS_URL", ""),
+        sms_access_key_id=_str("EBILL_SMS_ACCESS_KEY_ID", ""),
+        sms_access_key_secret=_str("EBILL_SMS_ACCESS_KEY_SECRET", ""),
+        sms_sign_name=_str("EBILL_SMS_SIGN_NAME", "电子票据"),
+        wechat_url=_str("EBILL_WECHAT_URL", ""),
+        wechat_app_id=_str("EBILL_WECHAT_APP_ID", ""),
+        wechat_app_secret=_str("EBILL_WECHAT_APP_SECRET", ""),
+        alipay_url=_str("EBILL_ALIPAY_URL", ""),
+        alipay_app_id=_str("EBILL_ALIPAY_APP_ID", ""),
+        alipay_app_key_file=_str("EBILL_ALIPAY_APP_KEY_FILE", ""),
+        alipay_public_key_file=_str("EBILL_ALIPAY_PUBLIC_KEY_FILE", ""),
+        smtp_starttls=_bool("EBILL_SMTP_STARTTLS", False),
+        smtp_user=_str("EBILL_SMTP_USER", ""),
+        smtp_password=_str("EBILL_SMTP_PASSWORD", ""),
+        auth=_bool("EBILL_AUTH", True),
+        auth_window_s=_float("EBILL_AUTH_WINDOW_S", 300.0),
+        session_ttl_s=_float("EBILL_SESSION_TTL_S", 8 * 3600.0),
+        login_max_failures=_int("EBILL_LOGIN_MAX_FAILURES", 5),
+        login_lock_s=_float("EBILL_LOGIN_LOCK_S", 900.0),
+        auth_cache_s=_float("EBILL_AUTH_CACHE_S", 5.0),
+        data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
     )
 
 

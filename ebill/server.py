@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
 from clients.signer import SignerClient
+from config import keys
 from config.settings import Settings, read_public_key
 from config.tuning import (
     ENGINE_MAX_MESSAGE_BYTES,
@@ -30,6 +31,9 @@ from config.tuning import (
     STATS_INTERVAL_S,
 )
 from ebill.grpc.audit import AuditServicer
+from ebill.grpc.auth import AuthInterceptor
+from ebill.grpc.delivery import DeliveryServicer
+from ebill.grpc.identity import IdentityServicer
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
@@ -38,6 +42,10 @@ from ops import metrics
 from protos.ebill.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    delivery_pb2,
+    delivery_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
     issuance_pb2,
     issuance_pb2_grpc,
     lifecycle_pb2,
@@ -47,9 +55,12 @@ from protos.ebill.v1 import (
 )
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.batcher import Lanes, MicroBatcher
+from usecases.delivery import Delivery, channels_from, delivery_loop
+from usecases.identity import Identity, IdentityPolicy
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
+from usecases.personal import seal_plaintext
 from usecases.recovery import recover_forever
 from usecases.stats import poll_stats
 from usecases.stock.loop import stock_loop
@@ -119,7 +130,11 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         embedded = EmbeddedPostgres(settings.data_dir)
         url = embedded.url
         log.info("embedded PostgreSQL at %s", url)
+    # The data key ring: made on first run for the embedded default.
+    ring = keys.load(settings)
     pool = await connect_pool(url, size=settings.db_pool_size)
+    # Rows stored in plaintext before migration 0010 are sealed before serving.
+    await seal_plaintext(pool, ring)
     init_ray(settings.ray_address, settings.ray_num_cpus)
     pipeline = Pipeline(
         PipelineConfig(
@@ -127,6 +142,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             signer_addr=settings.signer_addr,
             signer_key_id=settings.signer_key_id,
             fiscal_addr=settings.fiscal_addr,
+            data_key_file=settings.data_key_file,
             signer_tls=settings.hop_tls(settings.signer_tls_dir),
             fiscal_tls=settings.hop_tls(settings.fiscal_tls_dir),
             verify_fiscal=settings.verify_fiscal,
@@ -162,23 +178,54 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     )
     batcher.start()
 
-    issuance = Issuance(batcher, pool, pipeline, settings.rpc_timeout_s)
+    issuance = Issuance(batcher, pool, pipeline, settings.rpc_timeout_s, ring=ring)
     lifecycle = Lifecycle(
         pool,
         pipeline,
         settings.rpc_timeout_s,
         linger_s=settings.batch_linger_ms / 1000,
         max_queue=settings.queue_max,
+        ring=ring,
     )
     lifecycle.start()
+    delivery = Delivery(
+        pool,
+        channels_from(settings),
+        ring,
+        public_url=settings.public_url,
+        max_attempts=settings.delivery_max_attempts,
+        batch=settings.delivery_batch,
+        concurrency=settings.delivery_concurrency,
+        idle_for=batcher.idle_for,
+        quiet_s=settings.delivery_quiet_s,
+        max_defer_s=settings.delivery_max_defer_s,
+    )
 
-    server = grpc.aio.server(interceptors=interceptors(), options=server_options())
+    # Every call authenticated and authorized (ebill.grpc.auth); secrets of apps
+    # and TOTP seeds are sealed with the data key ring.
+    identity = Identity(
+        pool,
+        keys.load(settings),
+        IdentityPolicy(
+            window_s=settings.auth_window_s,
+            session_ttl_s=settings.session_ttl_s,
+            max_failures=settings.login_max_failures,
+            lock_s=settings.login_lock_s,
+            cache_s=settings.auth_cache_s,
+        ),
+    )
+    if not settings.auth:
+        log.warning("EBILL_AUTH=0: calls are not authenticated (benchmarks only)")
+    auth = AuthInterceptor(identity if settings.auth else None)
+    server = grpc.aio.server(interceptors=interceptors(auth), options=server_options())
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(issuance), server)
     lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(
-        LifecycleServicer(lifecycle, Paper(pool)), server
+        LifecycleServicer(lifecycle, Paper(pool, ring)), server
     )
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(pool, settings), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(pool), server)
+    delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(DeliveryServicer(delivery), server)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(identity), server)
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the
     # pipeline is warm, or load balancers send bills to an engine not ready.
@@ -191,6 +238,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             lifecycle_pb2.DESCRIPTOR.services_by_name["LifecycleService"].full_name,
             stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
             audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+            delivery_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
+            identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -224,6 +273,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
                 pool,
                 batch=settings.recovery_batch,
                 interval_s=settings.recovery_interval_s,
+                ring=ring,
             )
         ),
         asyncio.create_task(stock_loop(pool, settings)),
@@ -240,6 +290,11 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             )
         ),
     ]
+    if settings.delivery:
+        # Sends the bills archived to their payers (SMS, email, WeChat, Alipay).
+        background.append(
+            asyncio.create_task(delivery_loop(delivery, settings.delivery_interval_s))
+        )
     log.info(
         "engine serving on %s (%s; metrics :%s)",
         settings.grpc_addr,
@@ -266,6 +321,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             await task
     await batcher.stop()
     await lifecycle.stop()
+    await identity.close()
     await pool.close()
     if embedded is not None:
         embedded.cleanup()

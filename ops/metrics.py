@@ -8,6 +8,8 @@ __all__ = [
     "BATCH_LATENCY",
     "BATCH_SIZE",
     "BILLS",
+    "DELIVERIES",
+    "DELIVERY_PENDING",
     "FISCAL_CIRCUIT_OPEN",
     "INFLIGHT",
     "OLDEST_UNFINISHED",
@@ -88,3 +90,10 @@ RECOVERY_QUARANTINED = Counter(
 )
 
 STAGE_REPLICAS = Gauge("ebill_stage_replicas", "Stage actors per Ray node", ["stage", "node"])
+
+# Delivery to payers (issue #15): every try by channel and outcome (sent, retry,
+# failed, skipped), and the jobs waiting.
+DELIVERIES = Counter(
+    "ebill_deliveries_total", "Delivery tries by channel and outcome", ["channel", "outcome"]
+)
+DELIVERY_PENDING = Gauge("ebill_delivery_pending", "Delivery jobs waiting to be sent")

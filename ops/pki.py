@@ -39,6 +39,8 @@ LEAVES: dict[str, tuple[bool, bool]] = {
     "signer": (True, False),
     "fiscal": (True, False),
     "client": (False, True),
+    # The SMS, WeChat and Alipay sandboxes' HTTPS certificate (delivery, issue #15).
+    "providers": (True, False),
 }
 VALID_DAYS = 825  # the longest a browser-trusted leaf may live; renewal is re-running
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,16 +25,32 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients._grpc import channel_credentials, open_channel
+from clients.credentials import (
+    AppCredentials,
+    Credentials,
+    SessionCredentials,
+    open_engine_channel,
+    sync_engine_channel,
+)
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from config import keys
 from config.settings import load
 from config.tls import TlsFiles
+from engine.identity import totp
+from engine.sealing import KeyRing
 from ops import pki
+from ops.sandboxes.alipay import ensure_keys as ensure_alipay_keys
 from ops.sandboxes.signer import KeyStore
+from protos.ebill.v1 import identity_pb2, identity_pb2_grpc
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.bootstrap import bootstrap_demo
+from usecases.demo import UNIT_CODE
+from usecases.identity import Identity
+from usecases.identity.demo import DemoCredentials, seed_identity
+from usecases.identity.manage import IdentityAdmin
 
-__all__ = ["Stack", "StackConfig", "free_port", "sync_channel"]
+__all__ = ["Stack", "StackConfig", "free_port", "sync_channel", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -49,6 +67,10 @@ class StackConfig:
     signer_port: int = 0
     fiscal_port: int = 0
     metrics_port: int = 0
+    # The delivery providers' sandboxes (SMS, WeChat, Alipay; issue #15).
+    sms_port: int = 0
+    wechat_port: int = 0
+    alipay_port: int = 0
     fiscal_latency_ms: int = 0
     fiscal_failure_rate: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -62,6 +84,9 @@ class StackConfig:
         self.signer_port = self.signer_port or free_port()
         self.fiscal_port = self.fiscal_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
+        self.sms_port = self.sms_port or free_port()
+        self.wechat_port = self.wechat_port or free_port()
+        self.alipay_port = self.alipay_port or free_port()
 
     @property
     def grpc_addr(self) -> str:
@@ -82,6 +107,42 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pg: EmbeddedPostgres | None = None
         self.database_url = config.database_url
+        # Credentials the engine and the provider sandboxes share, new per stack.
+        self.sms_key = ("LTAI" + secrets.token_hex(8), secrets.token_urlsafe(24))
+        self.wechat_app = ("wx" + secrets.token_hex(8), secrets.token_hex(16))
+        self.alipay_app_id = "2021" + str(secrets.randbelow(10**12)).zfill(12)
+
+    def provider_url(self, name: str) -> str:
+        """Base URL of the "sms", "wechat" or "alipay" sandbox."""
+        port = {
+            "sms": self.config.sms_port,
+            "wechat": self.config.wechat_port,
+            "alipay": self.config.alipay_port,
+        }[name]
+        return f"{'https' if self.config.tls else 'http'}://127.0.0.1:{port}"
+
+    @property
+    def provider_ca(self) -> str:
+        """The CA file the providers' HTTPS chains to (empty with TLS off)."""
+        return str(self.config.data_dir.resolve() / "pki" / "ca.pem") if self.config.tls else ""
+
+    def delivery_env(self) -> dict[str, str]:
+        """What points the engine (and the sandboxes) at the provider sandboxes."""
+        alipay = self.config.data_dir.resolve() / "alipay"
+        return {
+            "EBILL_DELIVERY_CA_FILE": self.provider_ca,
+            "EBILL_SMS_URL": self.provider_url("sms"),
+            "EBILL_SMS_ACCESS_KEY_ID": self.sms_key[0],
+            "EBILL_SMS_ACCESS_KEY_SECRET": self.sms_key[1],
+            "EBILL_WECHAT_URL": self.provider_url("wechat"),
+            "EBILL_WECHAT_APP_ID": self.wechat_app[0],
+            "EBILL_WECHAT_APP_SECRET": self.wechat_app[1],
+            "EBILL_ALIPAY_URL": self.provider_url("alipay"),
+            "EBILL_ALIPAY_APP_ID": self.alipay_app_id,
+            "EBILL_ALIPAY_APP_KEY_FILE": str(alipay / "app.key"),
+            "EBILL_ALIPAY_PUBLIC_KEY_FILE": str(alipay / "alipay.pub"),
+        }
+        self._demo: DemoCredentials | None = None
 
     def env(self) -> dict[str, str]:
         c = self.config
@@ -97,6 +158,7 @@ class Stack:
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
             EBILL_TLS="1" if c.tls else "0",
         )
+        env.update(self.delivery_env())
         if self.fiscal_key_file.exists():
             # make run and the tests run pinned to the sandbox platform's key.
             env["EBILL_FISCAL_PUBLIC_KEY_FILE"] = str(self.fiscal_key_file)
@@ -110,16 +172,75 @@ class Stack:
             return None
         return TlsFiles.in_dir(self.config.data_dir.resolve() / "pki", name)
 
-    def channel(self, to: str = "engine") -> grpc.aio.Channel:
+    def channel(
+        self, to: str = "engine", *, creds: Credentials | bool | None = True
+    ) -> grpc.aio.Channel:
         """A channel to the engine (or "signer", "fiscal") as the demo client:
-        TLS with its client certificate when TLS is on. Every test, benchmark and
-        CLI call to the stack goes through here."""
+        TLS with its client certificate when TLS is on, and (the engine) every
+        call signed as the demo HIS app, or with ``creds`` (a staff session from
+        :meth:`login`; False: no credentials). Every test, benchmark and CLI call
+        to the stack goes through here."""
         addr = {
             "engine": self.config.grpc_addr,
             "signer": self.config.signer_addr,
             "fiscal": self.config.fiscal_addr,
         }[to]
-        return open_channel(addr, self.tls())
+        if to != "engine":
+            return open_channel(addr, self.tls())
+        return open_engine_channel(addr, self.tls(), self._creds(creds))
+
+    def sync_channel(self, *, creds: Credentials | bool | None = True) -> grpc.Channel:
+        """A blocking channel to the engine, like :meth:`channel` (locust, checks)."""
+        return sync_engine_channel(self.config.grpc_addr, self.tls(), self._creds(creds))
+
+    def _creds(self, creds: Credentials | bool | None) -> Credentials | None:
+        if creds is True:
+            return self.app_credentials()
+        if creds is False:
+            return None
+        return creds
+
+    @property
+    def credentials_file(self) -> Path:
+        """The demo app's secret and the demo staff's passwords (0600), written
+        at seeding: what `make run` prints and what tests and benchmarks use."""
+        return self.config.data_dir / "demo-credentials.json"
+
+    @property
+    def demo(self) -> DemoCredentials:
+        if self._demo is None:
+            self._demo = DemoCredentials.from_json(
+                json.loads(self.credentials_file.read_text(encoding="utf-8"))
+            )
+        return self._demo
+
+    def app_credentials(self) -> AppCredentials | None:
+        """The demo HIS app's credentials; None before seeding."""
+        if self._demo is None and not self.credentials_file.exists():
+            return None
+        return AppCredentials(self.demo.app_id, self.demo.app_secret)
+
+    async def login(self, username: str, password: str | None = None) -> SessionCredentials:
+        """Sign a demo staff member in (with their TOTP code when their role needs
+        one); the session's credentials, for :meth:`channel`."""
+        staff = self.demo.staff.get(username)
+        if password is None:
+            assert staff is not None, f"no demo user {username}"
+            password = staff.password
+        code = totp(staff.totp_secret, time.time()) if staff and staff.totp_secret else ""
+        async with self.channel(creds=False) as ch:
+            resp = await identity_pb2_grpc.IdentityServiceStub(ch).Login(
+                identity_pb2.LoginRequest(username=username, password=password, totp=code),
+                timeout=30,
+            )
+        return SessionCredentials(resp.token)
+
+    def data_keys(self) -> KeyRing:
+        """The data key ring the engine will load (config/keys.py)."""
+        named = self.env().get(keys.SETTING)
+        if named:
+            return keys.read(Path(named))
+        return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
 
     @property
     def fiscal_key_file(self) -> Path:
@@ -169,10 +290,17 @@ class Stack:
                     FiscalClient(self.config.fiscal_addr, tls=self.tls("engine")) as fiscal,
                 ):
                     await bootstrap_demo(pool, signer, fiscal, stock=stock)
+                identity = Identity(pool, self.data_keys())
+                self._demo = await seed_identity(IdentityAdmin(identity), UNIT_CODE)
             finally:
                 await pool.close()
 
         asyncio.run(seed())
+        path = self.credentials_file
+        path.touch(mode=0o600, exist_ok=True)
+        os.chmod(path, 0o600)
+        assert self._demo is not None
+        path.write_text(json.dumps(self._demo.to_json(), indent=2) + "\n", encoding="utf-8")
 
     def start_signer(self) -> None:
         self._spawn("signer", "ops.sandboxes.signer")
@@ -184,9 +312,19 @@ class Stack:
         self._spawn("fiscal", "ops.sandboxes.fiscal", env=env)
         wait_for_channel(self.config.fiscal_addr, self.procs["fiscal"], self.tls())
 
+    def start_providers(self) -> None:
+        """The SMS, WeChat and Alipay sandboxes (HTTPS with the local PKI)."""
+        ensure_alipay_keys(self.config.data_dir.resolve() / "alipay")
+        for name in ("sms", "wechat", "alipay"):
+            addr = self.provider_url(name).rpartition("/")[2]
+            self._spawn(name, f"ops.sandboxes.{name}", "--addr", addr)
+        for name in ("sms", "wechat", "alipay"):
+            wait_for_port(self.provider_url(name).rpartition("/")[2], self.procs[name])
+
     def start_sandboxes(self) -> None:
         self.start_signer()
         self.start_fiscal()
+        self.start_providers()
 
     def start_engine(self, timeout: float = 120, **env: str) -> None:
         self._spawn("engine", "ebill.cli", "serve", env=env)
@@ -237,7 +375,7 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for name in ("engine", "fiscal", "signer"):
+        for name in ("engine", "fiscal", "signer", "sms", "wechat", "alipay"):
             self.stop_process(name)
         if self.pg is not None:
             self.pg.cleanup()
@@ -254,6 +392,19 @@ def sync_channel(addr: str, tls: TlsFiles | None) -> grpc.Channel:
     if tls is None:
         return grpc.insecure_channel(addr)
     return grpc.secure_channel(addr, channel_credentials(tls))
+
+
+def wait_for_port(addr: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until something accepts TCP connections on ``addr`` (an HTTP sandbox)."""
+    host, _, port = addr.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {addr} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {addr} after {timeout}s")
 
 
 def wait_for_channel(

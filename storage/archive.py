@@ -5,7 +5,8 @@ archive transaction writes the signatures of a whole batch with one UPDATE and
 deletes the outbox rows of bills that are done, or pushes the next attempt of
 those still pending; the recovery loop (usecases.recovery) claims the due ones.
 A red bill the platform refused for good restores its original here, in the same
-transaction (migration 0006).
+transaction (migration 0006). Bills archived issued get their delivery jobs in
+the same transaction too (storage.delivery, migration 0011).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import asyncpg
 
 from engine.model import BillStatus
 from engine.pipeline import Work
+from engine.sealing import KeyRing
+from storage import delivery
 from storage.bill_rows import row_to_work
 
 __all__ = ["OUTBOX_LEASE", "archive", "backlog", "claim_due"]
@@ -60,6 +63,8 @@ async def archive(pool: asyncpg.Pool, works: Sequence[Work]) -> None:
         issued = [w.bill_id for w in works if w.status is BillStatus.ISSUED] + sorted(done)
         if issued:
             await conn.execute("DELETE FROM outbox WHERE bill_id = ANY($1::bigint[])", issued)
+            # Delivery to the payer, queued with the bill (one statement per batch).
+            await delivery.enqueue(conn, issued)
         if unfinished:
             # Backoff 1, 2, 4 ... 60 s. attempts counts failed tries.
             await conn.execute(
@@ -112,8 +117,11 @@ async def _compensate_refused_reds(conn: asyncpg.Connection, ids: list[int]) -> 
     return [r["red_id"] for r in rows]
 
 
-async def claim_due(pool: asyncpg.Pool, limit: int, lease: timedelta = OUTBOX_LEASE) -> list[Work]:
-    """Take up to ``limit`` unfinished bills whose next attempt is due.
+async def claim_due(
+    pool: asyncpg.Pool, limit: int, ring: KeyRing, lease: timedelta = OUTBOX_LEASE
+) -> list[Work]:
+    """Take up to ``limit`` unfinished bills whose next attempt is due, their
+    canonical bytes opened for signing.
 
     Claiming pushes their next attempt ``lease`` ahead, so several engines can
     run recovery side by side without working on the same bills.
@@ -129,7 +137,7 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease: timedelta = OUTBOX_LE
         limit,
         lease,
     )
-    return [row_to_work(r, replayed=False) for r in rows]
+    return [row_to_work(r, ring, replayed=False) for r in rows]
 
 
 async def backlog(pool: asyncpg.Pool) -> dict[str, float]:

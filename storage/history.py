@@ -41,6 +41,7 @@ __all__ = [
     "counts",
     "finish_job",
     "import_batch",
+    "new_bill_ids",
     "open_job",
     "rejects",
     "stage_rows",
@@ -51,11 +52,11 @@ LOG_OP = "bill.history_import"
 
 STAGING_COLUMNS = (
     "job_id", "row_no", "bill_id", "unit_code", "bus_no", "bus_type", "bill_kind",
-    "place_code", "bill_code", "bill_no", "check_code", "status", "total_fen", "payer_name",
-    "payer_id_card_no", "payer_card_no", "payer_tel", "cashier", "bus_time", "issued_at",
-    "request", "canonical", "digest", "red_code", "red_no", "item_sort", "item_code",
-    "item_name", "item_amt", "item_self", "channel_code", "channel_amt", "unit_signature",
-    "fiscal_signature",
+    "place_code", "bill_code", "bill_no", "check_code", "status", "total_fen",
+    "payer_id_card_hash", "payer_tel_hash", "payer_card_hash", "cashier", "bus_time",
+    "issued_at", "request_sealed", "canonical_sealed", "digest", "red_code", "red_no",
+    "item_sort", "item_code", "item_name", "item_amt", "item_self", "channel_code",
+    "channel_amt", "unit_signature", "fiscal_signature",
 )  # fmt: skip
 
 
@@ -152,7 +153,7 @@ def _field(v: Any) -> str:
 
 
 def copy_text(job_id: int, rows: Sequence[tuple[Any, ...]]) -> bytes:
-    """Rows ``(row_no, *StagedRow)`` in COPY text format for :func:`stage_rows`.
+    """Rows (STAGING_COLUMNS after job_id) in COPY text format for :func:`stage_rows`.
 
     Pure and picklable-cheap: worker processes encode their rows, so the process
     that talks to the database only streams bytes (unpickling the row values
@@ -162,6 +163,12 @@ def copy_text(job_id: int, rows: Sequence[tuple[Any, ...]]) -> bytes:
     return "".join(prefix + "\t".join(_field(v) for v in row) + "\n" for row in rows).encode(
         "utf-8"
     )
+
+
+async def new_bill_ids(pool: asyncpg.Pool, n: int) -> list[int]:
+    """``n`` bill ids from the bills' sequence (the sealed data is bound to the id)."""
+    rows = await pool.fetch("SELECT nextval('bills_id_seq') FROM generate_series(1, $1)", n)
+    return [int(r[0]) for r in rows]
 
 
 async def stage_rows(
@@ -174,7 +181,7 @@ async def stage_rows(
             await conn.copy_to_table(
                 "history_staging",
                 source=io.BytesIO(data),
-                columns=[c for c in STAGING_COLUMNS if c != "bill_id"],
+                columns=STAGING_COLUMNS,
                 format="text",
             )
         if refused:
@@ -197,17 +204,18 @@ _IMPORT = (
     "  SELECT * FROM history_staging WHERE job_id = $1 AND verdict = 'ok'"
     "  AND (red_code IS NOT NULL) = $2 AND row_no > $3 ORDER BY row_no LIMIT $4),"
     " ins AS (INSERT INTO bills (id, unit_code, bus_no, bus_type, bill_kind, place_code,"
-    "  bill_code, bill_no, check_code, segment_id, status, total_fen, payer_name,"
-    "  payer_id_card_no, payer_card_no, payer_tel, cashier, bus_time, issued_at, request,"
-    "  canonical, canonical_version, origin, operator, archived_at, red_of)"
+    "  bill_code, bill_no, check_code, segment_id, status, total_fen, payer_id_card_hash,"
+    "  payer_tel_hash, payer_card_hash, cashier, bus_time, issued_at, request_sealed,"
+    "  canonical_sealed, canonical_version, origin, operator, archived_at, red_of)"
     "  SELECT s.bill_id, s.unit_code, s.bus_no, s.bus_type, s.bill_kind, s.place_code,"
     "  s.bill_code, s.bill_no, s.check_code,"
     # The history piece holding the number, if any (else NULL: used before go-live).
     "  (SELECT h.id FROM (SELECT g.id, g.end_no FROM segments g WHERE g.note = 'history'"
     "    AND g.bill_code = s.bill_code AND g.start_no <= s.bill_no::bigint"
     "    ORDER BY g.start_no DESC LIMIT 1) h WHERE h.end_no >= s.bill_no::bigint),"
-    "  s.status, s.total_fen, s.payer_name, s.payer_id_card_no, s.payer_card_no, s.payer_tel,"
-    "  s.cashier, s.bus_time, s.issued_at, s.request, s.canonical, $5, 'history', $6, now(),"
+    "  s.status, s.total_fen, s.payer_id_card_hash, s.payer_tel_hash, s.payer_card_hash,"
+    "  s.cashier, s.bus_time, s.issued_at, s.request_sealed, s.canonical_sealed, $5,"
+    "  'history', $6, now(),"
     "  o.id"
     "  FROM s LEFT JOIN bills o ON o.bill_code = s.red_code AND o.bill_no = s.red_no),"
     " items AS (INSERT INTO bill_charge_items (bill_id, sort_no, charge_code, charge_name,"
@@ -215,8 +223,9 @@ _IMPORT = (
     "  unnest(s.item_sort, s.item_code, s.item_name, s.item_amt, s.item_self) AS i),"
     " channels AS (INSERT INTO bill_pay_channels (bill_id, pay_channel_code, amount_fen)"
     "  SELECT s.bill_id, c.* FROM s, unnest(s.channel_code, s.channel_amt) AS c),"
-    " hist AS (INSERT INTO history_bills (bill_id, job_id, row_no, unit_signature,"
-    "  fiscal_signature) SELECT bill_id, $1, row_no, unit_signature, fiscal_signature FROM s),"
+    " hist AS (INSERT INTO history_bills (bill_id, job_id, row_no, digest, unit_signature,"
+    "  fiscal_signature) SELECT bill_id, $1, row_no, digest, unit_signature, fiscal_signature"
+    "  FROM s),"
     # The transparency log: one leaf per bill, its content the canonical document
     # (the set-based form of storage.translog.append_entries, same columns).
     " log AS (INSERT INTO log_entries (op, principal, unit_code, ref, occurred_at,"

@@ -109,8 +109,9 @@ async def _against_bills(conn: asyncpg.Connection, job_id: int, cols: dict[str, 
     other bill under the number or the serial refuses the row."""
     await conn.execute(
         "UPDATE history_staging s SET verdict = 'existing' FROM bills b"
+        " JOIN history_bills h ON h.bill_id = b.id"
         " WHERE s.job_id = $1 AND s.verdict = 'ok' AND b.bill_code = s.bill_code"
-        " AND b.bill_no = s.bill_no AND b.origin = 'history' AND b.canonical = s.canonical",
+        " AND b.bill_no = s.bill_no AND h.digest = s.digest",
         job_id,
     )
     await _reject_sql(

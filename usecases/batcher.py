@@ -68,6 +68,16 @@ class MicroBatcher(Generic[T]):
         self._slots = asyncio.Semaphore(max_inflight)
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        # When bills last came in or a batch last came out (time.monotonic()):
+        # background work (delivery) waits for issuance to be quiet.
+        self.last_active = 0.0
+
+    def idle_for(self) -> float:
+        """Seconds since the last bill came in or the last batch came out; 0
+        while bills wait or a batch is in the pipeline."""
+        if self._inflight or not self._queue.empty():
+            return 0.0
+        return time.monotonic() - self.last_active
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
@@ -99,6 +109,7 @@ class MicroBatcher(Generic[T]):
                 f"(bound {self._max_queue}); nothing was issued, retry shortly",
                 retry_after_s=OVERLOAD_RETRY_S,
             )
+        self.last_active = time.monotonic()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in bills]
         for bill, fut in zip(bills, futures, strict=True):
@@ -143,6 +154,7 @@ class MicroBatcher(Generic[T]):
             results = [err] * len(batch)
         finally:
             self._slots.release()
+            self.last_active = time.monotonic()
             if self._metered:
                 metrics.INFLIGHT.dec()
         if self._metered:
@@ -175,6 +187,10 @@ class Lanes(Generic[T]):
     async def stop(self) -> None:
         await self.interactive.stop()
         await self.bulk.stop()
+
+    def idle_for(self) -> float:
+        """How long both lanes have been quiet (0 while either works)."""
+        return min(self.interactive.idle_for(), self.bulk.idle_for())
 
     async def submit(self, items: Sequence[T], *, interactive: bool) -> list[Outcome]:
         lane = self.interactive if interactive else self.bulk

@@ -24,7 +24,9 @@ from typing import Any
 
 import asyncpg
 
+from engine.sealing import KeyRing
 from storage import history as store
+from storage.personal import seal_bill
 from usecases.history_rows import RowError, check_row, csv_rows, json_rows
 
 __all__ = [
@@ -71,12 +73,15 @@ class Checked:
     refused: list[store.Reject]
 
 
-def check_rows(job_id: int, chunk: list[tuple[int, _Raw]], fmt: str) -> Checked:
-    """Check a chunk of rows (in a worker process: top-level, picklable). A JSON
-    line travels as text: parsing it in the worker is cheaper than pickling it."""
+def check_rows(
+    job_id: int, chunk: list[tuple[int, _Raw]], ids: list[int], fmt: str, ring: KeyRing
+) -> Checked:
+    """Check a chunk of rows and seal the payer's data of those that pass under
+    their bill ids (``ids``, one per row). Runs in a worker process: top-level and
+    picklable; a JSON line travels as text, cheaper to parse here than to pickle."""
     good: list[tuple[Any, ...]] = []
     refused: list[store.Reject] = []
-    for row_no, raw in chunk:
+    for (row_no, raw), bill_id in zip(chunk, ids, strict=True):
         if isinstance(raw, str):
             if "\ufffd" in raw:
                 raw = RowError(row_no, "", "the line is not UTF-8")
@@ -85,8 +90,19 @@ def check_rows(job_id: int, chunk: list[tuple[int, _Raw]], fmt: str) -> Checked:
         out = [raw] if isinstance(raw, RowError) else check_row(raw, row_no, fmt)
         if isinstance(out, list):
             refused.extend(store.Reject(row_no, e.column, e.reason) for e in out)
-        else:
-            good.append((row_no, *out))
+            continue
+        (unit, bus_no, bus_type, kind, place, code, no, check, status, total,
+         _name, id_card, card, tel, cashier, bus_time, issued_at, request, canonical,
+         *rest) = out  # fmt: skip
+        sealed = seal_bill(ring, bill_id, request, canonical, id_card=id_card, tel=tel, card=card)
+        good.append(
+            (
+                row_no, bill_id, unit, bus_no, bus_type, kind, place, code, no, check, status,
+                total, sealed.payer_id_card_hash, sealed.payer_tel_hash, sealed.payer_card_hash,
+                cashier, bus_time, issued_at, sealed.request_sealed, sealed.canonical_sealed,
+                *rest,
+            )
+        )  # fmt: skip
     return Checked(chunk[-1][0], len(good), store.copy_text(job_id, good), refused)
 
 
@@ -174,9 +190,17 @@ class HistoryImport:
     """Imports history files into one database."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, batch: int = 20_000, chunk: int = 5_000, workers: int = 2
+        self,
+        pool: asyncpg.Pool,
+        ring: KeyRing,
+        *,
+        batch: int = 20_000,
+        chunk: int = 5_000,
+        workers: int = 2,
     ) -> None:
+        """``ring`` seals the payer's data of every imported bill (docs/personal-data.md)."""
         self._pool = pool
+        self._ring = ring
         self._batch = batch
         self._chunk = chunk
         self._workers = workers
@@ -251,11 +275,14 @@ class HistoryImport:
             chunks = _chunks(_raw_rows(iter(lines), job.fmt), job.rows_staged, self._chunk)
             pending: deque[asyncio.Future[Checked]] = deque()
             for chunk in chunks:
+                ids = await store.new_bill_ids(self._pool, len(chunk))
                 if pool is None:
-                    await self._flush(job.id, check_rows(job.id, chunk, job.fmt))
+                    await self._flush(job.id, check_rows(job.id, chunk, ids, job.fmt, self._ring))
                     tick("stage", lines.read, size)
                     continue
-                pending.append(loop.run_in_executor(pool, check_rows, job.id, chunk, job.fmt))
+                pending.append(
+                    loop.run_in_executor(pool, check_rows, job.id, chunk, ids, job.fmt, self._ring)
+                )
                 # Keep every worker busy while the oldest chunk is copied in.
                 if len(pending) > 2 * self._workers:
                     await self._flush(job.id, await pending.popleft())

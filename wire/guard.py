@@ -35,6 +35,8 @@ class Rule:
     max_len: int
     pattern: re.Pattern[str] | None = None
     form: str = ""
+    # Line breaks allowed (a message template's body); other controls still refused.
+    lines: bool = False
 
 
 _CODE = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -76,6 +78,15 @@ RULES: dict[str, Rule] = {
     "email": Rule(254, EMAIL, "an email address"),
     "reason": _TEXT,
     "remark": _TEXT,
+    # Delivery (ebill.v1.DeliveryService): templates, addresses, bound accounts.
+    "body": Rule(4000, lines=True),
+    "subject": Rule(200),
+    "provider_template": Rule(64, _CODE, "letters, digits, '_' or '-'"),
+    "address": Rule(254),
+    "account": Rule(128),
+    "card_no": Rule(50),
+    "day_from": Rule(8),
+    "day_to": Rule(8),
 }
 DEFAULT_RULE = Rule(100)
 
@@ -101,6 +112,8 @@ def _walk(checks: FieldChecks, msg: Message, prefix: str) -> None:
             values = list(value) if _repeated(field) else [value]
             for i, text in enumerate(values):
                 where = f"{path}[{i}]" if _repeated(field) else path
+                if rule.lines:
+                    text = text.replace("\r\n", "\n").replace("\n", " ")
                 checks.text(where, text, max_len=rule.max_len, pattern=rule.pattern, form=rule.form)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             kind = field.message_type

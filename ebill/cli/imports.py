@@ -24,6 +24,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from clients._grpc import open_channel
+from config.keys import load as load_ring
 from config.settings import Settings, load
 from config.tls import TlsFiles
 from engine.model import BillInput
@@ -57,7 +58,7 @@ async def _history(
         url = EmbeddedPostgres(settings.data_dir).url
     pool = await connect_pool(url, size=2, migrate=True)
     try:
-        imp = HistoryImport(pool, batch=batch, workers=workers)
+        imp = HistoryImport(pool, load_ring(settings), batch=batch, workers=workers)
         with _bar() as bar:
             tasks: dict[str, object] = {}
 

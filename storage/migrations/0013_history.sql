@@ -62,9 +62,9 @@ CREATE UNIQUE INDEX history_jobs_open ON history_jobs (file_sha256) WHERE phase 
 CREATE UNLOGGED TABLE history_staging (
     job_id           bigint NOT NULL REFERENCES history_jobs ON DELETE CASCADE,
     row_no           bigint NOT NULL,
-    -- The bill's id, taken when the row is staged (ids of refused rows are
-    -- skipped, as ids of failed issuances are).
-    bill_id          bigint NOT NULL DEFAULT nextval('bills_id_seq'),
+    -- The bill's id, taken before the row is checked (its sealed data is bound
+    -- to it); ids of refused rows are skipped, as ids of failed issuances are.
+    bill_id          bigint NOT NULL,
     unit_code        text NOT NULL,
     bus_no           text NOT NULL,
     bus_type         text NOT NULL,
@@ -75,15 +75,18 @@ CREATE UNLOGGED TABLE history_staging (
     check_code       text NOT NULL,
     status           text NOT NULL,
     total_fen        bigint NOT NULL,
-    payer_name       text NOT NULL,
-    payer_id_card_no text NOT NULL,
-    payer_card_no    text NOT NULL,
-    payer_tel        text NOT NULL,
+    -- The payer's data arrives sealed (0010_personal_data.sql): the keyed
+    -- digests for search, the request and canonical bytes sealed under the
+    -- bill's id; digest is SM3 of the canonical bytes (the log leaf's content,
+    -- and how a re-run knows a bill it imported before).
+    payer_id_card_hash bytea,
+    payer_tel_hash   bytea,
+    payer_card_hash  bytea,
     cashier          text NOT NULL,
     bus_time         timestamp NOT NULL,
     issued_at        timestamptz NOT NULL,
-    request          jsonb NOT NULL,
-    canonical        bytea NOT NULL,
+    request_sealed   bytea NOT NULL,
+    canonical_sealed bytea NOT NULL,
     digest           bytea NOT NULL,
     red_code         char(8),
     red_no           char(10),
@@ -118,6 +121,9 @@ CREATE TABLE history_bills (
     bill_id          bigint PRIMARY KEY REFERENCES bills,
     job_id           bigint NOT NULL REFERENCES history_jobs,
     row_no           bigint NOT NULL,
+    -- SM3 of the canonical bytes as imported: a re-run compares it (the sealed
+    -- bytes differ at every sealing).
+    digest           bytea NOT NULL,
     unit_signature   bytea,
     fiscal_signature bytea
 );

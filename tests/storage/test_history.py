@@ -22,7 +22,7 @@ from storage.bills import get_bill, reserve
 from storage.catalog import add_segment, ensure_unit
 from storage.lifecycle import BillFilter, list_bills, load_original
 from storage.stock.segments import identity
-from tests.factories import bill, catalog
+from tests.factories import RING, bill, catalog
 from usecases import demo
 from usecases.history import HistoryImport
 
@@ -56,27 +56,27 @@ async def test_a_file_is_imported_searchable_logged_and_balanced(
     await setup(db)
     items = rows(120)
     f = write(tmp_path / "h.jsonl", items)
-    res = await HistoryImport(db, batch=50).run(f, operator="迁移员")
+    res = await HistoryImport(db, RING, batch=50).run(f, operator="迁移员")
     assert (res.imported, res.rejected, res.duplicates) == (120, 0, 0)
     # Found by number and by serial, with its request and document.
     first = items[0]
-    got = await get_bill(db, BillKey.number(CODE, first["bill_no"]))
+    got = await get_bill(db, BillKey.number(CODE, first["bill_no"]), RING)
     assert got is not None and got.origin == "history" and got.status is BillStatus.ISSUED
     assert got.check_code == first["check_code"]
     assert got.bus_no == first["bill"]["bus_no"]
-    assert json.loads(got.canonical)["bill_no"] == first["bill_no"]
-    assert await get_bill(db, BillKey.serial(UNIT, first["bill"]["bus_no"])) is not None
+    assert json.loads(got.canonical)["bill_no"] == first["bill_no"]  # opened
+    assert await get_bill(db, BillKey.serial(UNIT, first["bill"]["bus_no"]), RING) is not None
     # Red-flushed in the old system: the original red_flushed, its red bill pointing at it.
     red = items[50]
     assert red.get("red_of")
-    red_bill = await get_bill(db, BillKey.number(CODE, red["bill_no"]))
+    red_bill = await get_bill(db, BillKey.number(CODE, red["bill_no"]), RING)
     assert red_bill is not None and red_bill.total_fen < 0
     assert red_bill.red_of == f"{CODE}/{red['red_of']['bill_no']}"
-    flushed = await get_bill(db, BillKey.number(CODE, red["red_of"]["bill_no"]))
+    flushed = await get_bill(db, BillKey.number(CODE, red["red_of"]["bill_no"]), RING)
     assert flushed is not None and flushed.status is BillStatus.RED_FLUSHED
     # Searchable by payer at its issuing point.
     page, _ = await list_bills(
-        db, BillFilter(UNIT, "001", payer_id_card_no=first["bill"]["payer"]["id_card_no"])
+        db, BillFilter(UNIT, "001", payer_id_card_no=first["bill"]["payer"]["id_card_no"]), RING
     )
     assert [b.bill_no for b in page] == [first["bill_no"]]
     # Each bill a leaf of the transparency log; the previous system's signatures kept.
@@ -103,7 +103,7 @@ async def test_a_file_is_imported_searchable_logged_and_balanced(
 async def test_running_the_file_again_imports_nothing(db: asyncpg.Pool, tmp_path: Path) -> None:
     await setup(db)
     f = write(tmp_path / "h.jsonl", rows(40))
-    imp = HistoryImport(db, batch=25)
+    imp = HistoryImport(db, RING, batch=25)
     assert (await imp.run(f, operator="迁移员")).imported == 40
     again = await imp.run(f, operator="迁移员")
     assert again.already_done and again.imported == 0
@@ -133,7 +133,7 @@ async def test_bad_rows_are_reported_by_row_and_column_and_not_half_imported(
         out.write("{not json\n")  # row 11
     with f.open("ab") as raw:
         raw.write(b'{"bill_no": "\xff"}\n')  # row 12: not UTF-8
-    imp = HistoryImport(db)
+    imp = HistoryImport(db, RING)
     res = await imp.run(f, operator="迁移员")
     found = {(r.row_no, r.column) for r in await _rejects(db, res.job_id)}
     assert found == {
@@ -147,11 +147,11 @@ async def test_bad_rows_are_reported_by_row_and_column_and_not_half_imported(
     }, found
     assert (res.imported, res.duplicates, res.rejected) == (4, 1, 7)
     # Row 5 came first with that number, so row 6 is the one refused.
-    n5 = await get_bill(db, BillKey.number(CODE, items[4]["bill_no"]))
+    n5 = await get_bill(db, BillKey.number(CODE, items[4]["bill_no"]), RING)
     assert n5 is not None and n5.check_code == "ffffff"
     # Nothing of a refused row is anywhere: no bill, no items, no leaf.
     for r in (items[1], items[3], items[7]):
-        assert await get_bill(db, BillKey.serial(UNIT, r["bill"]["bus_no"])) is None
+        assert await get_bill(db, BillKey.serial(UNIT, r["bill"]["bus_no"]), RING) is None
     assert await db.fetchval(
         "SELECT count(*) FROM bill_charge_items i JOIN bills b ON b.id = i.bill_id"
         " WHERE b.unit_code = $1 AND b.bus_no = $2",
@@ -184,10 +184,10 @@ async def test_an_interrupted_import_resumes_where_it_stopped(
                 raise KeyboardInterrupt  # as an operator's Ctrl-C between batches
 
     with pytest.raises(KeyboardInterrupt):
-        await HistoryImport(db, batch=30).run(f, operator="迁移员", progress=crash)
+        await HistoryImport(db, RING, batch=30).run(f, operator="迁移员", progress=crash)
     half = await db.fetchval("SELECT count(*) FROM bills WHERE unit_code = $1", UNIT)
     assert half == 60  # two batches committed, whole
-    res = await HistoryImport(db, batch=30).run(f, operator="迁移员")
+    res = await HistoryImport(db, RING, batch=30).run(f, operator="迁移员")
     assert res.resumed and res.imported == 40 and res.imported_total == 100
     assert await db.fetchval("SELECT count(*) FROM bills WHERE unit_code = $1", UNIT) == 100
     assert await db.fetchval(
@@ -219,19 +219,19 @@ async def test_numbers_in_a_live_segment_are_never_leased_again(
         r["bill_no"] = f"{no:010d}"
         r["status"] = "issued"
         r["bill"]["place_code"] = "002"
-    res = await HistoryImport(db).run(write(tmp_path / "h.jsonl", items), operator="迁移员")
+    res = await HistoryImport(db, RING).run(write(tmp_path / "h.jsonl", items), operator="迁移员")
     assert res.imported == 10 and res.ranges_added == 0
     fresh = [
         (i, prepare(validate(replace(bill(900 + i), unit_code=UNIT), unit_catalog())))
         for i in range(20)
     ]
-    out = await reserve(db, fresh)
+    out = await reserve(db, fresh, ring=RING)
     leased = sorted(int(w.bill_no) for w in out.values() if isinstance(w, Work))
     assert leased == [FIRST + i for i in range(5)] + [FIRST + 15 + i for i in range(15)]
     [ident] = [i for i in await identity(db, UNIT) if i.bill_code == CODE]
     assert ident.balanced and ident.available == 0 and ident.bills == 30
     # A history bill of the live segment is red-flushable like a back entry.
-    original = await load_original(db, BillKey.number(CODE, f"{used[0]:010d}"))
+    original = await load_original(db, BillKey.number(CODE, f"{used[0]:010d}"), RING)
     assert original is not None and original.state.origin == "history"
 
 
@@ -247,7 +247,7 @@ async def test_the_shipped_samples_import_cleanly(db: asyncpg.Pool) -> None:
         bill_codes=[(t, c, c) for t, c in u.bill_codes.items()],
     )  # fmt: skip
     samples = Path(__file__).parents[2] / "samples" / "history"
-    imp = HistoryImport(db)
+    imp = HistoryImport(db, RING)
     jsonl = await imp.run(samples / "bills.jsonl", operator="迁移员")
     assert (jsonl.imported, jsonl.rejected) == (6, 0)
     csv_ = await imp.run(samples / "bills.csv", operator="迁移员")
@@ -265,7 +265,7 @@ async def test_csv_rows_are_refused_by_their_header_column(
     lines[2] = lines[2].replace("|", "|x|", 1)  # a charge item's amount is its name
     f = tmp_path / "h.csv"
     f.write_text("\n".join(lines) + "\n", "utf-8")
-    res = await HistoryImport(db).run(f, operator="迁移员")
+    res = await HistoryImport(db, RING).run(f, operator="迁移员")
     found = {(r.row_no, r.column) for r in await _rejects(db, res.job_id)}
     assert (1, "payer_name") in found and any(r == 2 and c == "charge_items" for r, c in found)
     assert res.imported == 1
@@ -276,8 +276,8 @@ async def test_quotes_and_backslashes_survive_the_copy(db: asyncpg.Pool, tmp_pat
     [row] = rows(1)
     row["bill"]["payer"]["name"] = 'O"Brien\\张'
     row["bill"]["charge_items"][0]["charge_name"] = '检查"费\\{x,y}'
-    await HistoryImport(db).run(write(tmp_path / "q.jsonl", [row]), operator="迁移员")
-    got = await get_bill(db, BillKey.number(CODE, row["bill_no"]))
+    await HistoryImport(db, RING).run(write(tmp_path / "q.jsonl", [row]), operator="迁移员")
+    got = await get_bill(db, BillKey.number(CODE, row["bill_no"]), RING)
     assert got is not None and got.source is not None
     assert got.source.payer.name == 'O"Brien\\张'
     assert await db.fetchval(
@@ -298,9 +298,9 @@ async def test_an_import_interrupted_while_staging_resumes_after_the_last_chunk(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        await HistoryImport(db, chunk=20).run(f, operator="迁移员", progress=crash)
+        await HistoryImport(db, RING, chunk=20).run(f, operator="迁移员", progress=crash)
     assert await db.fetchval("SELECT count(*) FROM bills WHERE unit_code = $1", UNIT) == 0
-    res = await HistoryImport(db, chunk=20).run(f, operator="迁移员")
+    res = await HistoryImport(db, RING, chunk=20).run(f, operator="迁移员")
     assert res.resumed and (res.imported, res.rejected) == (44, 1)
 
 
@@ -314,7 +314,7 @@ async def test_a_number_voided_in_our_stock_refuses_its_row(
     )  # fmt: skip
     await db.execute("UPDATE segments SET status = 'voided' WHERE id = $1", seg)
     items = rows(12)  # numbers FIRST .. FIRST + 11: the first ten were voided here
-    res = await HistoryImport(db).run(write(tmp_path / "v.jsonl", items), operator="迁移员")
+    res = await HistoryImport(db, RING).run(write(tmp_path / "v.jsonl", items), operator="迁移员")
     found = await _rejects(db, res.job_id)
     assert {(r.row_no, r.column) for r in found} == {(n, "bill_no") for n in range(1, 11)}
     assert "voided" in found[0].reason and res.imported == 2

@@ -13,9 +13,11 @@ import grpc
 import pytest
 
 from config.tuning import GRPC_KEEPALIVE_TIME_MS, SERVER_MIN_PING_INTERVAL_MS
+from ebill.grpc.auth import AuthInterceptor
 from ebill.interceptors import interceptors
 from ebill.server import server_options
 from engine.errors import DeadlineExceeded
+from engine.sealing import KeyRing
 from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc
 from tests.unit.test_interceptors import Fake
 from usecases.batcher import Lanes, MicroBatcher, Outcome
@@ -33,7 +35,11 @@ async def _wait(timeout_s: float | None) -> tuple[float, str]:
     batcher.start()
     # Issuing never touches the pool or the pipeline directly, only the batcher.
     issuance = Issuance(
-        Lanes(interactive=batcher, bulk=batcher), cast(Any, None), cast(Any, None), timeout_s=1.0
+        Lanes(interactive=batcher, bulk=batcher),
+        cast(Any, None),
+        cast(Any, None),
+        timeout_s=1.0,
+        ring=KeyRing.generate(),
     )
     started = time.monotonic()
     try:
@@ -66,7 +72,8 @@ def test_server_ping_policy_accepts_our_clients_keepalive() -> None:
 
 async def test_an_idle_connection_is_closed_by_the_server() -> None:
     server = grpc.aio.server(
-        interceptors=interceptors(), options=server_options(max_connection_idle_ms=300)
+        interceptors=interceptors(AuthInterceptor(None)),
+        options=server_options(max_connection_idle_ms=300),
     )
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(Fake(), server)
     port = server.add_insecure_port("127.0.0.1:0")

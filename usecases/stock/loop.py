@@ -20,7 +20,15 @@ log = logging.getLogger(__name__)
 async def stock_loop(pool: asyncpg.Pool, settings: Settings) -> None:
     """Automatic distribution and warning emails, beside issuance."""
     mailer = Mailer(
-        settings.smtp_host, settings.smtp_port, settings.smtp_from, settings.smtp_timeout_s
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.smtp_from,
+        settings.smtp_timeout_s,
+        # The same relay as bills by e-mail (EBILL_SMTP_STARTTLS, _USER, _PASSWORD).
+        starttls=settings.smtp_starttls,
+        ca_file=settings.delivery_ca_file,
+        username=settings.smtp_user,
+        password=settings.smtp_password,
     )
     while True:
         try:
