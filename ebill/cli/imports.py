@@ -23,7 +23,7 @@ import grpc
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from clients._grpc import open_channel
+from clients.credentials import Credentials, open_engine_channel, read_credentials
 from config.keys import load as load_ring
 from config.settings import Settings, load
 from config.tls import TlsFiles
@@ -144,9 +144,14 @@ def grpc_issuer(stub: issuance_pb2_grpc.IssuanceServiceStub, *, attempts: int = 
     return issue
 
 
-async def _charges(addr: str, tls: TlsFiles | None, file: Path, result: Path, batch: int) -> int:
+async def _charges(
+    addr: str, tls: TlsFiles | None, creds: Credentials | None, file: Path, result: Path,
+    batch: int,
+) -> int:  # fmt: skip
     rows = list(read_charges(file))
-    async with open_channel(addr, tls) as ch:
+    # Signed as the HIS app whose credentials are given: the engine authenticates
+    # and authorises every call (bill.issue within the app's unit and points).
+    async with open_engine_channel(addr, tls, creds) as ch:
         issue = grpc_issuer(issuance_pb2_grpc.IssuanceServiceStub(ch))
         with _bar() as bar:
             task = bar.add_task("issuing", total=len(rows))
@@ -175,6 +180,10 @@ def cmd_charges(
     ] = None,
     addr: Annotated[str, typer.Option(help="engine address; default EBILL_GRPC_ADDR")] = "",
     batch: Annotated[int, typer.Option(help="bills per IssueBatch call (at most 200)")] = 200,
+    credentials: Annotated[
+        str,
+        typer.Option(help="app credentials JSON; default <data dir>/demo-credentials.json"),
+    ] = "",
 ) -> None:
     """Issue one bill per row of a file through the running engine (批量导入开票)."""
     from ops import pki
@@ -182,9 +191,11 @@ def cmd_charges(
     if not 1 <= batch <= 200:
         raise typer.BadParameter("--batch: 1 to 200")
     settings = load()
+    path = Path(credentials) if credentials else settings.data_dir / "demo-credentials.json"
+    creds = read_credentials(path) if path.exists() else None
     out = result or file.with_name(file.name + ".results.csv")
     code = asyncio.run(
-        _charges(addr or settings.grpc_addr, pki.client_files(settings), file, out, batch)
+        _charges(addr or settings.grpc_addr, pki.client_files(settings), creds, file, out, batch)
     )
     if code:
         print("some rows were not issued: fix them and run the same file again", file=sys.stderr)
