@@ -64,6 +64,9 @@ bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock che
 bench-mapping: $(STAMP) ## What resolving HIS codes through the mapping costs validation (ratio, one run)
 	$(PY) -m bench.mapping
 
+bench-history: $(STAMP) ## History import: BILLS=1000000 bills/s, then the re-run importing nothing
+	$(PY) -m bench.history --bills $(or $(BILLS),1000000)
+
 bench-sealing: $(STAMP) ## Cost of sealing personal data: reserve stage A/B (BEFORE=dir: whole engine too)
 	$(PY) -m bench.sealing $(if $(BEFORE),--engine-before $(BEFORE))
 
@@ -76,4 +79,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-history chaos clean

@@ -375,9 +375,11 @@ class Lifecycle:
         return replace(existing, replayed=True)
 
     async def _red_bill_code(self, state: BillState) -> str:
-        if state.origin != "back_entry":
+        if state.origin == "engine":
             return state.bill_code
-        # A bill issued elsewhere is cancelled on this unit's bill code for its kind.
+        # A bill issued elsewhere (back entry) or by the previous system (history,
+        # maybe on a bill code no longer in use) is cancelled on this unit's bill
+        # code for its kind.
         code = await store.bill_code_for(self._pool, state.unit_code, state.bus_type)
         if code is None:
             raise NotFound(

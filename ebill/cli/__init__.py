@@ -15,7 +15,7 @@ import typer
 
 from config.logs import configure as configure_logging
 from config.settings import load
-from ebill.cli import audit, catalog, core, identity, keys, ops, verify
+from ebill.cli import audit, catalog, core, identity, imports, keys, ops, verify
 
 __all__ = ["app", "main"]
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 core.register(app)
 app.add_typer(audit.app, name="audit")
+app.add_typer(imports.app, name="import")
 app.add_typer(keys.app, name="keys")
 catalog.register(app)
 app.add_typer(verify.app, name="verify")
