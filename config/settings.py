@@ -123,6 +123,22 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # -- HTTP server (gateway area: ebill/http/) --------------------------------
+    # The HTTP server beside gRPC in the engine process: the vendor-compatible
+    # gateway, the REST mapping, and the routes other areas mount. Empty: no HTTP.
+    # TLS like gRPC (the same certificate); client certificates only with
+    # http_client_auth, because HIS vendors' clients authenticate by the
+    # envelope's signature and rarely carry one.
+    http_addr: str
+    http_client_auth: bool
+    # Base URL put into answers that point back at this server (the vendor
+    # interface's pictureUrl, H5 addresses). Empty: https://<http_addr>.
+    http_public_url: str
+    # The charge item ("code:name") a deposit voucher issued through the vendor
+    # interface (invoicePayMentVoucher, which sends no items) carries.
+    gateway_deposit_charge: str
+    # Run the engine's event loop on uvloop (gRPC, HTTP and the use cases share it).
+    uvloop: bool
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -183,6 +199,11 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        http_addr=_str("EBILL_HTTP_ADDR", "127.0.0.1:50080"),
+        http_client_auth=_bool("EBILL_HTTP_CLIENT_AUTH", False),
+        http_public_url=_str("EBILL_HTTP_PUBLIC_URL", ""),
+        gateway_deposit_charge=_str("EBILL_GATEWAY_DEPOSIT_CHARGE", "A07:住院预交金"),
+        uvloop=_bool("EBILL_UVLOOP", True),
     )
 
 
