@@ -123,6 +123,22 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # Identity (README "Security", docs/identity.md): every call of the engine's
+    # services authenticated (EBILL_AUTH=0 only for benchmarks of its cost);
+    # signed requests' timestamps within auth_window_s of the engine's clock and
+    # their nonces refused for as long; staff sessions last session_ttl_s;
+    # login_max_failures wrong sign-ins in a row lock a user for login_lock_s;
+    # apps and sessions are cached auth_cache_s (how long a revocation may take).
+    auth: bool
+    auth_window_s: float
+    session_ttl_s: float
+    login_max_failures: int
+    login_lock_s: float
+    auth_cache_s: float
+    # Personal data at rest (docs/personal-data.md): the key ring that seals
+    # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
+    # default under data_dir is made on first run.
+    data_key_file: Path
     # -- HTTP server (gateway area: ebill/http/) --------------------------------
     # The HTTP server beside gRPC in the engine process: the vendor-compatible
     # gateway, the REST mapping, and the routes other areas mount. Empty: no HTTP.
@@ -199,6 +215,13 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        auth=_bool("EBILL_AUTH", True),
+        auth_window_s=_float("EBILL_AUTH_WINDOW_S", 300.0),
+        session_ttl_s=_float("EBILL_SESSION_TTL_S", 8 * 3600.0),
+        login_max_failures=_int("EBILL_LOGIN_MAX_FAILURES", 5),
+        login_lock_s=_float("EBILL_LOGIN_LOCK_S", 900.0),
+        auth_cache_s=_float("EBILL_AUTH_CACHE_S", 5.0),
+        data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
         http_addr=_str("EBILL_HTTP_ADDR", "127.0.0.1:50080"),
         http_client_auth=_bool("EBILL_HTTP_CLIENT_AUTH", False),
         http_public_url=_str("EBILL_HTTP_PUBLIC_URL", ""),

@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
 from clients.signer import SignerClient
+from config import keys
 from config.settings import Settings, read_public_key
 from config.tuning import (
     ENGINE_MAX_MESSAGE_BYTES,
@@ -30,6 +31,8 @@ from config.tuning import (
     STATS_INTERVAL_S,
 )
 from ebill.grpc.audit import AuditServicer
+from ebill.grpc.auth import AuthInterceptor
+from ebill.grpc.identity import IdentityServicer
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
@@ -38,6 +41,8 @@ from ops import metrics
 from protos.ebill.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
     issuance_pb2,
     issuance_pb2_grpc,
     lifecycle_pb2,
@@ -47,6 +52,7 @@ from protos.ebill.v1 import (
 )
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.batcher import Lanes, MicroBatcher
+from usecases.identity import Identity, IdentityPolicy
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
@@ -172,13 +178,30 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     )
     lifecycle.start()
 
-    server = grpc.aio.server(interceptors=interceptors(), options=server_options())
+    # Every call authenticated and authorized (ebill.grpc.auth); secrets of apps
+    # and TOTP seeds are sealed with the data key ring.
+    identity = Identity(
+        pool,
+        keys.load(settings),
+        IdentityPolicy(
+            window_s=settings.auth_window_s,
+            session_ttl_s=settings.session_ttl_s,
+            max_failures=settings.login_max_failures,
+            lock_s=settings.login_lock_s,
+            cache_s=settings.auth_cache_s,
+        ),
+    )
+    if not settings.auth:
+        log.warning("EBILL_AUTH=0: calls are not authenticated (benchmarks only)")
+    auth = AuthInterceptor(identity if settings.auth else None)
+    server = grpc.aio.server(interceptors=interceptors(auth), options=server_options())
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(issuance), server)
     lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(
         LifecycleServicer(lifecycle, Paper(pool)), server
     )
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(pool, settings), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(pool), server)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(identity), server)
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the
     # pipeline is warm, or load balancers send bills to an engine not ready.
@@ -191,6 +214,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             lifecycle_pb2.DESCRIPTOR.services_by_name["LifecycleService"].full_name,
             stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
             audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+            identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -266,6 +290,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             await task
     await batcher.stop()
     await lifecycle.stop()
+    await identity.close()
     await pool.close()
     if embedded is not None:
         embedded.cleanup()
