@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients._grpc import channel_credentials, open_channel
@@ -32,7 +34,7 @@ from ops.sandboxes.signer import KeyStore
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.bootstrap import bootstrap_demo
 
-__all__ = ["Stack", "StackConfig", "free_port", "sync_channel"]
+__all__ = ["Stack", "StackConfig", "free_port", "http_ssl_context", "sync_channel"]
 
 
 def free_port() -> int:
@@ -49,6 +51,8 @@ class StackConfig:
     signer_port: int = 0
     fiscal_port: int = 0
     metrics_port: int = 0
+    # The engine's HTTP server (gateway, REST); -1: none.
+    http_port: int = 0
     fiscal_latency_ms: int = 0
     fiscal_failure_rate: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -62,6 +66,7 @@ class StackConfig:
         self.signer_port = self.signer_port or free_port()
         self.fiscal_port = self.fiscal_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
+        self.http_port = self.http_port or free_port()
 
     @property
     def grpc_addr(self) -> str:
@@ -74,6 +79,10 @@ class StackConfig:
     @property
     def fiscal_addr(self) -> str:
         return f"127.0.0.1:{self.fiscal_port}"
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}" if self.http_port > 0 else ""
 
 
 class Stack:
@@ -96,6 +105,7 @@ class Stack:
             EBILL_FISCAL_LATENCY_MS=str(c.fiscal_latency_ms),
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
             EBILL_TLS="1" if c.tls else "0",
+            EBILL_HTTP_ADDR=c.http_addr,
         )
         if self.fiscal_key_file.exists():
             # make run and the tests run pinned to the sandbox platform's key.
@@ -120,6 +130,27 @@ class Stack:
             "fiscal": self.config.fiscal_addr,
         }[to]
         return open_channel(addr, self.tls())
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the engine's HTTP server (https with TLS on)."""
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{self.config.http_addr}"
+
+    def http_client(self, *, timeout: float = 60.0) -> httpx.AsyncClient:
+        """An HTTP client to the engine that trusts the local CA (and presents the
+        demo client's certificate, as gRPC channels do)."""
+        return httpx.AsyncClient(
+            base_url=self.http_url, timeout=timeout, verify=self._http_verify()
+        )
+
+    def http_client_sync(self, *, timeout: float = 60.0) -> httpx.Client:
+        """The blocking flavour (Locust users, scripts)."""
+        return httpx.Client(base_url=self.http_url, timeout=timeout, verify=self._http_verify())
+
+    def _http_verify(self) -> ssl.SSLContext | bool:
+        tls = self.tls()
+        return True if tls is None else http_ssl_context(tls)
 
     @property
     def fiscal_key_file(self) -> Path:
@@ -247,6 +278,13 @@ class Stack:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def http_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
+    """Trust ``tls.ca``, present ``tls.cert``/``tls.key``: HTTP over the local PKI."""
+    ctx = ssl.create_default_context(cafile=str(tls.ca))
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    return ctx
 
 
 def sync_channel(addr: str, tls: TlsFiles | None) -> grpc.Channel:

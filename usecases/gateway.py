@@ -18,6 +18,7 @@ from enum import IntEnum
 import asyncpg
 
 from engine.errors import EbillError, NotFound
+from engine.lifecycle import BillKey
 from engine.model import IssuedBill
 from storage import bills as bill_store
 from storage import gateway as store
@@ -189,6 +190,15 @@ class Gateway:
             total_fen=sum(abs(b.total_fen) for b in bills),
             runs=tuple(cut),
         )
+
+    async def bill_on_paper(self, unit_code: str, paper_code: str, paper_no: str) -> BillKey:
+        """The e-bill printed on a paper number of the unit."""
+        key = await store.bill_on_paper(self._pool, unit_code, paper_code, paper_no)
+        if key is None:
+            raise NotFound(
+                f"pBillNo: no bill printed on paper {paper_code}/{paper_no}", field="pBillNo"
+            )
+        return key
 
     async def stop(self) -> None:
         for task in list(self._running.values()):

@@ -18,7 +18,6 @@ from engine.lifecycle import BillKey
 from engine.numbers import NumberRange
 from engine.operator import Operator
 from engine.statuses import PaperStatus
-from storage.gateway import bill_on_paper
 from usecases.paper import PaperOp
 from wire.requests import code8, digits
 
@@ -91,11 +90,7 @@ async def paper_void(call: Call, r: Reader) -> Answer:
     red-flushed in one step, under the serial writeOffEBill would derive, so
     a writeOffEBill that follows gets the same red bill."""
     paper_code, paper_no = _paper_no(r)
-    key = await bill_on_paper(call.services.pool, call.unit_code, paper_code, paper_no)
-    if key is None:
-        raise NotFound(
-            f"pBillNo: no bill printed on paper {paper_code}/{paper_no}", field="pBillNo"
-        )
+    key = await call.services.gateway.bill_on_paper(call.unit_code, paper_code, paper_no)
     obj = dict(r.obj)
     obj.update(billBatchCode=key.bill_code, billNo=key.bill_no, operator=r.obj.get("author"))
     return await red_flush_paper_of(call, Reader(obj, r.path))
