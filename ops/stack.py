@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -25,14 +26,29 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients._grpc import channel_credentials, open_channel
+from clients.credentials import (
+    AppCredentials,
+    Credentials,
+    SessionCredentials,
+    open_engine_channel,
+    sync_engine_channel,
+)
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from config import keys
 from config.settings import load
 from config.tls import TlsFiles
+from engine.identity import totp
+from engine.sealing import KeyRing
 from ops import pki
 from ops.sandboxes.signer import KeyStore
+from protos.ebill.v1 import identity_pb2, identity_pb2_grpc
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.bootstrap import bootstrap_demo
+from usecases.demo import UNIT_CODE
+from usecases.identity import Identity
+from usecases.identity.demo import DemoCredentials, seed_identity
+from usecases.identity.manage import IdentityAdmin
 
 __all__ = ["Stack", "StackConfig", "free_port", "http_ssl_context", "sync_channel"]
 
@@ -91,6 +107,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pg: EmbeddedPostgres | None = None
         self.database_url = config.database_url
+        self._demo: DemoCredentials | None = None
 
     def env(self) -> dict[str, str]:
         c = self.config
@@ -120,16 +137,75 @@ class Stack:
             return None
         return TlsFiles.in_dir(self.config.data_dir.resolve() / "pki", name)
 
-    def channel(self, to: str = "engine") -> grpc.aio.Channel:
+    def channel(
+        self, to: str = "engine", *, creds: Credentials | bool | None = True
+    ) -> grpc.aio.Channel:
         """A channel to the engine (or "signer", "fiscal") as the demo client:
-        TLS with its client certificate when TLS is on. Every test, benchmark and
-        CLI call to the stack goes through here."""
+        TLS with its client certificate when TLS is on, and (the engine) every
+        call signed as the demo HIS app, or with ``creds`` (a staff session from
+        :meth:`login`; False: no credentials). Every test, benchmark and CLI call
+        to the stack goes through here."""
         addr = {
             "engine": self.config.grpc_addr,
             "signer": self.config.signer_addr,
             "fiscal": self.config.fiscal_addr,
         }[to]
-        return open_channel(addr, self.tls())
+        if to != "engine":
+            return open_channel(addr, self.tls())
+        return open_engine_channel(addr, self.tls(), self._creds(creds))
+
+    def sync_channel(self, *, creds: Credentials | bool | None = True) -> grpc.Channel:
+        """A blocking channel to the engine, like :meth:`channel` (locust, checks)."""
+        return sync_engine_channel(self.config.grpc_addr, self.tls(), self._creds(creds))
+
+    def _creds(self, creds: Credentials | bool | None) -> Credentials | None:
+        if creds is True:
+            return self.app_credentials()
+        if creds is False:
+            return None
+        return creds
+
+    @property
+    def credentials_file(self) -> Path:
+        """The demo app's secret and the demo staff's passwords (0600), written
+        at seeding: what `make run` prints and what tests and benchmarks use."""
+        return self.config.data_dir / "demo-credentials.json"
+
+    @property
+    def demo(self) -> DemoCredentials:
+        if self._demo is None:
+            self._demo = DemoCredentials.from_json(
+                json.loads(self.credentials_file.read_text(encoding="utf-8"))
+            )
+        return self._demo
+
+    def app_credentials(self) -> AppCredentials | None:
+        """The demo HIS app's credentials; None before seeding."""
+        if self._demo is None and not self.credentials_file.exists():
+            return None
+        return AppCredentials(self.demo.app_id, self.demo.app_secret)
+
+    async def login(self, username: str, password: str | None = None) -> SessionCredentials:
+        """Sign a demo staff member in (with their TOTP code when their role needs
+        one); the session's credentials, for :meth:`channel`."""
+        staff = self.demo.staff.get(username)
+        if password is None:
+            assert staff is not None, f"no demo user {username}"
+            password = staff.password
+        code = totp(staff.totp_secret, time.time()) if staff and staff.totp_secret else ""
+        async with self.channel(creds=False) as ch:
+            resp = await identity_pb2_grpc.IdentityServiceStub(ch).Login(
+                identity_pb2.LoginRequest(username=username, password=password, totp=code),
+                timeout=30,
+            )
+        return SessionCredentials(resp.token)
+
+    def data_keys(self) -> KeyRing:
+        """The data key ring the engine will load (config/keys.py)."""
+        named = self.env().get(keys.SETTING)
+        if named:
+            return keys.read(Path(named))
+        return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
 
     @property
     def http_url(self) -> str:
@@ -200,10 +276,17 @@ class Stack:
                     FiscalClient(self.config.fiscal_addr, tls=self.tls("engine")) as fiscal,
                 ):
                     await bootstrap_demo(pool, signer, fiscal, stock=stock)
+                identity = Identity(pool, self.data_keys())
+                self._demo = await seed_identity(IdentityAdmin(identity), UNIT_CODE)
             finally:
                 await pool.close()
 
         asyncio.run(seed())
+        path = self.credentials_file
+        path.touch(mode=0o600, exist_ok=True)
+        os.chmod(path, 0o600)
+        assert self._demo is not None
+        path.write_text(json.dumps(self._demo.to_json(), indent=2) + "\n", encoding="utf-8")
 
     def start_signer(self) -> None:
         self._spawn("signer", "ops.sandboxes.signer")
