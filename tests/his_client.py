@@ -50,7 +50,9 @@ class HisClient:
         self.key = key
         self.http = httpx.Client(timeout=60, verify=verify)
 
-    def envelope(self, business: dict[str, Any] | str, *, noise: str | None = None) -> dict[str, str]:
+    def envelope(
+        self, business: dict[str, Any] | str, *, noise: str | None = None
+    ) -> dict[str, str]:
         text = business if isinstance(business, str) else json.dumps(business, ensure_ascii=False)
         data = base64.b64encode(text.encode("utf-8")).decode("ascii")
         noise = noise or uuid.uuid4().hex
