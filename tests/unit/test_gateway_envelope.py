@@ -158,7 +158,7 @@ def _outpatient(**over: object) -> dict[str, object]:
                 "number": 1,
                 "amt": Decimal("30.00"),
             }
-        ],  # fmt: skip
+        ],
         "payChannelDetail": [{"payChannelCode": "02", "payChannelValue": Decimal("30.00")}],
     }
     bill.update(over)
