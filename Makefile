@@ -55,10 +55,13 @@ bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stac
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
+bench-gateway: $(STAMP) ## Single-bill issuance over the vendor HTTP gateway vs gRPC, same load, one run
+	$(PY) -m bench.gateway
+
 chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 on any violation)
 	$(PY) -m bench.chaos --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-gateway chaos clean
