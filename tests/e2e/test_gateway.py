@@ -180,3 +180,44 @@ def test_the_service_prefix_of_the_vendor_url_is_accepted(his: HisClient) -> Non
     env = his.envelope({"testValue": "svc"})
     raw = his.http.post(f"{his.base_url}/medical-einvoice/api/medical/testServerConnect", json=env)
     assert his.read(raw.json()).ok
+
+
+async def test_rest_mapping_is_authenticated_and_documented(stack: Stack) -> None:
+    from clients.credentials import AppCredentials
+    from wire.bills import input_to_pb
+
+    creds = AppCredentials(stack.demo.app_id, stack.demo.app_secret)
+    bill = demo.demo_bill(next(_n), prefix=f"RS{int(datetime.now().timestamp()) % 10**6}")
+    from google.protobuf import json_format
+
+    body = json.dumps(
+        {"bill": json_format.MessageToDict(input_to_pb(bill), preserving_proto_field_name=True)}
+    ).encode()
+    method = "/ebill.v1.IssuanceService/IssueBill"
+    async with stack.http_client() as http:
+        doc = (await http.get("/openapi.json")).json()
+        assert "/v1/bills" in doc["paths"] and "/v1/IssuanceService/IssueBill" in doc["paths"]
+        assert "ebill.v1.BillRequest" in doc["components"]["schemas"]
+        anonymous = await http.post("/v1/bills", content=body)
+        assert anonymous.status_code == 401, anonymous.text
+        headers = dict(creds.metadata(method, body))
+        made = await http.post("/v1/bills", content=body, headers=headers)
+        assert made.status_code == 200, made.text
+        issued = made.json()["bill"]
+        assert issued["bus_no"] == bill.bus_no and issued["status"] == "BILL_STATUS_ISSUED"
+        # The same serial again: the same bill (replayed).
+        again = await http.post(
+            "/v1/bills", content=body, headers=dict(creds.metadata(method, body))
+        )
+        assert again.json()["bill"]["bill_no"] == issued["bill_no"]
+        path = f"/v1/bills/{issued['bill_code']}/{issued['bill_no']}/status"
+        get = "/ebill.v1.IssuanceService/GetBillStatus"
+        status = await http.get(path, headers=dict(creds.metadata(get, b"")))
+        assert status.status_code == 200 and status.json()["bus_no"] == bill.bus_no
+        bad = json.dumps({"bill": {"bus_no": "x"}}).encode()
+        refused = await http.post(
+            "/v1/bills", content=bad, headers=dict(creds.metadata(method, bad))
+        )
+        assert (
+            refused.status_code == 400 and refused.json()["error"]["status"] == "INVALID_ARGUMENT"
+        )
