@@ -14,11 +14,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from google.protobuf import json_format
 
+from clients.credentials import AppCredentials
 from ops.stack import Stack, http_ssl_context
 from protos.ebill.v1 import identity_pb2, identity_pb2_grpc
 from tests.his_client import HisClient
 from usecases import demo
+from wire.bills import input_to_pb
 
 CST = timezone(timedelta(hours=8))
 _n = iter(range(1, 10**6))
@@ -183,13 +186,8 @@ def test_the_service_prefix_of_the_vendor_url_is_accepted(his: HisClient) -> Non
 
 
 async def test_rest_mapping_is_authenticated_and_documented(stack: Stack) -> None:
-    from clients.credentials import AppCredentials
-    from wire.bills import input_to_pb
-
     creds = AppCredentials(stack.demo.app_id, stack.demo.app_secret)
     bill = demo.demo_bill(next(_n), prefix=f"RS{int(datetime.now().timestamp()) % 10**6}")
-    from google.protobuf import json_format
-
     body = json.dumps(
         {"bill": json_format.MessageToDict(input_to_pb(bill), preserving_proto_field_name=True)}
     ).encode()
