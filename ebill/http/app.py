@@ -6,7 +6,10 @@ cases and the same micro-batcher.
 
 Mount points: an area adds a module exporting ``routes(services)`` returning
 Starlette routes or a FastAPI APIRouter, and lists it in MOUNTS. A module not
-present yet (its branch not merged) is skipped.
+present yet (its branch not merged) is skipped. Its ``routes`` gets
+``services.extra[<short name>]`` when ebill/server.py put the area's own use
+cases there (``extra["public"]``: the render work's ``Public``), else the
+shared ``Services``.
 """
 
 from __future__ import annotations
@@ -118,7 +121,8 @@ def build_app(services: Services) -> FastAPI:
     _mount(app, gateway.routes(services))
     for name, module in modules.items():
         if module is not None:
-            _mount(app, module.routes(services))
+            own = services.extra.get(name.rsplit(".", 1)[-1], services)
+            _mount(app, module.routes(own))
             log.info("HTTP routes of %s mounted", name)
     app.add_middleware(_Metrics)
     _with_components(app)
