@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from clients.credentials import AppCredentials
 from ops.stack import Stack, http_ssl_context
 from protos.ebill.v1 import identity_pb2, identity_pb2_grpc
-from tests.his_client import HisClient
+from tests.his_client import HisClient, sign
 from usecases import demo
 from wire.bills import input_to_pb
 
@@ -109,7 +109,7 @@ async def test_refusals_write_nothing(stack: Stack, his: HisClient, pool: asyncp
         ("unknown appid", "E1002", json.dumps({**good, "appid": "nobody"}).encode()),
         ("malformed JSON", "E1001", b'{"appid": "demo-his", "data": '),
         ("data not base64", "E1001", json.dumps(
-            client(stack, his.appid, his.key).envelope("x") | {"data": "@@@"}
+            {**good, "data": "@@@", "sign": sign(his.appid, "@@@", good["noise"], his.key)}
         ).encode()),
     ]  # fmt: skip
     before = await written(pool)
@@ -212,7 +212,10 @@ async def test_rest_mapping_is_authenticated_and_documented(stack: Stack) -> Non
         get = "/ebill.v1.IssuanceService/GetBillStatus"
         status = await http.get(path, headers=dict(creds.metadata(get, b"")))
         assert status.status_code == 200 and status.json()["bus_no"] == bill.bus_no
-        bad = json.dumps({"bill": {"bus_no": "x"}}).encode()
+        wrong = json.loads(body)
+        wrong["bill"]["bus_no"] += "W"
+        wrong["bill"]["total_amount"] = "1.001"
+        bad = json.dumps(wrong).encode()
         refused = await http.post(
             "/v1/bills", content=bad, headers=dict(creds.metadata(method, bad))
         )
