@@ -73,10 +73,13 @@ bench-sealing: $(STAMP) ## Cost of sealing personal data: reserve stage A/B (BEF
 bench-render: $(STAMP) ## Benchmark PDF, H5 and notice rendering, and the PDF cache's effect
 	$(PY) -m bench.render
 
+bench-gateway: $(STAMP) ## Single-bill issuance over the vendor HTTP gateway vs gRPC, same load, one run
+	$(PY) -m bench.gateway
+
 chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 on any violation)
 	$(PY) -m bench.chaos --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-history chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-history bench-gateway chaos clean

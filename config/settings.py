@@ -317,6 +317,19 @@ class Settings:
     # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
     # default under data_dir is made on first run.
     data_key_file: Path
+    # -- HTTP server (gateway area: ebill/http/) --------------------------------
+    # The HTTP server beside gRPC in the engine process: the vendor-compatible
+    # gateway, the REST mapping, and the routes other areas mount. Empty: no HTTP.
+    # TLS like gRPC (the same certificate); client certificates only with
+    # http_client_auth, because HIS vendors' clients authenticate by the
+    # envelope's signature and rarely carry one.
+    http_addr: str
+    http_client_auth: bool
+    # The charge item ("code:name") a deposit voucher issued through the vendor
+    # interface (invoicePayMentVoucher, which sends no items) carries.
+    gateway_deposit_charge: str
+    # Run the engine's event loop on uvloop (gRPC, HTTP and the use cases share it).
+    uvloop: bool
     # -- onboarding (catalogue and certificates) --
     # How often units that synced their catalogue once are synced again from the
     # fiscal platform (0: only on demand, SyncCatalog / `ebill catalog sync`).
@@ -424,7 +437,9 @@ def load() -> Settings:
         delivery_max_attempts=_int("EBILL_DELIVERY_MAX_ATTEMPTS", 6),
         delivery_quiet_s=_float("EBILL_DELIVERY_QUIET_S", 1.0),
         delivery_max_defer_s=_float("EBILL_DELIVERY_MAX_DEFER_S", 60.0),
-        public_url=_str("EBILL_PUBLIC_URL", "https://127.0.0.1:8443"),
+        # Empty: this engine's own HTTP server (EBILL_HTTP_ADDR).
+        public_url=_str("EBILL_PUBLIC_URL", "")
+        or f"https://{_str('EBILL_HTTP_ADDR', '127.0.0.1:50080')}",
         delivery_ca_file=_str("EBILL_DELIVERY_CA_FILE", ""),
         sms_url=_str("EBILL_SMS_URL", ""),
         sms_access_key_id=_str("EBILL_SMS_ACCESS_KEY_ID", ""),
@@ -450,6 +465,10 @@ def load() -> Settings:
         catalog_sync_s=_float("EBILL_CATALOG_SYNC_S", 0.0),
         cert_warn_days=_int("EBILL_CERT_WARN_DAYS", 30),
         render_cache=_int("EBILL_RENDER_CACHE", 256),
+        http_addr=_str("EBILL_HTTP_ADDR", "127.0.0.1:50080"),
+        http_client_auth=_bool("EBILL_HTTP_CLIENT_AUTH", False),
+        gateway_deposit_charge=_str("EBILL_GATEWAY_DEPOSIT_CHARGE", "A07:住院预交金"),
+        uvloop=_bool("EBILL_UVLOOP", True),
     )
     _warn_unknown()
     return settings

@@ -40,6 +40,9 @@ from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
 from ebill.healthz import serve_health
+from ebill.http.app import build_app
+from ebill.http.serve import HttpServer
+from ebill.http.services import Services
 from ebill.interceptors import interceptors
 from ops import metrics
 from protos.ebill.v1 import (
@@ -63,6 +66,7 @@ from usecases.batcher import Lanes, MicroBatcher
 from usecases.catalog import Catalogue, sync_loop
 from usecases.certificates import Certificates, expiry_loop
 from usecases.delivery import Delivery, channels_from, delivery_loop
+from usecases.gateway import Gateway
 from usecases.identity import Identity, IdentityPolicy
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
@@ -73,7 +77,7 @@ from usecases.stats import poll_stats
 from usecases.stock.loop import stock_loop
 from usecases.translog import translog_loop
 
-__all__ = ["serve", "server_options"]
+__all__ = ["run", "serve", "server_options"]
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +325,28 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         for node in nodes:
             metrics.STAGE_REPLICAS.labels(stage, node).inc()
         log.info("stage %s replicas on nodes %s", stage, nodes)
+    # The HTTP server (ebill/http/): same loop, same use cases, same batcher.
+    # Started before health says SERVING, so a ready engine serves both.
+    gateway = Gateway(pool, issuance)
+    http: HttpServer | None = None
+    if settings.http_addr:
+        http = HttpServer(
+            build_app(
+                Services(
+                    settings=settings,
+                    pool=pool,
+                    issuance=issuance,
+                    lifecycle=lifecycle,
+                    paper=Paper(pool),
+                    gateway=gateway,
+                    apps=identity,
+                    identity=identity,
+                )
+            ),
+            settings,
+        )
+        await http.start()
+        log.info("HTTP serving on %s", settings.http_addr)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     serving_state.ok = True
@@ -367,6 +393,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         settings.health_addr or "gRPC only",
     )
     print(f"engine ready on {settings.grpc_addr}", flush=True)
+    if http is not None:
+        print(f"HTTP ready on {settings.http_addr}", flush=True)
     if ready:
         ready()
 
@@ -380,7 +408,10 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     serving_state.ok = False
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if http is not None:
+        await http.stop()
     await server.stop(grace=5)
+    await gateway.stop()
     for task in background:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -393,3 +424,14 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         health_http.close()
     if embedded is not None:
         embedded.cleanup()
+
+
+def run(settings: Settings) -> None:
+    """Run the engine in this process: on uvloop unless EBILL_UVLOOP=0 (gRPC,
+    HTTP and the use cases share the one loop)."""
+    if settings.uvloop:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    else:
+        asyncio.run(serve(settings))

@@ -27,6 +27,9 @@ __all__ = [
     "DEPENDENCY_UP",
     "DISK_USED",
     "FISCAL_CIRCUIT_OPEN",
+    "GATEWAY_CALLS",
+    "HTTP_LATENCY",
+    "HTTP_REQUESTS",
     "INFLIGHT",
     "INSPECTION_BREACH",
     "INSPECTION_FILE",
@@ -251,3 +254,16 @@ DELIVERIES = Counter(
     "ebill_deliveries_total", "Delivery tries by channel and outcome", ["channel", "outcome"]
 )
 DELIVERY_PENDING = Gauge("ebill_delivery_pending", "Delivery jobs waiting to be sent")
+# The HTTP server (ebill/http/): every request by route and status, and the
+# vendor gateway's calls by interface and the vendor result code it answered.
+HTTP_REQUESTS = Counter(
+    "ebill_http_requests_total", "HTTP requests by route and status", ["route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "ebill_http_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS
+)
+GATEWAY_CALLS = Counter(
+    "ebill_gateway_calls_total",
+    "Vendor-interface calls by interface and result code",
+    ["method", "result"],
+)

@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients._grpc import channel_credentials, open_channel
@@ -51,7 +53,14 @@ from usecases.identity import Identity
 from usecases.identity.demo import DemoCredentials, seed_identity
 from usecases.identity.manage import IdentityAdmin
 
-__all__ = ["Stack", "StackConfig", "free_port", "sync_channel", "wait_for_port"]
+__all__ = [
+    "Stack",
+    "StackConfig",
+    "free_port",
+    "http_ssl_context",
+    "sync_channel",
+    "wait_for_port",
+]
 
 
 def free_port() -> int:
@@ -72,6 +81,8 @@ class StackConfig:
     sms_port: int = 0
     wechat_port: int = 0
     alipay_port: int = 0
+    # The engine's HTTP server (gateway, REST); -1: none.
+    http_port: int = 0
     fiscal_latency_ms: int = 0
     fiscal_failure_rate: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -88,6 +99,7 @@ class StackConfig:
         self.sms_port = self.sms_port or free_port()
         self.wechat_port = self.wechat_port or free_port()
         self.alipay_port = self.alipay_port or free_port()
+        self.http_port = self.http_port or free_port()
 
     @property
     def grpc_addr(self) -> str:
@@ -100,6 +112,10 @@ class StackConfig:
     @property
     def fiscal_addr(self) -> str:
         return f"127.0.0.1:{self.fiscal_port}"
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}" if self.http_port > 0 else ""
 
 
 class Stack:
@@ -158,6 +174,7 @@ class Stack:
             EBILL_FISCAL_LATENCY_MS=str(c.fiscal_latency_ms),
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
             EBILL_TLS="1" if c.tls else "0",
+            EBILL_HTTP_ADDR=c.http_addr,
         )
         env.update(self.delivery_env())
         if self.fiscal_key_file.exists():
@@ -242,6 +259,27 @@ class Stack:
         if named:
             return keys.read(Path(named))
         return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the engine's HTTP server (https with TLS on)."""
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{self.config.http_addr}"
+
+    def http_client(self, *, timeout: float = 60.0) -> httpx.AsyncClient:
+        """An HTTP client to the engine that trusts the local CA (and presents the
+        demo client's certificate, as gRPC channels do)."""
+        return httpx.AsyncClient(
+            base_url=self.http_url, timeout=timeout, verify=self._http_verify()
+        )
+
+    def http_client_sync(self, *, timeout: float = 60.0) -> httpx.Client:
+        """The blocking flavour (Locust users, scripts)."""
+        return httpx.Client(base_url=self.http_url, timeout=timeout, verify=self._http_verify())
+
+    def _http_verify(self) -> ssl.SSLContext | bool:
+        tls = self.tls()
+        return True if tls is None else http_ssl_context(tls)
 
     @property
     def fiscal_key_file(self) -> Path:
@@ -394,6 +432,13 @@ class Stack:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def http_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
+    """Trust ``tls.ca``, present ``tls.cert``/``tls.key``: HTTP over the local PKI."""
+    ctx = ssl.create_default_context(cafile=str(tls.ca))
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    return ctx
 
 
 def sync_channel(addr: str, tls: TlsFiles | None) -> grpc.Channel:

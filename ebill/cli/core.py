@@ -125,13 +125,13 @@ async def verify_bills(
 
 
 def cmd_serve() -> None:
-    """Run the engine's gRPC server."""
-    from ebill.server import serve
+    """Run the engine: its gRPC server and, beside it, its HTTP server."""
+    from ebill.server import run
     from ops import pki
 
     settings = load()
     pki.ensure_for(settings)
-    asyncio.run(serve(settings))
+    run(settings)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -159,6 +159,7 @@ def cmd_run(
         signer_port=_port(settings.signer_addr),
         fiscal_port=_port(settings.fiscal_addr),
         metrics_port=settings.metrics_port,
+        http_port=_port(settings.http_addr) if settings.http_addr else -1,
         log_dir=settings.data_dir / "logs",
         tls=settings.tls,
     )
@@ -177,6 +178,11 @@ def cmd_run(
         print(
             f"engine       {config.grpc_addr}  metrics http://127.0.0.1:{config.metrics_port}/metrics"
         )
+        if config.http_addr:
+            print(
+                f"HTTP         {stack.http_url}  (vendor gateway /api/medical/<method>,"
+                f" REST /v1, OpenAPI {stack.http_url}/openapi.json)"
+            )
         if demo_count:
             tls = stack.tls()
             creds = stack.app_credentials()

@@ -112,6 +112,8 @@ def two_engine_stack(mailbox: SlowMailbox) -> Iterator[tuple[Stack, str, str]]:
                     **stack.env(),
                     "EBILL_GRPC_ADDR": addr2,
                     "EBILL_METRICS_PORT": str(free_port()),
+                    # Its own HTTP port too: two engines cannot share one.
+                    "EBILL_HTTP_ADDR": f"127.0.0.1:{free_port()}",
                 },
                 stdout=log,
                 stderr=subprocess.STDOUT,
