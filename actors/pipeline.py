@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -49,6 +50,9 @@ class PipelineConfig:
     signer_addr: str
     signer_key_id: str
     fiscal_addr: str
+    # The data key file (config/keys.py) the reserve stage seals payer data with:
+    # a path, read where the actor runs, so no key travels through Ray.
+    data_key_file: Path
     verify_fiscal: bool = True
     replicas: int = 1
     fiscal_timeout_s: float = 3.0
@@ -149,7 +153,10 @@ class Pipeline:
         self._stages: dict[str, list[Any]] = {
             "validate": [_actor(ValidateStage, config.database_url) for _ in range(n)],
             "reserve": [
-                _actor(ReserveStage, config.database_url, config.outbox_grace_s) for _ in range(n)
+                _actor(
+                    ReserveStage, config.database_url, config.data_key_file, config.outbox_grace_s
+                )
+                for _ in range(n)
             ],
             "unit_sign": [
                 _actor(

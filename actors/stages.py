@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
@@ -22,6 +23,7 @@ from google.protobuf.message import DecodeError
 
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from config import keys
 from config.tls import TlsFiles
 from config.tuning import (
     CATALOG_TTL_S,
@@ -161,9 +163,13 @@ class ValidateStage(_DbStage):
 class ReserveStage(_DbStage):
     """Leases bill numbers and stores the bill rows, one transaction per batch."""
 
-    def __init__(self, database_url: str, outbox_grace_s: float = 30.0) -> None:
+    def __init__(
+        self, database_url: str, data_key_file: Path, outbox_grace_s: float = 30.0
+    ) -> None:
         super().__init__(database_url)
         self._grace = timedelta(seconds=outbox_grace_s)
+        # Seals the payer's data in the reserve transaction (storage.personal).
+        self._ring = keys.read(data_key_file)
 
     async def run(self, items: Sequence[Prepared | EbillError], atomic: bool = False) -> list[Item]:
         """Reserve numbers; with ``atomic`` all items are reserved or none (a refund)."""
@@ -176,7 +182,9 @@ class ReserveStage(_DbStage):
             pool = await self.pool()
             try:
                 reserved = await _with_db_retry(
-                    lambda: bill_store.reserve(pool, valid, grace=self._grace, atomic=atomic)
+                    lambda: bill_store.reserve(
+                        pool, valid, ring=self._ring, grace=self._grace, atomic=atomic
+                    )
                 )
             except EbillError as exc:
                 reserved = dict.fromkeys((i for i, _ in valid), exc)

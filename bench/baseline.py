@@ -21,6 +21,7 @@ from clients.fiscal import FiscalClient
 from config.tls import TlsFiles
 from engine.pipeline import Work, finish
 from engine.prepare import prepare
+from engine.sealing import KeyRing
 from engine.sm2 import SigningKey, encode_signature
 from engine.validation import validate
 from storage import archive as archive_store
@@ -71,6 +72,7 @@ async def run_baseline(
     tag: str,
     *,
     tls: TlsFiles | None,
+    ring: KeyRing,
 ) -> tuple[int, float, list[float]]:
     """Issue n bills the naive way; returns (issued, seconds, latencies in ms)."""
     catalog = await load_catalog(pool)
@@ -86,7 +88,9 @@ async def run_baseline(
             for bill in queue:
                 t = time.perf_counter()
                 prepared = prepare(validate(bill, catalog))
-                out = await bill_store.reserve(pool, [(0, prepared)])  # one bill, one commit
+                out = await bill_store.reserve(
+                    pool, [(0, prepared)], ring=ring
+                )  # one bill, one commit
                 work = out[0]
                 assert isinstance(work, Work)
                 rs = signer.sign_with_sm3(work.canonical)  # pure Python, ~8 ms

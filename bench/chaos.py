@@ -251,8 +251,8 @@ async def _scenario(
     try:
         waited = await settle(pool, timeout=180)
         report = await check(
-            pool, load.ledger, keys, unit_code=demo.UNIT_CODE, gmssl_sample=gmssl_sample,
-            seed=seed,
+            pool, load.ledger, keys, ring=stack.key_ring(), unit_code=demo.UNIT_CODE,
+            gmssl_sample=gmssl_sample, seed=seed,
         )  # fmt: skip
     finally:
         await pool.close()

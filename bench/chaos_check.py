@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from bench.gm_reference import gm_verify
+from engine.errors import DataLoss
+from engine.sealing import KeyRing
 from engine.sm2 import VerifyingKey
+from storage.personal import open_canonical
 from storage.stock.segments import identity
 
 __all__ = ["Acked", "Distribution", "Ledger", "Report", "check"]
@@ -133,18 +136,20 @@ async def check(
     ledger: Ledger,
     keys: tuple[bytes, bytes],
     *,
+    ring: KeyRing,
     unit_code: str,
     gmssl_sample: int = 150,
     seed: int = 0,
 ) -> Report:
-    """Check the ledger and the invariants; ``keys`` = (unit, fiscal) public keys."""
+    """Check the ledger and the invariants; ``keys`` = (unit, fiscal) public keys,
+    ``ring`` the data key ring that opens the bills' sealed canonical bytes."""
     report = Report()
     bad = report.violations.append
     report.violations += ledger.contradictions
 
     rows = await pool.fetch(
         "SELECT id, bus_no, bill_code, bill_no, check_code, status, segment_id, origin,"
-        " red_of, replaces, total_fen, canonical, unit_signature, fiscal_signature"
+        " red_of, replaces, total_fen, canonical_sealed, unit_signature, fiscal_signature"
         " FROM bills WHERE unit_code = $1",
         unit_code,
     )
@@ -222,10 +227,10 @@ async def check(
         bad(f"{outbox} outbox row(s) left")
 
     signed = [r for r in rows if r["origin"] == "engine"]
-    report.figures["signatures_verified_natively"] = _signatures(signed, keys, bad, None)
+    report.figures["signatures_verified_natively"] = _signatures(signed, keys, ring, bad, None)
     rng = random.Random(seed)
     sample = rng.sample(signed, min(gmssl_sample, len(signed)))
-    report.figures["signatures_verified_gmssl"] = _signatures(sample, keys, bad, gm_verify)
+    report.figures["signatures_verified_gmssl"] = _signatures(sample, keys, ring, bad, gm_verify)
     return report
 
 
@@ -340,14 +345,22 @@ def _span(used: list[int]) -> str:
 
 
 def _signatures(
-    rows: list[asyncpg.Record], keys: tuple[bytes, bytes], bad: Bad, reference: Verify | None
+    rows: list[asyncpg.Record],
+    keys: tuple[bytes, bytes],
+    ring: KeyRing,
+    bad: Bad,
+    reference: Verify | None,
 ) -> int:
     unit_key, fiscal_key = keys
     native_unit, native_fiscal = VerifyingKey(unit_key), VerifyingKey(fiscal_key)
     checked = 0
     for r in rows:
         number = f"{r['bill_code']}/{r['bill_no']}"
-        canonical = bytes(r["canonical"])
+        try:
+            canonical = open_canonical(ring, r)
+        except DataLoss as exc:
+            bad(f"bill {number}: its sealed canonical bytes do not open ({exc})")
+            continue
         unit_sig = bytes(r["unit_signature"] or b"")
         fiscal_sig = bytes(r["fiscal_signature"] or b"")
         if not unit_sig or not fiscal_sig:

@@ -365,6 +365,7 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> _Resu
                 args.baseline_clients,
                 f"{tag}N",
                 tls=stack.tls("engine"),
+                ring=stack.key_ring(),
             )
         finally:
             await pool.close()

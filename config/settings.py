@@ -123,6 +123,10 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # Personal data at rest (docs/personal-data.md): the key ring that seals
+    # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
+    # default under data_dir is made on first run.
+    data_key_file: Path
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -183,6 +187,7 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
     )
 
 

@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
 from clients.signer import SignerClient
+from config import keys
 from config.settings import Settings, read_public_key
 from config.tuning import (
     ENGINE_MAX_MESSAGE_BYTES,
@@ -50,6 +51,7 @@ from usecases.batcher import Lanes, MicroBatcher
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
+from usecases.personal import seal_plaintext
 from usecases.recovery import recover_forever
 from usecases.stats import poll_stats
 from usecases.stock.loop import stock_loop
@@ -119,7 +121,11 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         embedded = EmbeddedPostgres(settings.data_dir)
         url = embedded.url
         log.info("embedded PostgreSQL at %s", url)
+    # The data key ring: made on first run for the embedded default.
+    ring = keys.load(settings)
     pool = await connect_pool(url, size=settings.db_pool_size)
+    # Rows stored in plaintext before migration 0010 are sealed before serving.
+    await seal_plaintext(pool, ring)
     init_ray(settings.ray_address, settings.ray_num_cpus)
     pipeline = Pipeline(
         PipelineConfig(
@@ -127,6 +133,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             signer_addr=settings.signer_addr,
             signer_key_id=settings.signer_key_id,
             fiscal_addr=settings.fiscal_addr,
+            data_key_file=settings.data_key_file,
             signer_tls=settings.hop_tls(settings.signer_tls_dir),
             fiscal_tls=settings.hop_tls(settings.fiscal_tls_dir),
             verify_fiscal=settings.verify_fiscal,
@@ -162,20 +169,21 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     )
     batcher.start()
 
-    issuance = Issuance(batcher, pool, pipeline, settings.rpc_timeout_s)
+    issuance = Issuance(batcher, pool, pipeline, settings.rpc_timeout_s, ring=ring)
     lifecycle = Lifecycle(
         pool,
         pipeline,
         settings.rpc_timeout_s,
         linger_s=settings.batch_linger_ms / 1000,
         max_queue=settings.queue_max,
+        ring=ring,
     )
     lifecycle.start()
 
     server = grpc.aio.server(interceptors=interceptors(), options=server_options())
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(issuance), server)
     lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(
-        LifecycleServicer(lifecycle, Paper(pool)), server
+        LifecycleServicer(lifecycle, Paper(pool, ring)), server
     )
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(pool, settings), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(pool), server)
@@ -224,6 +232,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
                 pool,
                 batch=settings.recovery_batch,
                 interval_s=settings.recovery_interval_s,
+                ring=ring,
             )
         ),
         asyncio.create_task(stock_loop(pool, settings)),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AlreadyExists",
+    "DataLoss",
     "DeadlineExceeded",
     "EbillError",
     "FailedPrecondition",
@@ -155,3 +156,10 @@ class DeadlineExceeded(EbillError):
 
 class Internal(EbillError):
     code = "INTERNAL"
+
+
+class DataLoss(EbillError):
+    """Stored data failed its integrity check (a sealed value altered, moved to
+    another row, or sealed under a key the ring no longer holds)."""
+
+    code = "DATA_LOSS"

@@ -25,8 +25,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from clients._grpc import channel_credentials, open_channel
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
+from config import keys
 from config.settings import load
 from config.tls import TlsFiles
+from engine.sealing import KeyRing
 from ops import pki
 from ops.sandboxes.signer import KeyStore
 from storage.db import EmbeddedPostgres, connect_pool
@@ -120,6 +122,12 @@ class Stack:
             "fiscal": self.config.fiscal_addr,
         }[to]
         return open_channel(addr, self.tls())
+
+    def key_ring(self) -> KeyRing:
+        """The engine's data key ring under data_dir (docs/personal-data.md), made
+        now if the engine has not made it yet: what tests and benchmarks that
+        read or write bills rows directly seal and open with."""
+        return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
 
     @property
     def fiscal_key_file(self) -> Path:

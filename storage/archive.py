@@ -18,6 +18,7 @@ import asyncpg
 
 from engine.model import BillStatus
 from engine.pipeline import Work
+from engine.sealing import KeyRing
 from storage.bill_rows import row_to_work
 
 __all__ = ["OUTBOX_LEASE", "archive", "backlog", "claim_due"]
@@ -112,8 +113,11 @@ async def _compensate_refused_reds(conn: asyncpg.Connection, ids: list[int]) -> 
     return [r["red_id"] for r in rows]
 
 
-async def claim_due(pool: asyncpg.Pool, limit: int, lease: timedelta = OUTBOX_LEASE) -> list[Work]:
-    """Take up to ``limit`` unfinished bills whose next attempt is due.
+async def claim_due(
+    pool: asyncpg.Pool, limit: int, ring: KeyRing, lease: timedelta = OUTBOX_LEASE
+) -> list[Work]:
+    """Take up to ``limit`` unfinished bills whose next attempt is due, their
+    canonical bytes opened for signing.
 
     Claiming pushes their next attempt ``lease`` ahead, so several engines can
     run recovery side by side without working on the same bills.
@@ -129,7 +133,7 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease: timedelta = OUTBOX_LE
         limit,
         lease,
     )
-    return [row_to_work(r, replayed=False) for r in rows]
+    return [row_to_work(r, ring, replayed=False) for r in rows]
 
 
 async def backlog(pool: asyncpg.Pool) -> dict[str, float]:

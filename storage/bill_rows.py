@@ -3,7 +3,8 @@ reads that find a bill or lock its lifecycle state.
 
 A row becomes the :class:`engine.model.BillRecord` part of a Work or an
 IssuedBill by field name (:func:`record_of`); only the columns whose name or
-type differ from the field are spelled out here.
+type differ from the field are spelled out here. The request and the canonical
+bytes are sealed (storage.personal): every mapping takes the key ring.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from engine.lifecycle import BillKey, BillState
 from engine.model import RECORD_FIELDS, BillStatus, IssuedBill
 from engine.pipeline import Work
 from engine.prepare import Prepared
+from engine.sealing import KeyRing
 from engine.serde import input_from_dict
 from engine.statuses import PaperStatus
+from storage.personal import open_canonical, open_request
 
 __all__ = [
     "BILL_SELECT",
@@ -62,11 +65,12 @@ def _signature(value: bytes | None) -> bytes:
 _COLUMN_OF = {"bill_id": "id"}
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "status": BillStatus,
-    "canonical": bytes,
     "unit_signature": _signature,
     "fiscal_signature": _signature,
 }
 _NOT_STORED = frozenset({"replayed"})
+# Sealed (storage.personal): opened by record_of.
+_SEALED = frozenset({"canonical"})
 _READERS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = tuple(
     (name, _COLUMN_OF.get(name, name), _CONVERT.get(name))
     for name in RECORD_FIELDS
@@ -74,26 +78,36 @@ _READERS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = tuple(
 )
 
 
-def record_of(row: asyncpg.Record, *, replayed: bool = False) -> dict[str, Any]:
-    """The BillRecord fields of a ``bills`` row, by field name."""
-    out = {
-        name: row[column] if convert is None else convert(row[column])
-        for name, column, convert in _READERS
-    }
+def record_of(
+    row: asyncpg.Record, ring: KeyRing, *, replayed: bool = False, with_canonical: bool = True
+) -> dict[str, Any]:
+    """The BillRecord fields of a ``bills`` row, by field name, in field order; the
+    canonical bytes opened (empty without ``with_canonical``: a listing does not
+    show them)."""
+    out: dict[str, Any] = {}
+    for name, column, convert in _READERS:
+        if name in _SEALED:
+            out[name] = open_canonical(ring, row) if with_canonical else b""
+        else:
+            out[name] = row[column] if convert is None else convert(row[column])
     out["replayed"] = replayed
     return out
 
 
-def row_to_work(row: asyncpg.Record, *, replayed: bool) -> Work:
+def row_to_work(row: asyncpg.Record, ring: KeyRing, *, replayed: bool) -> Work:
     at = row["countersigned_at"]
-    return Work(**record_of(row, replayed=replayed), countersigned_at=at.isoformat() if at else "")
+    return Work(
+        **record_of(row, ring, replayed=replayed), countersigned_at=at.isoformat() if at else ""
+    )
 
 
-def row_to_bill(row: asyncpg.Record, *, with_request: bool = True) -> IssuedBill:
+def row_to_bill(
+    row: asyncpg.Record, ring: KeyRing, *, with_request: bool = True, with_canonical: bool = True
+) -> IssuedBill:
     """A bill with its lifecycle links; the ``*_key`` columns come from BILL_SELECT."""
     return IssuedBill(
-        **record_of(row),
-        source=input_from_dict(row["request"]) if with_request else None,
+        **record_of(row, ring, with_canonical=with_canonical),
+        source=input_from_dict(open_request(ring, row)) if with_request else None,
         paper_code=(row["paper_code"] or "").strip(),
         paper_no=(row["paper_no"] or "").strip(),
         red_of=row.get("red_of_key") or "",
@@ -182,6 +196,6 @@ def content_digest(p: Prepared) -> bytes:
     return _digest(p.request, p.red_of, p.replaces)
 
 
-def stored_digest(row: asyncpg.Record) -> bytes:
+def stored_digest(row: asyncpg.Record, ring: KeyRing) -> bytes:
     """:func:`content_digest` of the request a ``bills`` row was stored for."""
-    return _digest(dict(row["request"]), row["red_of"] or 0, row["replaces"] or 0)
+    return _digest(open_request(ring, row), row["red_of"] or 0, row["replaces"] or 0)

@@ -32,6 +32,7 @@ from engine.model import BillStatus, IssuedBill, Reservation
 from engine.numbers import BillNo
 from engine.pipeline import Duplicate, Item, Work
 from engine.prepare import Prepared
+from engine.sealing import KeyRing
 from engine.statuses import PaperStatus
 from engine.stock import SegmentCursor, plan_lease
 from engine.translog import LogEntry, bill_entry
@@ -45,6 +46,7 @@ from storage.bill_rows import (
     row_to_work,
     stored_digest,
 )
+from storage.personal import seal_bill
 from storage.translog import append_entries
 
 __all__ = [
@@ -76,15 +78,14 @@ _BILL_COLUMNS = (
     "segment_id",
     "status",
     "total_fen",
-    "payer_name",
-    "payer_id_card_no",
-    "payer_card_no",
-    "payer_tel",
+    "payer_id_card_hash",
+    "payer_tel_hash",
+    "payer_card_hash",
     "cashier",
     "bus_time",
     "issued_at",
-    "request",
-    "canonical",
+    "request_sealed",
+    "canonical_sealed",
     "canonical_version",
     "red_of",
     "replaces",
@@ -96,6 +97,7 @@ async def reserve(
     pool: asyncpg.Pool,
     bills: Sequence[tuple[int, Prepared]],
     *,
+    ring: KeyRing,
     grace: timedelta = OUTBOX_GRACE,
     atomic: bool = False,
 ) -> dict[int, Item]:
@@ -116,6 +118,9 @@ async def reserve(
     One bill never fails another: the rows are written in a savepoint, and when
     the database refuses the data of some bill (SQLSTATE class 22 or 23) the
     batch is written again in halves, down to the offending bill alone.
+
+    The payer's data is sealed under ``ring`` here, in the batch, with the keyed
+    search digests (storage.personal): no plaintext reaches the database.
     """
     out: dict[int, Item] = {}
     async with pool.acquire() as conn, conn.transaction():
@@ -148,9 +153,9 @@ async def reserve(
             elif row is None:
                 first[key] = (idx, digest)
                 fresh.append((idx, vb))
-            elif stored_digest(row) == digest:
+            elif stored_digest(row, ring) == digest:
                 first[key] = (idx, digest)
-                out[idx] = row_to_work(row, replayed=True)
+                out[idx] = row_to_work(row, ring, replayed=True)
             else:
                 out[idx] = _reused(vb)
         if any(p.red_of for _, p in fresh):
@@ -161,7 +166,7 @@ async def reserve(
             failed = [v for v in out.values() if isinstance(v, EbillError)]
             if failed:
                 raise failed[0]  # rolls the transaction back
-        out.update(await _write_isolating(conn, fresh, grace, atomic))
+        out.update(await _write_isolating(conn, fresh, ring, grace, atomic))
     return out
 
 
@@ -189,6 +194,7 @@ def _refused(p: Prepared, exc: asyncpg.PostgresError) -> InvalidArgument:
 async def _write_isolating(
     conn: asyncpg.Connection,
     fresh: list[tuple[int, Prepared]],
+    ring: KeyRing,
     grace: timedelta,
     atomic: bool,
 ) -> dict[int, Item]:
@@ -199,7 +205,7 @@ async def _write_isolating(
         return {}
     try:
         async with conn.transaction():
-            return await _write(conn, fresh, grace, atomic)
+            return await _write(conn, fresh, ring, grace, atomic)
     except _DATA_ERRORS as exc:
         if atomic or len(fresh) == 1:
             err = _refused(fresh[0][1], exc)
@@ -208,14 +214,15 @@ async def _write_isolating(
             log.warning("bill %s refused by the database: %s", fresh[0][1].bus_no[:64], exc)
             return {fresh[0][0]: err}
     mid = len(fresh) // 2
-    out = await _write_isolating(conn, fresh[:mid], grace, atomic)
-    out.update(await _write_isolating(conn, fresh[mid:], grace, atomic))
+    out = await _write_isolating(conn, fresh[:mid], ring, grace, atomic)
+    out.update(await _write_isolating(conn, fresh[mid:], ring, grace, atomic))
     return out
 
 
 async def _write(
     conn: asyncpg.Connection,
     fresh: list[tuple[int, Prepared]],
+    ring: KeyRing,
     grace: timedelta,
     atomic: bool,
 ) -> dict[int, Item]:
@@ -280,12 +287,17 @@ async def _write(
     for bill_id, (idx, p, segment_id, no) in zip(ids, numbered, strict=True):
         res = Reservation(p.bill_code, str(BillNo(no)), new_check_code(), now)
         canon = p.canonical(res)
+        sealed = seal_bill(
+            ring, bill_id, p.request, canon,
+            id_card=p.payer_id_card_no, tel=p.payer_tel, card=p.payer_card_no,
+        )  # fmt: skip
         bill_rows.append(
             (
                 bill_id, p.unit_code, p.bus_no, p.bus_type, p.bill_kind, p.place_code,
                 res.bill_code, res.bill_no, res.check_code, segment_id,
-                BillStatus.RESERVED.value, p.total_fen, p.payer_name, p.payer_id_card_no,
-                p.payer_card_no, p.payer_tel, p.cashier, p.bus_time, now, p.request, canon,
+                BillStatus.RESERVED.value, p.total_fen, sealed.payer_id_card_hash,
+                sealed.payer_tel_hash, sealed.payer_card_hash, p.cashier, p.bus_time, now,
+                sealed.request_sealed, sealed.canonical_sealed,
                 CANONICAL_VERSION, p.red_of or None, p.replaces or None,
                 p.operator or p.cashier,
             )
@@ -398,19 +410,20 @@ async def _apply_lifecycle(conn: asyncpg.Connection, made: list[tuple[int, Prepa
     )  # fmt: skip
 
 
-async def get_bill(pool: asyncpg.Pool, key: BillKey) -> IssuedBill | None:
+async def get_bill(pool: asyncpg.Pool, key: BillKey, ring: KeyRing) -> IssuedBill | None:
+    """A bill with its request and canonical bytes opened."""
     where, args = key_where(key)
     row = await pool.fetchrow(BILL_SELECT + where, *args)
-    return None if row is None else row_to_bill(row)
+    return None if row is None else row_to_bill(row, ring)
 
 
-async def bills_by_id(pool: asyncpg.Pool, ids: Sequence[int]) -> list[IssuedBill]:
+async def bills_by_id(pool: asyncpg.Pool, ids: Sequence[int], ring: KeyRing) -> list[IssuedBill]:
     """Bills by id in one query, in the order asked (every id must exist)."""
     rows = {r["id"]: r for r in await pool.fetch(BILL_SELECT + " WHERE b.id = ANY($1)", ids)}
-    return [row_to_bill(rows[i]) for i in ids]
+    return [row_to_bill(rows[i], ring) for i in ids]
 
 
-async def remainder_of(pool: asyncpg.Pool, bill_id: int) -> IssuedBill | None:
+async def remainder_of(pool: asyncpg.Pool, bill_id: int, ring: KeyRing) -> IssuedBill | None:
     """The bill a refund issued for what was kept of bill ``bill_id``, if any."""
     row = await pool.fetchrow(BILL_SELECT + " WHERE b.replaces = $1", bill_id)
-    return None if row is None else row_to_bill(row)
+    return None if row is None else row_to_bill(row, ring)

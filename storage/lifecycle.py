@@ -19,6 +19,7 @@ from engine.lifecycle import BillKey, BillState
 from engine.model import CST, BillStatus, IssuedBill, Reservation
 from engine.numbers import BillNo
 from engine.prepare import Prepared
+from engine.sealing import KeyRing
 from engine.statuses import PaperStatus
 from storage.bill_rows import (
     BILL_SELECT,
@@ -28,6 +29,7 @@ from storage.bill_rows import (
     row_to_bill,
     row_to_state,
 )
+from storage.personal import CARD, ID_CARD, TEL, open_canonical, open_request, seal_bill
 
 __all__ = [
     "BillFilter",
@@ -50,15 +52,16 @@ class Original:
     request: dict[str, Any]
 
 
-async def load_original(pool: asyncpg.Pool, key: BillKey) -> Original | None:
+async def load_original(pool: asyncpg.Pool, key: BillKey, ring: KeyRing) -> Original | None:
     """Read without a lock: the reserve transaction checks the state again under one."""
     where, args = key_where(key)
     row = await pool.fetchrow(
-        "SELECT " + STATE_COLUMNS + ", b.canonical, b.request" + STATE_FROM + where, *args
+        "SELECT " + STATE_COLUMNS + ", b.canonical_sealed, b.request_sealed" + STATE_FROM + where,
+        *args,
     )
     if row is None:
         return None
-    return Original(row_to_state(row), bytes(row["canonical"]), dict(row["request"]))
+    return Original(row_to_state(row), open_canonical(ring, row), open_request(ring, row))
 
 
 async def bill_code_for(pool: asyncpg.Pool, unit_code: str, bus_type: str) -> str | None:
@@ -80,6 +83,7 @@ async def back_entry(
     check_code: str,
     issued_at: datetime,
     operator: str,
+    ring: KeyRing,
 ) -> IssuedBill:
     """Record a bill issued outside this system (原票补录) so it can be refunded here.
 
@@ -100,12 +104,22 @@ async def back_entry(
                 field="bill_no",
             )
         bill_id = await conn.fetchval("SELECT nextval('bills_id_seq')")
+        sealed = seal_bill(
+            ring,
+            bill_id,
+            p.request,
+            p.canonical(res),
+            id_card=p.payer_id_card_no,
+            tel=p.payer_tel,
+            card=p.payer_card_no,
+        )
         try:
             await conn.execute(
                 "INSERT INTO bills (id, unit_code, bus_no, bus_type, bill_kind, place_code,"
-                " bill_code, bill_no, check_code, segment_id, status, total_fen, payer_name,"
-                " payer_id_card_no, payer_card_no, payer_tel, cashier, bus_time, issued_at,"
-                " request, canonical, canonical_version, origin, operator, archived_at)"
+                " bill_code, bill_no, check_code, segment_id, status, total_fen,"
+                " payer_id_card_hash, payer_card_hash, payer_tel_hash, cashier, bus_time,"
+                " issued_at, request_sealed, canonical_sealed, canonical_version, origin,"
+                " operator, archived_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $22, $10, $11, $12, $13,"
                 " $14, $15, $16, $17, $18, $19, $20, 'back_entry', $21, now())",
                 bill_id,
@@ -118,15 +132,14 @@ async def back_entry(
                 bill_no,
                 check_code,
                 p.total_fen,
-                p.payer_name,
-                p.payer_id_card_no,
-                p.payer_card_no,
-                p.payer_tel,
+                sealed.payer_id_card_hash,
+                sealed.payer_card_hash,
+                sealed.payer_tel_hash,
                 p.cashier,
                 p.bus_time,
                 issued_at,
-                p.request,
-                p.canonical(res),
+                sealed.request_sealed,
+                sealed.canonical_sealed,
                 CANONICAL_VERSION,
                 operator,
                 BillStatus.ISSUED,
@@ -162,7 +175,7 @@ async def back_entry(
         )
         row = await conn.fetchrow(BILL_SELECT + " WHERE b.id = $1", bill_id)
     assert row is not None
-    return row_to_bill(row)
+    return row_to_bill(row, ring)
 
 
 def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
@@ -189,8 +202,15 @@ class BillFilter:
     after_id: int = 0
 
 
-async def list_bills(pool: asyncpg.Pool, f: BillFilter) -> tuple[list[IssuedBill], int]:
-    """Bills of one issuing point, oldest first, and the id to continue after (0 at the end)."""
+async def list_bills(
+    pool: asyncpg.Pool, f: BillFilter, ring: KeyRing
+) -> tuple[list[IssuedBill], int]:
+    """Bills of one issuing point, oldest first, and the id to continue after (0 at the end).
+
+    The payer is found by the keyed digests of the values asked for (exact
+    match, after normalisation); each bill comes with its request opened and
+    without its canonical bytes.
+    """
     where = ["b.unit_code = $1", "b.place_code = $2", "b.id > $3"]
     args: list[Any] = [f.unit_code, f.place_code, f.after_id]
 
@@ -198,12 +218,14 @@ async def list_bills(pool: asyncpg.Pool, f: BillFilter) -> tuple[list[IssuedBill
         args.append(value)
         where.append(cond.replace("?", f"${len(args)}"))
 
-    if f.payer_id_card_no:
-        add("b.payer_id_card_no = ?", f.payer_id_card_no)
-    if f.payer_tel:
-        add("b.payer_tel = ?", f.payer_tel)
-    if f.payer_card_no:
-        add("b.payer_card_no = ?", f.payer_card_no)
+    for value, column, purpose in (
+        (f.payer_id_card_no, "payer_id_card_hash", ID_CARD),
+        (f.payer_tel, "payer_tel_hash", TEL),
+        (f.payer_card_no, "payer_card_hash", CARD),
+    ):
+        digest = ring.index(value, purpose)
+        if digest is not None:
+            add(f"b.{column} = ?", digest)
     if f.from_date:
         add("b.issued_at >= ?", day_bounds(f.from_date, f.from_date)[0])
     if f.to_date:
@@ -225,7 +247,7 @@ async def list_bills(pool: asyncpg.Pool, f: BillFilter) -> tuple[list[IssuedBill
     )
     more = len(rows) > f.limit
     rows = rows[: f.limit]
-    bills = [row_to_bill(r) for r in rows]
+    bills = [row_to_bill(r, ring, with_canonical=False) for r in rows]
     return bills, (rows[-1]["id"] if more else 0)
 
 

@@ -14,7 +14,9 @@ from datetime import datetime
 import asyncpg
 
 from engine.errors import AlreadyExists, FailedPrecondition, NotFound
+from engine.sealing import KeyRing
 from engine.statuses import PaperStatus
+from storage.personal import open_offline, seal_offline
 
 __all__ = [
     "OfflineBill",
@@ -90,9 +92,10 @@ async def record_offline(
     paper_no: str,
     operator: str,
     request: bytes,
+    ring: KeyRing,
 ) -> int:
     """Record a paper bill handed out offline on a blank of the point's paper stock,
-    which it consumes. No e-bill number is taken."""
+    which it consumes. No e-bill number is taken. The request is stored sealed."""
     async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(
             "SELECT 1 FROM bills WHERE unit_code = $1 AND bus_no = $2", unit_code, bus_no
@@ -114,7 +117,7 @@ async def record_offline(
             offline_id = int(
                 await conn.fetchval(
                     "INSERT INTO offline_bills (unit_code, bus_no, place_code, paper_code,"
-                    " paper_no, operator, request) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " paper_no, operator, request_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                     " RETURNING id",
                     unit_code,
                     bus_no,
@@ -122,7 +125,7 @@ async def record_offline(
                     paper_code,
                     paper_no,
                     operator,
-                    request,
+                    seal_offline(ring, unit_code, bus_no, request),
                 )
             )
             await conn.execute(
@@ -147,14 +150,15 @@ async def record_offline(
         return offline_id
 
 
-async def waiting_offline(pool: asyncpg.Pool, limit: int) -> list[OfflineBill]:
-    """Offline bills still without their e-bill and not quarantined, oldest first."""
+async def waiting_offline(pool: asyncpg.Pool, limit: int, ring: KeyRing) -> list[OfflineBill]:
+    """Offline bills still without their e-bill and not quarantined, oldest first,
+    their requests opened."""
     rows = await pool.fetch(
-        "SELECT id, request FROM offline_bills WHERE bill_id IS NULL AND quarantined_at IS NULL"
-        " ORDER BY id LIMIT $1",
+        "SELECT id, unit_code, bus_no, request_sealed FROM offline_bills"
+        " WHERE bill_id IS NULL AND quarantined_at IS NULL ORDER BY id LIMIT $1",
         limit,
     )
-    return [(r["id"], bytes(r["request"])) for r in rows]
+    return [(r["id"], open_offline(ring, r)) for r in rows]
 
 
 async def link_back_issued(pool: asyncpg.Pool, links: list[tuple[int, int]]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 import asyncpg
 
+from engine.errors import DataLoss
 from engine.merkle import (
     CompactRange,
     Node,
@@ -23,7 +24,9 @@ from engine.merkle import (
     perfect_pieces,
     proof_from_nodes,
 )
+from engine.sealing import KeyRing
 from engine.translog import Leaf, LogEntry, SignedHead, StoredLeaf, TreeHead, content_digest
+from storage.personal import bill_aad
 
 __all__ = [
     "LOG_LOCK_SQL",
@@ -193,7 +196,19 @@ async def heads(
     return [_head(r) for r in rows]
 
 
-def _stored(r: asyncpg.Record) -> StoredLeaf:
+def _canonical(r: asyncpg.Record, ring: KeyRing | None) -> bytes | None:
+    """The bill's canonical bytes for the verifier: None when there are none or no
+    ring to open them (then not checked); empty when they do not open (altered or
+    moved: the verifier then finds the digest differs and names the leaf)."""
+    if r["canonical_sealed"] is None or ring is None:
+        return None
+    try:
+        return ring.open(bytes(r["canonical_sealed"]), bill_aad("canonical", r["bill_id"]))
+    except DataLoss:
+        return b""
+
+
+def _stored(r: asyncpg.Record, ring: KeyRing | None = None) -> StoredLeaf:
     return StoredLeaf(
         Leaf(
             index=int(r["leaf_index"]),
@@ -207,15 +222,16 @@ def _stored(r: asyncpg.Record) -> StoredLeaf:
         bytes(r["leaf_hash"]),
         r["content"],
         r["bill_id"],
-        None if r["canonical"] is None else bytes(r["canonical"]),
+        _canonical(r, ring),
     )
 
 
-# The bill's canonical bytes ride along with its issuance leaf, so the verifier
-# also sees a bill row edited after the fact.
+# The bill's canonical bytes (sealed, storage.personal) ride along with its
+# issuance leaf, so the verifier also sees a bill row edited after the fact.
 _LEAF_SELECT = (
     "SELECT e.leaf_index, e.op, e.principal, e.unit_code, e.ref, e.occurred_at,"
-    " e.content_digest, e.content, e.bill_id, e.leaf_hash, b.canonical FROM log_entries e"
+    " e.content_digest, e.content, e.bill_id, e.leaf_hash, b.canonical_sealed"
+    " FROM log_entries e"
     " LEFT JOIN bills b ON b.id = e.bill_id AND e.op = 'bill.issue'"
 )
 
@@ -238,8 +254,11 @@ async def leaves_of_bill(
     return [_stored(r) for r in rows]
 
 
-async def iter_leaves(conn: asyncpg.Connection, chunk: int = 5000) -> AsyncIterator[StoredLeaf]:
-    """Every sequenced row in leaf order (for the verifier and the export).
+async def iter_leaves(
+    conn: asyncpg.Connection, chunk: int = 5000, ring: KeyRing | None = None
+) -> AsyncIterator[StoredLeaf]:
+    """Every sequenced row in leaf order (for the verifier and the export); with
+    ``ring`` the issuance leaves carry their bill's canonical bytes.
 
     Keyset pages, so a log of millions streams in constant memory.
     """
@@ -249,7 +268,7 @@ async def iter_leaves(conn: asyncpg.Connection, chunk: int = 5000) -> AsyncItera
             _LEAF_SELECT + " WHERE e.leaf_index > $1 ORDER BY e.leaf_index LIMIT $2", after, chunk
         )
         for r in rows:
-            yield _stored(r)
+            yield _stored(r, ring)
         if len(rows) < chunk:
             return
         after = int(rows[-1]["leaf_index"])

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.sealing import KeyRing
+from tests.factories import RING
+
 LAYERS = ("unit", "storage", "e2e")
 _HERE = Path(__file__).resolve().parent
 
@@ -17,3 +20,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = item.path.resolve()
         if _HERE in path.parents and path.relative_to(_HERE).parts[0] in LAYERS:
             item.add_marker(path.relative_to(_HERE).parts[0])
+
+
+@pytest.fixture(scope="session")
+def ring() -> KeyRing:
+    """A data key ring for tests that seal or open bills rows (one per session)."""
+    return RING

@@ -15,8 +15,12 @@ from engine.model import (
     PayerInput,
     UnitCatalog,
 )
+from engine.sealing import KeyRing
 from storage.catalog import PAY_CHANNELS
 from usecases import demo
+
+# The data key ring of tests that seal and open bills rows in-process.
+RING = KeyRing.generate()
 
 
 def catalog() -> Catalog:

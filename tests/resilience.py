@@ -20,6 +20,7 @@ import grpc
 from bench.chaos import FAST_RECOVERY as FAST_RECOVERY
 from bench.chaos import public_keys as public_keys
 from bench.chaos_check import Acked, Ledger, check
+from engine.sealing import KeyRing
 from ops.stack import Stack, StackConfig
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from usecases import demo
@@ -108,6 +109,8 @@ async def check_invariants(
     acked: dict[str, bill_pb2.IssuedBill],
     keys: tuple[bytes, bytes],
     gmssl_sample: int = 150,
+    *,
+    ring: KeyRing,
 ) -> int:
     """Every acknowledged bill is archived as acknowledged, issued and signed; no
     number twice; every leased number is on a bill; granted = issued + available;
@@ -121,7 +124,13 @@ async def check_invariants(
     for bus_no, bill in acked.items():
         ledger.ack_issued(Acked(bus_no, bill.bill_code, bill.bill_no, bill.check_code))
     report = await check(
-        pool, ledger, keys, unit_code=demo.UNIT_CODE, gmssl_sample=gmssl_sample, seed=len(acked)
+        pool,
+        ledger,
+        keys,
+        ring=ring,
+        unit_code=demo.UNIT_CODE,
+        gmssl_sample=gmssl_sample,
+        seed=len(acked),
     )
     assert report.ok, "\n".join(report.lines())
     statuses = {

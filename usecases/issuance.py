@@ -19,9 +19,11 @@ from config.tuning import MAX_BATCH
 from engine.errors import DeadlineExceeded, EbillError, InvalidArgument, NotFound
 from engine.fields import prefixed
 from engine.lifecycle import BillKey
+from engine.masking import masked_bill
 from engine.model import IssuedBill
 from engine.outcome import outcome_error
 from engine.pipeline import Work
+from engine.sealing import KeyRing
 from ops import metrics
 from storage import archive as archive_store
 from storage import bills as bill_store
@@ -69,10 +71,18 @@ class OfflineBill:
 
 class Issuance:
     def __init__(
-        self, batcher: Lanes[bytes], pool: asyncpg.Pool, pipeline: Pipeline, timeout_s: float
+        self,
+        batcher: Lanes[bytes],
+        pool: asyncpg.Pool,
+        pipeline: Pipeline,
+        timeout_s: float,
+        *,
+        ring: KeyRing,
     ) -> None:
         self._batcher = batcher
         self._pool = pool
+        # Opens the sealed payer data of stored bills (docs/personal-data.md).
+        self._ring = ring
         self._pipeline = pipeline
         self._timeout = timeout_s
 
@@ -126,11 +136,14 @@ class Issuance:
                 results.append(outcome)
         return results
 
-    async def get_bill(self, key: BillKey) -> IssuedBill:
-        bill = await bill_store.get_bill(self._pool, key)
+    async def get_bill(self, key: BillKey, *, reveal_pii: bool = True) -> IssuedBill:
+        """A bill with its request and canonical bytes. Without ``reveal_pii`` (the
+        caller may not read personal data) the payer is masked and the canonical
+        bytes, which name the payer in full, are left out."""
+        bill = await bill_store.get_bill(self._pool, key, self._ring)
         if bill is None:
             raise NotFound(f"no {key.describe()}")
-        return bill
+        return bill if reveal_pii else masked_bill(bill)
 
     async def backlog(self) -> Backlog:
         b = await archive_store.backlog(self._pool)
@@ -159,6 +172,7 @@ class Issuance:
             paper_no=bill.paper_no,
             operator=bill.operator,
             request=bill.request,
+            ring=self._ring,
         )
 
 

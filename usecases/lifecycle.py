@@ -32,10 +32,12 @@ from engine.lifecycle import (
     check_refund,
     red_prepared,
 )
+from engine.masking import masked_bill, payer_only
 from engine.model import CST, BillStatus, IssuedBill
 from engine.operator import Operator
 from engine.pipeline import Work
 from engine.prepare import Prepared
+from engine.sealing import KeyRing
 from storage import bills as bill_store
 from storage import lifecycle as store
 from usecases.batcher import MicroBatcher
@@ -118,7 +120,8 @@ class BillQuery:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    bills: list[IssuedBill]  # without signatures and request
+    # Without canonical bytes and signatures; the request holds only the payer.
+    bills: list[IssuedBill]
     next_after_id: int  # 0 on the last page
 
 
@@ -130,11 +133,15 @@ class Lifecycle:
         timeout_s: float,
         linger_s: float = 0.003,
         max_queue: int | None = None,
+        *,
+        ring: KeyRing,
     ) -> None:
         """``max_queue``: red bills waiting for a pipeline batch (EBILL_QUEUE_MAX, as
         for issuance); past it a red-flush is refused at once with RESOURCE_EXHAUSTED
-        and a retry delay instead of queueing without bound. None: no bound."""
+        and a retry delay instead of queueing without bound. None: no bound.
+        ``ring`` opens the sealed payer data of stored bills."""
         self._pool = pool
+        self._ring = ring
         self._pipeline = pipeline
         self._timeout = timeout_s
         # Red-flushes from many windows share pipeline batches, like issuance.
@@ -163,7 +170,7 @@ class Lifecycle:
         original = await self._original(cmd.original, op, "original")
         red = await self._replay(op.unit_code, cmd.bus_no, original.state)
         if red is not None:
-            (now,) = await bill_store.bills_by_id(self._pool, [original.state.bill_id])
+            (now,) = await bill_store.bills_by_id(self._pool, [original.state.bill_id], self._ring)
             return RedFlushed(red, now)
         err = check_red_flush(original.state, void_paper=cmd.void_paper)
         if err is not None:
@@ -182,7 +189,9 @@ class Lifecycle:
             op="red_flush",
         )
         (work,) = await self._issue([prepared], atomic=False, timeout_s=timeout_s)
-        red, now = await bill_store.bills_by_id(self._pool, [work.bill_id, original.state.bill_id])
+        red, now = await bill_store.bills_by_id(
+            self._pool, [work.bill_id, original.state.bill_id], self._ring
+        )
         return RedFlushed(replace(red, replayed=work.replayed), now)
 
     async def refund(
@@ -192,8 +201,8 @@ class Lifecycle:
         state = original.state
         red = await self._replay(op.unit_code, cmd.red_bus_no, state)
         if red is not None:
-            remainder = await bill_store.remainder_of(self._pool, state.bill_id)
-            (now,) = await bill_store.bills_by_id(self._pool, [state.bill_id])
+            remainder = await bill_store.remainder_of(self._pool, state.bill_id, self._ring)
+            (now,) = await bill_store.bills_by_id(self._pool, [state.bill_id], self._ring)
             return Refunded(red, remainder, now)
         rem = None if cmd.remainder is None else await self._remainder(op, state, cmd.remainder)
         check_refund(state, cmd.refund_fen, rem.total_fen if rem else None)
@@ -217,7 +226,7 @@ class Lifecycle:
             [red_p] if rem is None else [red_p, rem], atomic=True, timeout_s=timeout_s
         )
         *made, now = await bill_store.bills_by_id(
-            self._pool, [w.bill_id for w in works] + [state.bill_id]
+            self._pool, [w.bill_id for w in works] + [state.bill_id], self._ring
         )
         return Refunded(made[0], made[1] if len(made) > 1 else None, now)
 
@@ -238,7 +247,9 @@ class Lifecycle:
                 f"remainder.bus_type: must be the original's {state.bus_type}",
                 field="remainder.bus_type",
             )
-        taken = await bill_store.get_bill(self._pool, BillKey.serial(op.unit_code, checked.bus_no))
+        taken = await bill_store.get_bill(
+            self._pool, BillKey.serial(op.unit_code, checked.bus_no), self._ring
+        )
         if taken is not None:
             # The serial is the idempotency key: reusing one would answer with
             # that other bill instead of issuing the remainder.
@@ -270,9 +281,13 @@ class Lifecycle:
             check_code=cmd.check_code,
             issued_at=cmd.issued_at,
             operator=op.person,
+            ring=self._ring,
         )
 
-    async def list_bills(self, op: Operator, q: BillQuery) -> Page:
+    async def list_bills(self, op: Operator, q: BillQuery, *, reveal_pii: bool = False) -> Page:
+        """An issuing point's bills, each with its payer (masked unless
+        ``reveal_pii``: the caller may read personal data). Payer ID card, phone
+        and card are found by exact match on their keyed digests."""
         size = q.page_size or LIST_DEFAULT_PAGE
         if not 1 <= size <= LIST_MAX_PAGE:
             raise InvalidArgument(f"page_size: 1 to {LIST_MAX_PAGE}", field="page_size")
@@ -292,18 +307,16 @@ class Lifecycle:
                 limit=size,
                 after_id=q.after_id,
             ),
+            self._ring,
         )
         # A list answers who paid what; signatures and documents are one GetBill away.
-        lean = [
-            replace(b, canonical=b"", unit_signature=b"", fiscal_signature=b"", source=None)
-            for b in bills
-        ]
+        lean = [payer_only(b if reveal_pii else masked_bill(b)) for b in bills]
         return Page(lean, next_id or 0)
 
     # -- helpers ------------------------------------------------------------
 
     async def _original(self, key: BillKey, op: Operator, field: str) -> store.Original:
-        original = await store.load_original(self._pool, key)
+        original = await store.load_original(self._pool, key, self._ring)
         if original is None:
             raise NotFound(f"no {key.describe()}", field=field)
         check_own(original.state, op.unit_code, op.place_code)
@@ -338,7 +351,9 @@ class Lifecycle:
 
     async def _replay(self, unit_code: str, bus_no: str, state: BillState) -> IssuedBill | None:
         """The red bill of an earlier call with this bus_no, or None if the serial is new."""
-        existing = await bill_store.get_bill(self._pool, BillKey.serial(unit_code, bus_no))
+        existing = await bill_store.get_bill(
+            self._pool, BillKey.serial(unit_code, bus_no), self._ring
+        )
         if existing is None:
             return None
         if existing.red_of != f"{state.bill_code}/{state.bill_no}":

@@ -14,6 +14,7 @@ from engine.lifecycle import BillKey
 from engine.model import IssuedBill
 from engine.numbers import BillNo, NumberRange
 from engine.operator import Operator
+from engine.sealing import KeyRing
 from storage import bills as bill_store
 from storage import paper
 from storage.paper import PaperRange
@@ -51,8 +52,9 @@ class PaperPrinted:
 
 
 class Paper:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, ring: KeyRing) -> None:
         self._pool = pool
+        self._ring = ring  # opens the bill's sealed data
 
     async def receive(self, op: Operator, paper_code: str, numbers: NumberRange) -> PaperRange:
         """Record blank paper received by the operator's issuing point."""
@@ -98,7 +100,7 @@ class Paper:
             out = await paper.reissue_paper(self._pool, key, **where, reason=reason)
         else:
             out = await paper.void_paper(self._pool, key, **where, reason=reason)
-        bill = await bill_store.get_bill(self._pool, key)
+        bill = await bill_store.get_bill(self._pool, key, self._ring)
         if bill is None:
             raise NotFound(f"no {key.describe()}")
         return PaperPrinted(bill, out.paper_code, out.paper_no, out.prints)

@@ -13,6 +13,7 @@ from actors.pipeline import Pipeline
 from engine.errors import EbillError
 from engine.model import BillStatus
 from engine.pipeline import Work
+from engine.sealing import KeyRing
 from ops import metrics
 from storage import archive as archive_store
 from storage.offline import link_back_issued, quarantine_offline, waiting_offline
@@ -22,7 +23,9 @@ __all__ = ["back_issue_offline", "recover_forever", "recover_once"]
 log = logging.getLogger(__name__)
 
 
-async def back_issue_offline(pipeline: Pipeline, pool: asyncpg.Pool, limit: int) -> int:
+async def back_issue_offline(
+    pipeline: Pipeline, pool: asyncpg.Pool, limit: int, ring: KeyRing
+) -> int:
     """Issue the e-bills of offline paper bills (补开) and link them; returns how many.
 
     Waits while the fiscal circuit is open: the platform being back is the point.
@@ -31,7 +34,7 @@ async def back_issue_offline(pipeline: Pipeline, pool: asyncpg.Pool, limit: int)
     ``ebill_recovery_quarantined_total``, listed by GetBacklog), so that it is not
     tried forever and never holds up the others.
     """
-    waiting = await waiting_offline(pool, limit)
+    waiting = await waiting_offline(pool, limit, ring)
     if not waiting or await pipeline.fiscal_circuit_open():
         return 0
     outcomes = await pipeline.issue([raw for _, raw in waiting])
@@ -76,7 +79,7 @@ async def _quarantine(pool: asyncpg.Pool, offline_id: int, bill_id: int | None, 
     log.error("offline bill %d quarantined (e-bill %s): %s", offline_id, bill_id, why)
 
 
-async def recover_once(pipeline: Pipeline, pool: asyncpg.Pool, batch: int) -> int:
+async def recover_once(pipeline: Pipeline, pool: asyncpg.Pool, batch: int, ring: KeyRing) -> int:
     """One pass: offline bills, then up to ``batch`` due bills of the outbox.
     Returns how many due bills were claimed (``batch`` means more may be due).
 
@@ -84,12 +87,12 @@ async def recover_once(pipeline: Pipeline, pool: asyncpg.Pool, batch: int) -> in
     platform gone again, a bad record) never keep the outbox from draining.
     """
     try:
-        await back_issue_offline(pipeline, pool, batch)
+        await back_issue_offline(pipeline, pool, batch, ring)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("back-issuing offline bills failed; the outbox goes on")
-    works = await archive_store.claim_due(pool, batch)
+    works = await archive_store.claim_due(pool, batch, ring)
     if works:
         items = await pipeline.recover(works)
         done = sum(1 for it in items if isinstance(it, Work) and it.status is BillStatus.ISSUED)
@@ -100,13 +103,13 @@ async def recover_once(pipeline: Pipeline, pool: asyncpg.Pool, batch: int) -> in
 
 
 async def recover_forever(
-    pipeline: Pipeline, pool: asyncpg.Pool, *, batch: int, interval_s: float
+    pipeline: Pipeline, pool: asyncpg.Pool, *, batch: int, interval_s: float, ring: KeyRing
 ) -> None:
     """Recovery passes until cancelled: back to back while whole batches are due,
     else one every ``interval_s``. A failed pass is logged and tried again."""
     while True:
         try:
-            if await recover_once(pipeline, pool, batch) == batch:
+            if await recover_once(pipeline, pool, batch, ring) == batch:
                 continue  # more are due: no pause
         except asyncio.CancelledError:
             raise

@@ -26,6 +26,7 @@ from engine.audit import (
     leaf_to_json,
 )
 from engine.errors import FailedPrecondition, InvalidArgument, NotFound
+from engine.sealing import KeyRing
 from engine.sm2 import VerifyingKey
 from engine.translog import InclusionProof, SignedHead, StoredLeaf, TreeHead
 from storage import translog as store
@@ -153,12 +154,19 @@ async def consistency(
     return a, b, await store.consistency_proof(pool, first, second)
 
 
-async def verify_database(conn: asyncpg.Connection, key: VerifyingKey | None) -> Report:
-    """Check every stored leaf and signed head (see engine.audit)."""
+async def verify_database(
+    conn: asyncpg.Connection, key: VerifyingKey | None, ring: KeyRing | None = None
+) -> Report:
+    """Check every stored leaf and signed head (see engine.audit); with the data
+    key ``ring`` also each bill's canonical bytes against its issuance leaf."""
     verifier = LogVerifier(await store.heads(conn), key)
-    async for row in store.iter_leaves(conn):
+    async for row in store.iter_leaves(conn, ring=ring):
         verifier.add(row)
     report = verifier.finish()
+    if ring is None:
+        report.notes.append(
+            "bills' canonical bytes not checked: they are sealed and no data key ring was given"
+        )
     queued = await conn.fetchval("SELECT count(*) FROM log_entries WHERE leaf_index IS NULL")
     if queued:
         report.notes.append(f"{queued} entries queued, not yet in the tree")

@@ -6,7 +6,8 @@ leaf and signed head, and names the first leaf that was removed, altered or
 reordered; it exits 1 when it finds one. Give the signing server's public key
 (``--public-key`` hex, or ``--fetch-key`` to ask the signing server) so that
 the heads are checked against a key you trust rather than the one stored
-beside them.
+beside them. With the data key file (EBILL_DATA_KEY_FILE) present, each bill's
+sealed canonical bytes are opened and checked against its issuance leaf too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated
 import typer
 
 from clients.signer import SignerClient
+from config import keys
 from config.settings import Settings, load
 from engine.audit import Report
 from engine.sm2 import VerifyingKey
@@ -75,7 +77,9 @@ async def _verify(
     pool = await connect_pool(url, size=1, migrate=False)
     try:
         async with pool.acquire() as conn:
-            return _print(await verify_database(conn, key))
+            # Read, never made: a verifier has no business creating keys.
+            ring = keys.read(settings.data_key_file) if settings.data_key_file.exists() else None
+            return _print(await verify_database(conn, key, ring))
     finally:
         await pool.close()
         if embedded is not None:

@@ -21,6 +21,7 @@ from engine.model import BillInput
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
+from storage.personal import open_canonical
 from tests.e2e.conftest import SCARCE_POINT, SCARCE_STOCK
 from tests.gm_reference import gm_verify
 from tests.resilience import public_keys
@@ -92,7 +93,9 @@ async def test_single_bill_is_issued_signed_countersigned_and_archived(
         "SELECT * FROM bills WHERE unit_code=$1 AND bus_no=$2", b.unit_code, b.bus_no
     )
     assert row["status"] == "issued" and row["archived_at"] is not None
-    assert bytes(row["canonical"]) == bill.canonical
+    # Stored sealed (docs/personal-data.md); opened, the very bytes signed.
+    assert row["canonical"] is None
+    assert open_canonical(stack.key_ring(), row) == bill.canonical
     assert bytes(row["unit_signature"]) == bill.unit_signature
     assert bytes(row["fiscal_signature"]) == bill.fiscal_signature
     assert row["total_fen"] == int(b.total_amount.replace(".", ""))

@@ -19,6 +19,7 @@ from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc, lifecycle_pb2
 from protos.ebill.v1 import lifecycle_pb2_grpc as lc_grpc
 from storage.db import connect_pool
 from storage.paper import receive_paper
+from storage.personal import seal_offline
 from tests.e2e.test_ops import scrape, value
 from tests.resilience import His, check_invariants, new_bills, own_stack, public_keys
 
@@ -74,10 +75,13 @@ def test_a_bad_offline_bill_is_quarantined_and_the_others_recover() -> None:
                 # before the fix).
                 bad_id = await pool.fetchval(
                     "INSERT INTO offline_bills (unit_code, bus_no, place_code, paper_code,"
-                    " paper_no, operator, request) VALUES ($1, $2, $3, $4, $5, '收费员01', $6)"
-                    " RETURNING id",
+                    " paper_no, operator, request_sealed)"
+                    " VALUES ($1, $2, $3, $4, $5, '收费员01', $6) RETURNING id",
                     unit, bad_offline.bus_no, place, PAPER, conv.paper_no,
-                    bad_offline.SerializeToString(),
+                    seal_offline(
+                        stack.key_ring(), unit, bad_offline.bus_no,
+                        bad_offline.SerializeToString(),
+                    ),
                 )  # fmt: skip
                 pending = "SELECT count(*) FROM bills WHERE status = 'pending_countersign'"
                 assert await pool.fetchval(pending) == PENDING_BILLS
@@ -120,7 +124,10 @@ def test_a_bad_offline_bill_is_quarantined_and_the_others_recover() -> None:
                     assert (got.paper_code, got.paper_no) == (PAPER, no)
                     his.acked[b.bus_no] = got
             # Every bill (the quarantined one's e-bill too) countersigned once.
-            assert await check_invariants(pool, his.acked, keys) == PENDING_BILLS + 3
+            assert (
+                await check_invariants(pool, his.acked, keys, ring=stack.key_ring())
+                == PENDING_BILLS + 3
+            )
             await pool.close()
 
         asyncio.run(scenario())

@@ -54,7 +54,12 @@ def test_stages_spread_over_nodes_and_issue() -> None:
                             assert r.HasField("bill"), r.error
                             acked[r.bus_no] = r.bill
                 await wait_until_settled(pool, timeout=60)
-                assert await check_invariants(pool, acked, await public_keys(stack)) == 600
+                assert (
+                    await check_invariants(
+                        pool, acked, await public_keys(stack), ring=stack.key_ring()
+                    )
+                    == 600
+                )
                 await pool.close()
 
             started = time.monotonic()

@@ -8,6 +8,7 @@ import asyncpg
 from bench.chaos_check import Acked, Distribution, Ledger, check
 from engine.sm2 import SigningKey
 from storage.bills import reserve
+from tests.factories import RING
 from tests.storage.test_reserve import UNIT, prepared, setup, work
 
 UNIT_KEY, FISCAL_KEY = SigningKey.generate(), SigningKey.generate()
@@ -17,11 +18,11 @@ KEYS = (UNIT_KEY.public.point, FISCAL_KEY.public.point)
 async def issued_bills(db: asyncpg.Pool, n: int) -> Ledger:
     """``n`` bills reserved, then signed and countersigned as the pipeline would."""
     await setup(db, numbers=10)
-    out = await reserve(db, [(i, prepared(i + 1)) for i in range(n)])
+    out = await reserve(db, [(i, prepared(i + 1)) for i in range(n)], ring=RING)
     ledger = Ledger()
     for i in range(n):
         w = work(out[i])
-        canonical = bytes(await db.fetchval("SELECT canonical FROM bills WHERE id = $1", w.bill_id))
+        canonical = w.canonical
         unit_sig = UNIT_KEY.sign(canonical)
         await db.execute(
             "UPDATE bills SET status = 'issued', unit_signature = $2, fiscal_signature = $3"
@@ -35,7 +36,7 @@ async def issued_bills(db: asyncpg.Pool, n: int) -> Ledger:
 
 async def test_consistent_rows_pass(db: asyncpg.Pool) -> None:
     ledger = await issued_bills(db, 3)
-    report = await check(db, ledger, KEYS, unit_code=UNIT, gmssl_sample=3)
+    report = await check(db, ledger, KEYS, ring=RING, unit_code=UNIT, gmssl_sample=3)
     assert report.ok, report.lines()
     assert report.figures["signatures_verified_natively"] == 3
     assert report.figures["signatures_verified_gmssl"] == 3
@@ -72,7 +73,7 @@ async def test_every_kind_of_damage_is_named(db: asyncpg.Pool) -> None:
         Distribution("002", "44060119", 9, 9),
     ]
 
-    report = await check(db, ledger, KEYS, unit_code=UNIT, gmssl_sample=3)
+    report = await check(db, ledger, KEYS, ring=RING, unit_code=UNIT, gmssl_sample=3)
     text = "\n".join(report.violations)
     assert not report.ok
     for expected in (

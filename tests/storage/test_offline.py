@@ -18,6 +18,8 @@ from storage.offline import (
     waiting_offline,
 )
 from storage.paper import convert_to_paper, paper_stock, receive_paper
+from storage.personal import seal_offline
+from tests.factories import RING
 from tests.storage.test_reserve import UNIT, prepared, setup, work
 
 PAPER = "99000011"
@@ -38,13 +40,13 @@ async def offline(db: asyncpg.Pool, seq: int, paper_no: int, place: str = "") ->
     p = prepared(seq)
     return await record_offline(
         db, unit_code=UNIT, bus_no=f"OFFLINE-{seq}", place_code=place or p.place_code,
-        paper_code=PAPER, paper_no=f"{paper_no:010d}", operator="clerk", request=b"req",
+        paper_code=PAPER, paper_no=f"{paper_no:010d}", operator="clerk", request=b"req", ring=RING,
     )  # fmt: skip
 
 
 async def issued(db: asyncpg.Pool, seq: int) -> int:
     """A bill issued (countersigned) the quick way: reserved, then marked issued."""
-    w = work((await reserve(db, [(0, prepared(seq))]))[0])
+    w = work((await reserve(db, [(0, prepared(seq))], ring=RING))[0])
     await db.execute(
         "UPDATE bills SET status = 'issued', unit_signature = 'u', fiscal_signature = 'f',"
         " countersigned_at = now() WHERE id = $1",
@@ -135,17 +137,18 @@ async def test_a_link_onto_another_bills_paper_fails_and_quarantine_sets_it_asid
     # A record from before the check (the way issue #11 found it): same sheet.
     offline_id = await db.fetchval(
         "INSERT INTO offline_bills (unit_code, bus_no, place_code, paper_code, paper_no,"
-        " operator, request) VALUES ($1, 'LEGACY', $2, $3, $4, 'clerk', 'x') RETURNING id",
+        " operator, request_sealed) VALUES ($1, 'LEGACY', $2, $3, $4, 'clerk', $5) RETURNING id",
         UNIT,
         place,
         PAPER,
         no,
+        seal_offline(RING, UNIT, "LEGACY", b"x"),
     )
     bill_id = await issued(db, 1)
     with pytest.raises(asyncpg.UniqueViolationError):
         async with db.transaction():
             await link_back_issued(db, [(offline_id, bill_id)])
     await quarantine_offline(db, offline_id, bill_id, "link failed")
-    assert offline_id not in [o for o, _ in await waiting_offline(db, 100)]
+    assert offline_id not in [o for o, _ in await waiting_offline(db, 100, ring=RING)]
     [q] = [q for q in await quarantined_offline(db) if q.offline_id == offline_id]
     assert (q.bill_id, q.paper_no, q.reason) == (bill_id, no, "link failed")

@@ -13,6 +13,8 @@ from engine.sm2 import SigningKey, sm3
 from engine.translog import LogEntry, SignedHead, TreeHead
 from storage import translog as store
 from storage.bills import reserve
+from storage.personal import open_canonical
+from tests.factories import RING
 from tests.merkle_reference import ref_mth, ref_path, ref_subproof
 from tests.storage.test_reserve import prepared, setup
 from usecases.translog import verify_database
@@ -26,9 +28,9 @@ async def test_issuance_queues_one_leaf_per_bill_with_the_canonical_digest(
     db: asyncpg.Pool,
 ) -> None:
     await setup(db, numbers=10)
-    out = await reserve(db, [(i, prepared(i + 1)) for i in range(3)])
+    out = await reserve(db, [(i, prepared(i + 1)) for i in range(3)], ring=RING)
     rows = await db.fetch(
-        "SELECT e.op, e.ref, e.content_digest, b.canonical, b.bill_code, b.bill_no"
+        "SELECT e.op, e.ref, e.content_digest, b.id, b.canonical_sealed, b.bill_code, b.bill_no"
         " FROM log_entries e JOIN bills b ON b.id = e.bill_id"
         " WHERE e.bill_id = ANY($1::bigint[]) ORDER BY e.id",
         [w.bill_id for w in out.values()],  # type: ignore[union-attr]
@@ -37,13 +39,13 @@ async def test_issuance_queues_one_leaf_per_bill_with_the_canonical_digest(
     for r in rows:
         assert r["op"] == "bill.issue"
         assert r["ref"] == f"{r['bill_code']}/{r['bill_no']}"
-        assert bytes(r["content_digest"]) == sm3(bytes(r["canonical"]))
+        assert bytes(r["content_digest"]) == sm3(open_canonical(RING, r))
 
 
 async def test_sequencing_proofs_and_events(db: asyncpg.Pool) -> None:
     start = await _fresh(db)
     await setup(db, numbers=10)
-    await reserve(db, [(i, prepared(i + 1)) for i in range(5)])
+    await reserve(db, [(i, prepared(i + 1)) for i in range(5)], ring=RING)
     # A stock movement written by any code path is logged by the trigger.
     await db.execute(
         "INSERT INTO stock_events (unit_code, bill_code, op, start_no, end_no, operator)"
@@ -98,18 +100,23 @@ async def test_the_verifier_names_an_edited_row(db: asyncpg.Pool) -> None:
 
 async def test_the_verifier_sees_a_bill_edited_after_issue(db: asyncpg.Pool) -> None:
     await setup(db, numbers=10)
-    out = await reserve(db, [(i, prepared(i + 1)) for i in range(2)])
+    out = await reserve(db, [(i, prepared(i + 1)) for i in range(2)], ring=RING)
     assert await store.sequence(db) is not None
     async with db.acquire() as conn:
-        assert (await verify_database(conn, None)).ok
+        assert (await verify_database(conn, None, RING)).ok
     bill_id = out[1].bill_id  # type: ignore[union-attr]
     index = await db.fetchval("SELECT leaf_index FROM log_entries WHERE bill_id = $1", bill_id)
+    # The canonical bytes are sealed: one bit of the stored value flipped.
     await db.execute(
-        "UPDATE bills SET canonical = replace(canonical::text, '0', '9')::bytea WHERE id = $1",
+        "UPDATE bills SET canonical_sealed = set_byte(canonical_sealed, 40,"
+        " get_byte(canonical_sealed, 40) # 1) WHERE id = $1",
         bill_id,
     )
     async with db.acquire() as conn:
-        report = await verify_database(conn, None)
+        unchecked = await verify_database(conn, None)
+        report = await verify_database(conn, None, RING)
+    # Without the data key the bill's bytes cannot be checked, and the report says so.
+    assert unchecked.ok and any("not checked" in n for n in unchecked.notes)
     assert report.first is not None
     assert (report.first.index, report.first.kind) == (index, "altered")
     assert "no longer has the content it was issued with" in report.first.message

@@ -16,6 +16,7 @@ from config.tuning import GRPC_KEEPALIVE_TIME_MS, SERVER_MIN_PING_INTERVAL_MS
 from ebill.interceptors import interceptors
 from ebill.server import server_options
 from engine.errors import DeadlineExceeded
+from engine.sealing import KeyRing
 from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc
 from tests.unit.test_interceptors import Fake
 from usecases.batcher import Lanes, MicroBatcher, Outcome
@@ -33,7 +34,11 @@ async def _wait(timeout_s: float | None) -> tuple[float, str]:
     batcher.start()
     # Issuing never touches the pool or the pipeline directly, only the batcher.
     issuance = Issuance(
-        Lanes(interactive=batcher, bulk=batcher), cast(Any, None), cast(Any, None), timeout_s=1.0
+        Lanes(interactive=batcher, bulk=batcher),
+        cast(Any, None),
+        cast(Any, None),
+        timeout_s=1.0,
+        ring=KeyRing.generate(),
     )
     started = time.monotonic()
     try:

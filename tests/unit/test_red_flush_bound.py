@@ -18,6 +18,7 @@ from actors.pipeline import Pipeline
 from config.tuning import RED_MAX_INFLIGHT
 from engine.errors import ResourceExhausted, Unavailable
 from engine.prepare import Prepared
+from engine.sealing import KeyRing
 from usecases.batcher import Outcome
 from usecases.lifecycle import Lifecycle
 
@@ -45,6 +46,7 @@ async def test_red_flush_queue_is_bounded_and_refusal_is_immediate() -> None:
         timeout_s=5.0,
         linger_s=0.0,
         max_queue=BOUND,
+        ring=KeyRing.generate(),
     )
     lifecycle.start()
 

@@ -1,0 +1,52 @@
+"""Personal data at rest: sealing rows left in plaintext, moving sealed values to
+the active key, and what each key still seals (docs/personal-data.md).
+
+The engine's start-up calls :func:`seal_plaintext` before serving; ``ebill keys``
+calls :func:`reseal` and :func:`key_status` after a rotation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from engine.sealing import KeyRing
+from storage import personal as store
+from storage.personal import ResealReport
+
+__all__ = ["ResealReport", "key_status", "reseal", "seal_plaintext"]
+
+log = logging.getLogger(__name__)
+
+
+async def seal_plaintext(pool: asyncpg.Pool, ring: KeyRing) -> ResealReport:
+    """Seal the rows a database from before migration 0010 holds in plaintext
+    (one index probe when there are none)."""
+    report = await store.reseal(pool, ring, rekey=False)
+    if report.plain_sealed or report.offline_plain_sealed:
+        log.info(
+            "sealed %d bills and %d offline bills stored in plaintext",
+            report.plain_sealed,
+            report.offline_plain_sealed,
+        )
+    return report
+
+
+async def reseal(
+    pool: asyncpg.Pool,
+    ring: KeyRing,
+    *,
+    reindex: bool = False,
+    batch: int = 500,
+    progress: Callable[[int], None] = lambda n: None,
+) -> ResealReport:
+    """Every sealed value under the active key (and every plaintext row sealed);
+    with ``reindex`` every search digest recomputed under the index key."""
+    return await store.reseal(pool, ring, batch=batch, reindex=reindex, progress=progress)
+
+
+async def key_status(pool: asyncpg.Pool) -> dict[str, dict[int, int]]:
+    """Rows per key id and table (0: not yet sealed)."""
+    return await store.key_counts(pool)
