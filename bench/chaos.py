@@ -235,9 +235,12 @@ async def _scenario(
     stack: Stack, proxies: dict[str, FaultProxy], engine_env: dict[str, str], seed: int,
     seconds: float, faults: list[Fault], gmssl_sample: int,
 ) -> ChaosResult:  # fmt: skip
-    await prepare(stack.config.grpc_addr, office_count=50_000, paper_count=100_000, tls=stack.tls())
+    await prepare(
+        stack.config.grpc_addr, office_count=50_000, paper_count=100_000, tls=stack.tls(),
+        creds=stack.app_credentials(),
+    )  # fmt: skip
     keys = await public_keys(stack)
-    load = Load(stack.config.grpc_addr, seed, tls=stack.tls())
+    load = Load(stack.config.grpc_addr, seed, tls=stack.tls(), creds=stack.app_credentials())
     player = Faults(stack, proxies, engine_env)
     started = time.monotonic()
     # The clients stop starting new work at the end of the load; the faults may

@@ -24,7 +24,7 @@ from typing import TypeVar
 import grpc
 
 from bench.chaos_check import Acked, Distribution, Ledger
-from clients._grpc import open_channel
+from clients.credentials import Credentials, open_engine_channel
 from config.tls import TlsFiles
 from engine.model import BillInput, ChargeItemInput, InsuranceInput, PayChannelInput
 from protos.ebill.v1 import (
@@ -103,11 +103,16 @@ def remainder_of(original: BillInput, keep_fen: int, bus_no: str) -> BillInput:
 
 
 async def prepare(
-    addr: str, *, office_count: int, paper_count: int, tls: TlsFiles | None = None
+    addr: str,
+    *,
+    office_count: int,
+    paper_count: int,
+    tls: TlsFiles | None = None,
+    creds: Credentials | None = None,
 ) -> None:
     """Stock for the run, before any fault: numbers held by the bill office (to
     distribute) and blank paper at the lifecycle issuing point (to convert on)."""
-    async with open_channel(addr, tls) as ch:
+    async with open_engine_channel(addr, tls, creds) as ch:
         stock = stock_pb2_grpc.StockServiceStub(ch)
         office = _operator()
         app = await stock.CreateGrantApplication(
@@ -142,6 +147,8 @@ class Load:
     seed: int
     # The demo client's certificate when the stack runs TLS (Stack.tls()).
     tls: TlsFiles | None = None
+    # The demo HIS app's credentials (Stack.app_credentials()).
+    creds: Credentials | None = None
     ledger: Ledger = field(default_factory=Ledger)
     # Outcomes by operation and gRPC code ("OK" when acknowledged).
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -165,7 +172,7 @@ class Load:
         for _ in range(ATTEMPTS):
             if time.monotonic() > give_up_at:
                 break
-            async with open_channel(self.addr, self.tls) as ch:
+            async with open_engine_channel(self.addr, self.tls, self.creds) as ch:
                 try:
                     result = await make(ch)
                 except grpc.aio.AioRpcError as err:
@@ -306,7 +313,7 @@ class Load:
                 operator=_operator(), to_place_code=DISTRIBUTE_TO, bill_code=BILL_CODE,
                 count=rng.randint(1, 25),
             )  # fmt: skip
-            async with open_channel(self.addr, self.tls) as ch:
+            async with open_engine_channel(self.addr, self.tls, self.creds) as ch:
                 try:
                     resp = await stock_pb2_grpc.StockServiceStub(ch).Distribute(
                         req, timeout=CALL_TIMEOUT_S

@@ -24,9 +24,9 @@ from typing import Any  # noqa: E402
 import grpc  # noqa: E402
 from locust import User, between, events, task  # noqa: E402
 
+from clients.credentials import read_credentials, sync_engine_channel  # noqa: E402
 from config.settings import load  # noqa: E402
 from ops import pki  # noqa: E402
-from ops.stack import sync_channel  # noqa: E402
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc  # noqa: E402
 from usecases import demo  # noqa: E402
 from wire.bills import input_to_pb  # noqa: E402
@@ -49,7 +49,10 @@ class _GrpcUser(User):
         super().__init__(environment)
         settings = load()
         addr = self.host or settings.grpc_addr
-        self._channel = sync_channel(addr, pki.client_files(settings))
+        # Signed as the demo HIS app (its credentials written at seeding).
+        creds_file = settings.data_dir / "demo-credentials.json"
+        creds = read_credentials(creds_file) if creds_file.exists() else None
+        self._channel = sync_engine_channel(addr, pki.client_files(settings), creds)
         self.stub = issuance_pb2_grpc.IssuanceServiceStub(self._channel)
 
     def on_stop(self) -> None:

@@ -123,10 +123,38 @@ class Settings:
     tls_client_auth: bool
     signer_tls_dir: Path | None
     fiscal_tls_dir: Path | None
+    # Identity (README "Security", docs/identity.md): every call of the engine's
+    # services authenticated (EBILL_AUTH=0 only for benchmarks of its cost);
+    # signed requests' timestamps within auth_window_s of the engine's clock and
+    # their nonces refused for as long; staff sessions last session_ttl_s;
+    # login_max_failures wrong sign-ins in a row lock a user for login_lock_s;
+    # apps and sessions are cached auth_cache_s (how long a revocation may take).
+    auth: bool
+    auth_window_s: float
+    session_ttl_s: float
+    login_max_failures: int
+    login_lock_s: float
+    auth_cache_s: float
     # Personal data at rest (docs/personal-data.md): the key ring that seals
     # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
     # default under data_dir is made on first run.
     data_key_file: Path
+    # -- HTTP server (gateway area: ebill/http/) --------------------------------
+    # The HTTP server beside gRPC in the engine process: the vendor-compatible
+    # gateway, the REST mapping, and the routes other areas mount. Empty: no HTTP.
+    # TLS like gRPC (the same certificate); client certificates only with
+    # http_client_auth, because HIS vendors' clients authenticate by the
+    # envelope's signature and rarely carry one.
+    http_addr: str
+    http_client_auth: bool
+    # Base URL put into answers that point back at this server (the vendor
+    # interface's pictureUrl, H5 addresses). Empty: https://<http_addr>.
+    http_public_url: str
+    # The charge item ("code:name") a deposit voucher issued through the vendor
+    # interface (invoicePayMentVoucher, which sends no items) carries.
+    gateway_deposit_charge: str
+    # Run the engine's event loop on uvloop (gRPC, HTTP and the use cases share it).
+    uvloop: bool
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -187,7 +215,18 @@ def load() -> Settings:
         tls_client_auth=_bool("EBILL_TLS_CLIENT_AUTH", False),
         signer_tls_dir=_optional_path("EBILL_SIGNER_TLS_DIR"),
         fiscal_tls_dir=_optional_path("EBILL_FISCAL_TLS_DIR"),
+        auth=_bool("EBILL_AUTH", True),
+        auth_window_s=_float("EBILL_AUTH_WINDOW_S", 300.0),
+        session_ttl_s=_float("EBILL_SESSION_TTL_S", 8 * 3600.0),
+        login_max_failures=_int("EBILL_LOGIN_MAX_FAILURES", 5),
+        login_lock_s=_float("EBILL_LOGIN_LOCK_S", 900.0),
+        auth_cache_s=_float("EBILL_AUTH_CACHE_S", 5.0),
         data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
+        http_addr=_str("EBILL_HTTP_ADDR", "127.0.0.1:50080"),
+        http_client_auth=_bool("EBILL_HTTP_CLIENT_AUTH", False),
+        http_public_url=_str("EBILL_HTTP_PUBLIC_URL", ""),
+        gateway_deposit_charge=_str("EBILL_GATEWAY_DEPOSIT_CHARGE", "A07:住院预交金"),
+        uvloop=_bool("EBILL_UVLOOP", True),
     )
 
 

@@ -1,11 +1,12 @@
 """What every call of the engine's own services goes through, in one place instead
-of a decorator on each method: metrics, logging, and the mapping of the error tree
-(engine.errors) to gRPC status codes. Authentication comes here next.
+of a decorator on each method: metrics, logging, the mapping of the error tree
+(engine.errors) to gRPC status codes, and authentication (ebill.grpc.auth).
 
 Interceptors wrap the unary-unary methods of the ``ebill.v1`` services only:
 health and reflection are not the engine's API and were never counted. The
-order given to the server is outermost first: metrics, logging, errors, and the
-request guard (wire.guard) innermost, its refusals mapped like any other.
+order given to the server is outermost first: metrics, logging, errors,
+authentication and authorization (so its refusals are counted, logged and
+mapped like any other), and the request guard (wire.guard) innermost.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from config.tuning import MAX_ERROR_MESSAGE_CHARS, MAX_FIELD_VIOLATIONS
+from ebill.grpc.auth import AuthInterceptor
 from engine.errors import EbillError
 from ops import metrics
 from storage.errors import is_retryable, translate
@@ -220,11 +222,14 @@ class RequestGuardInterceptor(_UnaryInterceptor):
         return await behavior(request, context)
 
 
-def interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """The engine server's interceptors, outermost first."""
+def interceptors(auth: AuthInterceptor) -> list[grpc.aio.ServerInterceptor]:
+    """The engine server's interceptors, outermost first. ``auth`` is required so
+    that no server is assembled without deciding about authentication
+    (``AuthInterceptor(None)``: off, for benchmarks and unit tests)."""
     return [
         MetricsInterceptor(),
         LoggingInterceptor(),
         ErrorInterceptor(),
+        auth,
         RequestGuardInterceptor(),
     ]

@@ -31,14 +31,21 @@ from config.tuning import (
     STATS_INTERVAL_S,
 )
 from ebill.grpc.audit import AuditServicer
+from ebill.grpc.auth import AuthInterceptor
+from ebill.grpc.identity import IdentityServicer
 from ebill.grpc.issuance import SERVICE_NAME, IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
+from ebill.http.app import build_app
+from ebill.http.serve import HttpServer
+from ebill.http.services import Services
 from ebill.interceptors import interceptors
 from ops import metrics
 from protos.ebill.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
     issuance_pb2,
     issuance_pb2_grpc,
     lifecycle_pb2,
@@ -48,6 +55,8 @@ from protos.ebill.v1 import (
 )
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.batcher import Lanes, MicroBatcher
+from usecases.gateway import Gateway
+from usecases.identity import Identity, IdentityPolicy
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
@@ -57,7 +66,7 @@ from usecases.stats import poll_stats
 from usecases.stock.loop import stock_loop
 from usecases.translog import translog_loop
 
-__all__ = ["serve", "server_options"]
+__all__ = ["run", "serve", "server_options"]
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +189,30 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     )
     lifecycle.start()
 
-    server = grpc.aio.server(interceptors=interceptors(), options=server_options())
+    # Every call authenticated and authorized (ebill.grpc.auth); secrets of apps
+    # and TOTP seeds are sealed with the data key ring.
+    identity = Identity(
+        pool,
+        keys.load(settings),
+        IdentityPolicy(
+            window_s=settings.auth_window_s,
+            session_ttl_s=settings.session_ttl_s,
+            max_failures=settings.login_max_failures,
+            lock_s=settings.login_lock_s,
+            cache_s=settings.auth_cache_s,
+        ),
+    )
+    if not settings.auth:
+        log.warning("EBILL_AUTH=0: calls are not authenticated (benchmarks only)")
+    auth = AuthInterceptor(identity if settings.auth else None)
+    server = grpc.aio.server(interceptors=interceptors(auth), options=server_options())
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(issuance), server)
     lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(
         LifecycleServicer(lifecycle, Paper(pool, ring)), server
     )
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(pool, settings), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(pool), server)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(identity), server)
     health_servicer = health.aio.HealthServicer()
     # The servicer calls the server SERVING from the start; not until the
     # pipeline is warm, or load balancers send bills to an engine not ready.
@@ -199,6 +225,7 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
             lifecycle_pb2.DESCRIPTOR.services_by_name["LifecycleService"].full_name,
             stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
             audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+            identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -221,6 +248,28 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         for node in nodes:
             metrics.STAGE_REPLICAS.labels(stage, node).inc()
         log.info("stage %s replicas on nodes %s", stage, nodes)
+    # The HTTP server (ebill/http/): same loop, same use cases, same batcher.
+    # Started before health says SERVING, so a ready engine serves both.
+    gateway = Gateway(pool, issuance)
+    http: HttpServer | None = None
+    if settings.http_addr:
+        http = HttpServer(
+            build_app(
+                Services(
+                    settings=settings,
+                    pool=pool,
+                    issuance=issuance,
+                    lifecycle=lifecycle,
+                    paper=Paper(pool),
+                    gateway=gateway,
+                    apps=identity,
+                    identity=identity,
+                )
+            ),
+            settings,
+        )
+        await http.start()
+        log.info("HTTP serving on %s", settings.http_addr)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     background = [
@@ -256,6 +305,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
         settings.metrics_port,
     )
     print(f"engine ready on {settings.grpc_addr}", flush=True)
+    if http is not None:
+        print(f"HTTP ready on {settings.http_addr}", flush=True)
     if ready:
         ready()
 
@@ -268,13 +319,28 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     background[0].cancel()  # health stays NOT_SERVING from here on
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if http is not None:
+        await http.stop()
     await server.stop(grace=5)
+    await gateway.stop()
     for task in background:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await batcher.stop()
     await lifecycle.stop()
+    await identity.close()
     await pool.close()
     if embedded is not None:
         embedded.cleanup()
+
+
+def run(settings: Settings) -> None:
+    """Run the engine in this process: on uvloop unless EBILL_UVLOOP=0 (gRPC,
+    HTTP and the use cases share the one loop)."""
+    if settings.uvloop:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    else:
+        asyncio.run(serve(settings))

@@ -21,6 +21,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",
+    "Unauthenticated",
     "Unavailable",
 ]
 
@@ -112,8 +113,16 @@ class NotFound(EbillError):
     code = "NOT_FOUND"
 
 
+class Unauthenticated(EbillError):
+    """No credentials, or credentials that do not prove who the caller is (a
+    bad signature, a replayed nonce, a stale timestamp, an ended session)."""
+
+    code = "UNAUTHENTICATED"
+
+
 class PermissionDenied(EbillError):
-    """The caller's issuing point may not act on this bill."""
+    """The caller is known but may not do this: a permission its roles lack, a
+    method its app is not allowed, or a unit or issuing point outside its scope."""
 
     code = "PERMISSION_DENIED"
 

@@ -9,6 +9,9 @@ __all__ = [
     "BATCH_SIZE",
     "BILLS",
     "FISCAL_CIRCUIT_OPEN",
+    "GATEWAY_CALLS",
+    "HTTP_LATENCY",
+    "HTTP_REQUESTS",
     "INFLIGHT",
     "OLDEST_UNFINISHED",
     "OVERLOAD_REFUSED",
@@ -88,3 +91,17 @@ RECOVERY_QUARANTINED = Counter(
 )
 
 STAGE_REPLICAS = Gauge("ebill_stage_replicas", "Stage actors per Ray node", ["stage", "node"])
+
+# The HTTP server (ebill/http/): every request by route and status, and the
+# vendor gateway's calls by interface and the vendor result code it answered.
+HTTP_REQUESTS = Counter(
+    "ebill_http_requests_total", "HTTP requests by route and status", ["route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "ebill_http_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS
+)
+GATEWAY_CALLS = Counter(
+    "ebill_gateway_calls_total",
+    "Vendor-interface calls by interface and result code",
+    ["method", "result"],
+)

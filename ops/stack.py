@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,21 +22,35 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients._grpc import channel_credentials, open_channel
+from clients.credentials import (
+    AppCredentials,
+    Credentials,
+    SessionCredentials,
+    open_engine_channel,
+    sync_engine_channel,
+)
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config import keys
 from config.settings import load
 from config.tls import TlsFiles
+from engine.identity import totp
 from engine.sealing import KeyRing
 from ops import pki
 from ops.sandboxes.signer import KeyStore
+from protos.ebill.v1 import identity_pb2, identity_pb2_grpc
 from storage.db import EmbeddedPostgres, connect_pool
 from usecases.bootstrap import bootstrap_demo
+from usecases.demo import UNIT_CODE
+from usecases.identity import Identity
+from usecases.identity.demo import DemoCredentials, seed_identity
+from usecases.identity.manage import IdentityAdmin
 
-__all__ = ["Stack", "StackConfig", "free_port", "sync_channel"]
+__all__ = ["Stack", "StackConfig", "free_port", "http_ssl_context", "sync_channel"]
 
 
 def free_port() -> int:
@@ -51,6 +67,8 @@ class StackConfig:
     signer_port: int = 0
     fiscal_port: int = 0
     metrics_port: int = 0
+    # The engine's HTTP server (gateway, REST); -1: none.
+    http_port: int = 0
     fiscal_latency_ms: int = 0
     fiscal_failure_rate: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -64,6 +82,7 @@ class StackConfig:
         self.signer_port = self.signer_port or free_port()
         self.fiscal_port = self.fiscal_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
+        self.http_port = self.http_port or free_port()
 
     @property
     def grpc_addr(self) -> str:
@@ -77,6 +96,10 @@ class StackConfig:
     def fiscal_addr(self) -> str:
         return f"127.0.0.1:{self.fiscal_port}"
 
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}" if self.http_port > 0 else ""
+
 
 class Stack:
     def __init__(self, config: StackConfig) -> None:
@@ -84,6 +107,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pg: EmbeddedPostgres | None = None
         self.database_url = config.database_url
+        self._demo: DemoCredentials | None = None
 
     def env(self) -> dict[str, str]:
         c = self.config
@@ -98,6 +122,7 @@ class Stack:
             EBILL_FISCAL_LATENCY_MS=str(c.fiscal_latency_ms),
             EBILL_FISCAL_FAILURE_RATE=str(c.fiscal_failure_rate),
             EBILL_TLS="1" if c.tls else "0",
+            EBILL_HTTP_ADDR=c.http_addr,
         )
         if self.fiscal_key_file.exists():
             # make run and the tests run pinned to the sandbox platform's key.
@@ -112,16 +137,96 @@ class Stack:
             return None
         return TlsFiles.in_dir(self.config.data_dir.resolve() / "pki", name)
 
-    def channel(self, to: str = "engine") -> grpc.aio.Channel:
+    def channel(
+        self, to: str = "engine", *, creds: Credentials | bool | None = True
+    ) -> grpc.aio.Channel:
         """A channel to the engine (or "signer", "fiscal") as the demo client:
-        TLS with its client certificate when TLS is on. Every test, benchmark and
-        CLI call to the stack goes through here."""
+        TLS with its client certificate when TLS is on, and (the engine) every
+        call signed as the demo HIS app, or with ``creds`` (a staff session from
+        :meth:`login`; False: no credentials). Every test, benchmark and CLI call
+        to the stack goes through here."""
         addr = {
             "engine": self.config.grpc_addr,
             "signer": self.config.signer_addr,
             "fiscal": self.config.fiscal_addr,
         }[to]
-        return open_channel(addr, self.tls())
+        if to != "engine":
+            return open_channel(addr, self.tls())
+        return open_engine_channel(addr, self.tls(), self._creds(creds))
+
+    def sync_channel(self, *, creds: Credentials | bool | None = True) -> grpc.Channel:
+        """A blocking channel to the engine, like :meth:`channel` (locust, checks)."""
+        return sync_engine_channel(self.config.grpc_addr, self.tls(), self._creds(creds))
+
+    def _creds(self, creds: Credentials | bool | None) -> Credentials | None:
+        if creds is True:
+            return self.app_credentials()
+        if creds is False:
+            return None
+        return creds
+
+    @property
+    def credentials_file(self) -> Path:
+        """The demo app's secret and the demo staff's passwords (0600), written
+        at seeding: what `make run` prints and what tests and benchmarks use."""
+        return self.config.data_dir / "demo-credentials.json"
+
+    @property
+    def demo(self) -> DemoCredentials:
+        if self._demo is None:
+            self._demo = DemoCredentials.from_json(
+                json.loads(self.credentials_file.read_text(encoding="utf-8"))
+            )
+        return self._demo
+
+    def app_credentials(self) -> AppCredentials | None:
+        """The demo HIS app's credentials; None before seeding."""
+        if self._demo is None and not self.credentials_file.exists():
+            return None
+        return AppCredentials(self.demo.app_id, self.demo.app_secret)
+
+    async def login(self, username: str, password: str | None = None) -> SessionCredentials:
+        """Sign a demo staff member in (with their TOTP code when their role needs
+        one); the session's credentials, for :meth:`channel`."""
+        staff = self.demo.staff.get(username)
+        if password is None:
+            assert staff is not None, f"no demo user {username}"
+            password = staff.password
+        code = totp(staff.totp_secret, time.time()) if staff and staff.totp_secret else ""
+        async with self.channel(creds=False) as ch:
+            resp = await identity_pb2_grpc.IdentityServiceStub(ch).Login(
+                identity_pb2.LoginRequest(username=username, password=password, totp=code),
+                timeout=30,
+            )
+        return SessionCredentials(resp.token)
+
+    def data_keys(self) -> KeyRing:
+        """The data key ring the engine will load (config/keys.py)."""
+        named = self.env().get(keys.SETTING)
+        if named:
+            return keys.read(Path(named))
+        return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the engine's HTTP server (https with TLS on)."""
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{self.config.http_addr}"
+
+    def http_client(self, *, timeout: float = 60.0) -> httpx.AsyncClient:
+        """An HTTP client to the engine that trusts the local CA (and presents the
+        demo client's certificate, as gRPC channels do)."""
+        return httpx.AsyncClient(
+            base_url=self.http_url, timeout=timeout, verify=self._http_verify()
+        )
+
+    def http_client_sync(self, *, timeout: float = 60.0) -> httpx.Client:
+        """The blocking flavour (Locust users, scripts)."""
+        return httpx.Client(base_url=self.http_url, timeout=timeout, verify=self._http_verify())
+
+    def _http_verify(self) -> ssl.SSLContext | bool:
+        tls = self.tls()
+        return True if tls is None else http_ssl_context(tls)
 
     def key_ring(self) -> KeyRing:
         """The engine's data key ring under data_dir (docs/personal-data.md), made
@@ -177,10 +282,17 @@ class Stack:
                     FiscalClient(self.config.fiscal_addr, tls=self.tls("engine")) as fiscal,
                 ):
                     await bootstrap_demo(pool, signer, fiscal, stock=stock)
+                identity = Identity(pool, self.data_keys())
+                self._demo = await seed_identity(IdentityAdmin(identity), UNIT_CODE)
             finally:
                 await pool.close()
 
         asyncio.run(seed())
+        path = self.credentials_file
+        path.touch(mode=0o600, exist_ok=True)
+        os.chmod(path, 0o600)
+        assert self._demo is not None
+        path.write_text(json.dumps(self._demo.to_json(), indent=2) + "\n", encoding="utf-8")
 
     def start_signer(self) -> None:
         self._spawn("signer", "ops.sandboxes.signer")
@@ -255,6 +367,13 @@ class Stack:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def http_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
+    """Trust ``tls.ca``, present ``tls.cert``/``tls.key``: HTTP over the local PKI."""
+    ctx = ssl.create_default_context(cafile=str(tls.ca))
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    return ctx
 
 
 def sync_channel(addr: str, tls: TlsFiles | None) -> grpc.Channel:

@@ -10,11 +10,12 @@ import signal
 import sys
 import time
 from collections import Counter
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clients._grpc import open_channel
+from clients.credentials import Credentials, open_engine_channel, read_credentials
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config.settings import load
@@ -32,6 +33,9 @@ from protos.ebill.v1 import (
 from usecases import demo
 from wire.bills import input_to_pb
 
+if TYPE_CHECKING:
+    from ops.stack import Stack
+
 __all__ = ["issue_demo", "register", "verify_bills"]
 
 
@@ -44,6 +48,7 @@ async def issue_demo(
     count: int,
     *,
     tls: TlsFiles | None,
+    creds: Credentials | None = None,
     batch: int = 100,
     concurrency: int = 4,
     prefix: str | None = None,
@@ -62,7 +67,7 @@ async def issue_demo(
     errors: Counter[str] = Counter()
     started = time.perf_counter()
     sem = asyncio.Semaphore(concurrency)
-    async with open_channel(addr, tls) as ch:
+    async with open_engine_channel(addr, tls, creds) as ch:
         stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
 
         async def send(chunk: list[bill_pb2.BillRequest]) -> None:
@@ -120,13 +125,13 @@ async def verify_bills(
 
 
 def cmd_serve() -> None:
-    """Run the engine's gRPC server."""
-    from ebill.server import serve
+    """Run the engine: its gRPC server and, beside it, its HTTP server."""
+    from ebill.server import run
     from ops import pki
 
     settings = load()
     pki.ensure_for(settings)
-    asyncio.run(serve(settings))
+    run(settings)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -154,6 +159,7 @@ def cmd_run(
         signer_port=_port(settings.signer_addr),
         fiscal_port=_port(settings.fiscal_addr),
         metrics_port=settings.metrics_port,
+        http_port=_port(settings.http_addr) if settings.http_addr else -1,
         log_dir=settings.data_dir / "logs",
         tls=settings.tls,
     )
@@ -166,14 +172,23 @@ def cmd_run(
 
         stack.seed_demo(stock=100_000)
         print(f"seeded demo unit {demo.UNIT_CODE} {demo.UNIT_NAME}")
+        print_sign_in(stack)
         print("starting engine (Ray pipeline)...")
         stack.start_engine()
         print(
             f"engine       {config.grpc_addr}  metrics http://127.0.0.1:{config.metrics_port}/metrics"
         )
+        if config.http_addr:
+            print(
+                f"HTTP         {stack.http_url}  (vendor gateway /api/medical/<method>,"
+                f" REST /v1, OpenAPI {stack.http_url}/openapi.json)"
+            )
         if demo_count:
             tls = stack.tls()
-            bills = asyncio.run(issue_demo(config.grpc_addr, demo_count, batch=batch, tls=tls))
+            creds = stack.app_credentials()
+            bills = asyncio.run(
+                issue_demo(config.grpc_addr, demo_count, batch=batch, tls=tls, creds=creds)
+            )
             ok = asyncio.run(
                 verify_bills(
                     bills, config.signer_addr, settings.signer_key_id, config.fiscal_addr, tls
@@ -188,7 +203,7 @@ def cmd_run(
                 )
 
             if bills:
-                asyncio.run(lifecycle_demo(config.grpc_addr, bills[0], tls))
+                asyncio.run(lifecycle_demo(config.grpc_addr, bills[0], tls, creds))
 
         if once:
             return
@@ -200,9 +215,11 @@ def cmd_run(
             print("\nstopping")
 
 
-async def lifecycle_demo(addr: str, bill: bill_pb2.IssuedBill, tls: TlsFiles | None) -> None:
+async def lifecycle_demo(
+    addr: str, bill: bill_pb2.IssuedBill, tls: TlsFiles | None, creds: Credentials | None
+) -> None:
     """Red-flush one demo bill and show the stock identity, over the engine's own API."""
-    async with open_channel(addr, tls) as ch:
+    async with open_engine_channel(addr, tls, creds) as ch:
         operator = lifecycle_pb2.Operator(
             unit_code=bill.unit_code, place_code=bill.place_code, operator="demo-clerk"
         )
@@ -244,11 +261,17 @@ def cmd_issue(
     concurrency: Annotated[int, typer.Option(help="calls in flight")] = 4,
     place_code: Annotated[str, typer.Option(help="issuing point")] = "001",
     addr: Annotated[str, typer.Option(help="engine address; default EBILL_GRPC_ADDR")] = "",
+    credentials: Annotated[
+        str,
+        typer.Option(help="app credentials JSON; default <data dir>/demo-credentials.json"),
+    ] = "",
 ) -> None:
-    """Issue demo bills against a running engine."""
+    """Issue demo bills against a running engine, signed as the demo HIS app."""
     from ops import pki
 
     settings = load()
+    path = Path(credentials) if credentials else settings.data_dir / "demo-credentials.json"
+    creds = read_credentials(path) if path.exists() else None
     asyncio.run(
         issue_demo(
             addr or settings.grpc_addr,
@@ -257,8 +280,23 @@ def cmd_issue(
             concurrency=concurrency,
             place_code=place_code,
             tls=pki.client_files(settings),
+            creds=creds,
         )
     )
+
+
+def print_sign_in(stack: Stack) -> None:
+    """How to sign in to the demo (make run): the app's credentials and the staff."""
+    demo_creds = stack.demo
+    print(f"credentials  {stack.credentials_file}  (0600; fresh at each seeding)")
+    print(
+        f"  demo HIS app  id {demo_creds.app_id}  secret {demo_creds.app_secret.hex()}"
+        "  (sign each call: docs/identity.md)"
+    )
+    for s in demo_creds.staff.values():
+        second = f"  TOTP {s.otpauth_uri}" if s.totp_secret else ""
+        print(f"  user {s.username:<12} {s.role:<14} password {s.password}{second}")
+    print("  sign in: IdentityService.Login(username, password, totp) -> Bearer token")
 
 
 def cmd_signer() -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import grpc
 
+from ebill.grpc.auth import require_covers
 from ebill.grpc.deadline import time_left
 from engine.errors import EbillError, InvalidArgument
-from engine.model import BillStatus
+from engine.model import BillStatus, IssuedBill
 from engine.statuses import PaperStatus
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
 from usecases.issuance import Issuance, OfflineBill
@@ -58,12 +59,20 @@ class IssuanceServicer(issuance_pb2_grpc.IssuanceServiceServicer):
     async def GetBill(
         self, request: issuance_pb2.GetBillRequest, context: grpc.aio.ServicerContext
     ) -> bill_pb2.IssuedBill:
-        return bill_to_pb(await self._issuance.get_bill(bill_key(request)))
+        return bill_to_pb(await self._bill_in_scope(request))
+
+    async def _bill_in_scope(self, request: issuance_pb2.GetBillRequest) -> IssuedBill:
+        """The bill, if the caller's scope holds its issuing point: another
+        point's bill is PERMISSION_DENIED (for a bill that exists; NOT_FOUND
+        otherwise, as for everyone)."""
+        bill = await self._issuance.get_bill(bill_key(request))
+        require_covers(bill.unit_code, bill.place_code)
+        return bill
 
     async def GetBillStatus(
         self, request: issuance_pb2.GetBillRequest, context: grpc.aio.ServicerContext
     ) -> issuance_pb2.BillStatusResponse:
-        bill = await self._issuance.get_bill(bill_key(request))
+        bill = await self._bill_in_scope(request)
         return issuance_pb2.BillStatusResponse(
             bill_code=bill.bill_code,
             bill_no=bill.bill_no,

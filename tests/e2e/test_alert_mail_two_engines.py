@@ -35,7 +35,7 @@ import grpc
 import pytest
 from aiosmtpd.controller import Controller
 
-from clients._grpc import open_channel
+from clients.credentials import open_engine_channel
 from ops.stack import Stack, StackConfig, free_port, wait_for_health
 from protos.ebill.v1 import bill_pb2
 from storage.alerts import usable_at
@@ -175,7 +175,7 @@ def test_two_engines_one_killed_mail_every_warning_once() -> None:
                 seq = [0]
 
                 def to(addr: str) -> Callable[[], grpc.aio.Channel]:
-                    return lambda: open_channel(addr, stack.tls())
+                    return lambda: open_engine_channel(addr, stack.tls(), stack.app_credentials())
 
                 his = [His(to(addr1)), His(to(addr2)), His(to(addr2))]
 

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from config.tuning import GRPC_KEEPALIVE_TIME_MS, SERVER_MIN_PING_INTERVAL_MS
+from ebill.grpc.auth import AuthInterceptor
 from ebill.interceptors import interceptors
 from ebill.server import server_options
 from engine.errors import DeadlineExceeded
@@ -71,7 +72,8 @@ def test_server_ping_policy_accepts_our_clients_keepalive() -> None:
 
 async def test_an_idle_connection_is_closed_by_the_server() -> None:
     server = grpc.aio.server(
-        interceptors=interceptors(), options=server_options(max_connection_idle_ms=300)
+        interceptors=interceptors(AuthInterceptor(None)),
+        options=server_options(max_connection_idle_ms=300),
     )
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(Fake(), server)
     port = server.add_insecure_port("127.0.0.1:0")

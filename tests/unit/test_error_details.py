@@ -14,6 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from config.tuning import MAX_FIELD_VIOLATIONS
+from ebill.grpc.auth import AuthInterceptor
 from ebill.interceptors import interceptors
 from engine.errors import (
     DeadlineExceeded,
@@ -58,7 +59,7 @@ class Raising(Fake):
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Raising, issuance_pb2_grpc.IssuanceServiceStub]]:
     servicer = Raising()
-    server = grpc.aio.server(interceptors=interceptors())
+    server = grpc.aio.server(interceptors=interceptors(AuthInterceptor(None)))
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

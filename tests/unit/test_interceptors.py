@@ -10,6 +10,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import REGISTRY
 
+from ebill.grpc.auth import AuthInterceptor
 from ebill.interceptors import STATUS_DETAILS_KEY, interceptors
 from engine.errors import InvalidArgument
 from protos.ebill.v1 import bill_pb2, issuance_pb2, issuance_pb2_grpc
@@ -59,7 +60,7 @@ def timed(method: str) -> float:
 
 @pytest.fixture
 async def stub() -> AsyncIterator[issuance_pb2_grpc.IssuanceServiceStub]:
-    server = grpc.aio.server(interceptors=interceptors())
+    server = grpc.aio.server(interceptors=interceptors(AuthInterceptor(None)))
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(Fake(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

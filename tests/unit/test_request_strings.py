@@ -23,6 +23,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from config.settings import load
+from ebill.grpc.auth import AuthInterceptor
 from ebill.grpc.issuance import IssuanceServicer
 from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
@@ -108,7 +109,7 @@ def test_the_walk_finds_the_strings() -> None:
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
     settings = replace(load(), fiscal_addr="127.0.0.1:1")
     none = cast(Any, None)
-    server = grpc.aio.server(interceptors=interceptors())
+    server = grpc.aio.server(interceptors=interceptors(AuthInterceptor(None)))
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(none), server)
     lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(LifecycleServicer(none, none), server)
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(none, settings), server)

@@ -1,0 +1,75 @@
+"""What the HTTP server's routes call: the engine's use cases, shared with gRPC.
+
+One value built by ebill/server.py and handed to every route module's
+``routes(services)``, so an HTTP call and a gRPC call reach the same use case,
+the same micro-batcher and the same pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from config.settings import Settings
+from usecases.gateway import Gateway
+from usecases.issuance import Issuance
+from usecases.lifecycle import Lifecycle
+from usecases.paper import Paper
+
+__all__ = ["AppRegistry", "RegisteredApp", "Services"]
+
+
+class RegisteredApp(Protocol):
+    """A registered application (engine.identity.App): its unit, the issuing
+    points it may act for (empty: the whole unit), the methods it may call,
+    its permissions and its shared secret."""
+
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def unit_code(self) -> str: ...
+    @property
+    def places(self) -> frozenset[str]: ...
+    @property
+    def methods(self) -> frozenset[str]: ...
+    @property
+    def permissions(self) -> frozenset[Any]: ...
+    @property
+    def secret(self) -> bytes: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+class AppRegistry(Protocol):
+    """The part of the identity use case (usecases/identity.py) the gateway uses."""
+
+    async def app(self, app_id: str) -> RegisteredApp | None: ...
+
+    async def claim_nonce(self, app_id: str, nonce: str, at: datetime) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    issuance: Issuance
+    lifecycle: Lifecycle
+    paper: Paper
+    gateway: Gateway
+    # Registered applications and their nonces (identity); None: no app can call.
+    apps: AppRegistry | None = None
+    # The identity use case, for bearer sessions on the REST API (identity).
+    identity: Any = None
+    # H5 page of a bill (public pages, wt-render): (code, no, check) -> URL; None: none yet.
+    h5_url: Callable[[str, str, str], str] | None = None
+    # Anything another area's routes need and this container does not name yet.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def public_url(self) -> str:
+        base = self.settings.http_public_url or f"https://{self.settings.http_addr}"
+        return base.rstrip("/")
