@@ -315,6 +315,7 @@ class CountersignStage(_Timed):
                 fiscal_signature=r.fiscal_signature,
                 countersigned_at=r.countersigned_at,
                 unit_key=key,
+                qr_signature=r.qr_signature,
             )
 
         out = map_work(items, apply)
@@ -382,7 +383,19 @@ class ArchiveStage(_DbStage):
                     return replace(
                         w,
                         fiscal_signature=b"",
+                        qr_signature=b"",
                         deferred="fiscal countersignature invalid",
+                        rejected=True,
+                    )
+                if w.qr_signature and not key.verify(w.qr_message, w.qr_signature):
+                    # The platform's word on the QR facts is as binding as its
+                    # countersignature: a bill whose QR would not verify is not issued.
+                    log.error("bad fiscal QR signature on %s/%s", w.bill_code, w.bill_no)
+                    return replace(
+                        w,
+                        fiscal_signature=b"",
+                        qr_signature=b"",
+                        deferred="fiscal QR signature invalid",
                         rejected=True,
                     )
                 return w

@@ -64,6 +64,8 @@ class CountersignResult:
     unit_signature: bytes
     error_code: str = ""
     error_message: str = ""
+    # The platform's signature over the bill's QR facts (engine.qr).
+    qr_signature: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +248,7 @@ class FiscalClient(GrpcClient[fiscal_pb2_grpc.FiscalPlatformStub]):
                 unit_signature=bytes(r.unit_signature),
                 error_code=r.error_code,
                 error_message=r.error_message,
+                qr_signature=bytes(r.qr_signature),
             )
             for r in resp.results
         ]

@@ -320,6 +320,9 @@ class BillRecord:
     unit_signature: bytes = b""
     fiscal_signature: bytes = b""
     bill_kind: str = ""
+    # The platform's signature over the bill's QR facts (engine.qr), given with
+    # its countersignature; empty on bills countersigned before it did so.
+    qr_signature: bytes = b""
     # Not a column: this answer repeats a bill stored for an earlier request.
     replayed: bool = False
 

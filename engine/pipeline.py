@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from engine.canonical import countersign_message
 from engine.errors import EbillError
 from engine.model import BillRecord, BillStatus, IssuedBill, compact_pickle, record_values
+from engine.qr import facts_of_canonical
 from engine.sm2 import VerifyingKey
 from engine.state import may_become
 
@@ -60,6 +61,11 @@ class Work(BillRecord):
     def countersign_message(self) -> bytes:
         return countersign_message(self.canonical, self.unit_signature)
 
+    @property
+    def qr_message(self) -> bytes:
+        """What the platform's QR signature covers (engine.qr)."""
+        return facts_of_canonical(self.canonical).message
+
     def issued(self) -> IssuedBill:
         """The bill as the caller sees it at the end of the pipeline."""
         # IssuedBill's constructor starts with the BillRecord fields, in order.
@@ -102,6 +108,7 @@ def take_countersignature(
     fiscal_signature: bytes,
     countersigned_at: str,
     unit_key: VerifyingKey | None,
+    qr_signature: bytes = b"",
 ) -> Work:
     """The platform's countersignature on ``w``, with the unit signature it covers.
 
@@ -126,6 +133,7 @@ def take_countersignature(
         unit_signature=unit_signature or w.unit_signature,
         fiscal_signature=fiscal_signature,
         countersigned_at=countersigned_at,
+        qr_signature=qr_signature,
     )
 
 

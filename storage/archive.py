@@ -46,14 +46,16 @@ async def archive(pool: asyncpg.Pool, works: Sequence[Work]) -> None:
                 "UPDATE bills b SET status = u.status, unit_signature = u.us,"
                 " fiscal_signature = NULLIF(u.fs, ''::bytea),"
                 " countersigned_at = CASE WHEN u.fs = ''::bytea THEN NULL ELSE now() END,"
+                " qr_signature = NULLIF(u.qs, ''::bytea),"
                 " archived_at = CASE WHEN u.status = 'issued' THEN now() END"
-                " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])"
-                "   AS u(id, status, us, fs)"
+                " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[])"
+                "   AS u(id, status, us, fs, qs)"
                 " WHERE b.id = u.id AND b.status IN ('reserved', 'pending_countersign')",
                 [w.bill_id for w in todo],
                 [w.status.value for w in todo],
                 [w.unit_signature for w in todo],
                 [w.fiscal_signature for w in todo],
+                [w.qr_signature for w in todo],
             )
         refused = [w.bill_id for w in works if w.platform_refused]
         done = set(await _compensate_refused_reds(conn, refused)) if refused else set()

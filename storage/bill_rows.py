@@ -67,6 +67,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "status": BillStatus,
     "unit_signature": _signature,
     "fiscal_signature": _signature,
+    "qr_signature": _signature,
 }
 _NOT_STORED = frozenset({"replayed"})
 # Sealed (storage.personal): opened by record_of.

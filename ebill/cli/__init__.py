@@ -13,7 +13,7 @@ import logging
 
 import typer
 
-from ebill.cli import audit, core
+from ebill.cli import audit, core, verify
 
 __all__ = ["app", "main"]
 
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 core.register(app)
 app.add_typer(audit.app, name="audit")
+app.add_typer(verify.app, name="verify")
 
 
 @app.callback()

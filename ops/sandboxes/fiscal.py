@@ -29,6 +29,7 @@ from typing import Any
 import grpc
 
 from engine.canonical import countersign_message
+from engine.qr import facts_of, facts_of_canonical
 from engine.sm2 import SigningKey, VerifyingKey
 from ops.sandboxes.common import new_server, sandbox_tls, serve_forever
 from ops.sandboxes.fiscal_rules import (
@@ -76,6 +77,8 @@ _ADDED_COLUMNS = (
     # (JSON of _amounts), to check that a red bill cancels a real bill exactly, once.
     ("countersigned", "red_of", "TEXT"),
     ("countersigned", "amounts", "TEXT"),
+    # The platform's signature over the bill's QR facts (engine/qr.py).
+    ("countersigned", "qr_signature", "BLOB"),
 )
 
 
@@ -293,8 +296,8 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
                 res = fiscal_pb2.CountersignResult(bill_code=item.bill_code, bill_no=item.bill_no)
                 digest = hashlib.new("sm3", item.canonical).hexdigest()
                 stored = self._db.execute(
-                    "SELECT canonical_sm3, unit_signature, fiscal_signature, countersigned_at"
-                    " FROM countersigned WHERE bill_code = ? AND bill_no = ?",
+                    "SELECT canonical_sm3, unit_signature, fiscal_signature, countersigned_at,"
+                    " qr_signature FROM countersigned WHERE bill_code = ? AND bill_no = ?",
                     (item.bill_code, item.bill_no),
                 ).fetchone()
                 if stored is not None:
@@ -303,6 +306,7 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
                         res.ok = True
                         res.unit_signature, res.fiscal_signature = stored[1], stored[2]
                         res.countersigned_at = stored[3]
+                        res.qr_signature = stored[4] or self._sign_qr_late(item)
                     else:
                         res.error_code = "DUPLICATE_NUMBER"
                         res.error_message = "this number was countersigned for another bill"
@@ -318,12 +322,15 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
                         countersign_message(item.canonical, item.unit_signature)
                     )
                     res.countersigned_at = now()
+                    # The QR facts come from the document just checked, not from
+                    # the item's own fields: the platform signs only what it saw.
+                    res.qr_signature = self._key.sign(facts_of(doc).message)
                     # Inserted at once, so a repeat later in the same request sees it.
                     self._db.execute(
                         "INSERT INTO countersigned (bill_code, bill_no, unit_code, check_code,"
                         " total_fen, canonical_sm3, unit_signature, fiscal_signature,"
-                        " countersigned_at, issued_at, red, red_of, amounts)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " countersigned_at, issued_at, red, red_of, amounts, qr_signature)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             item.bill_code,
                             item.bill_no,
@@ -338,10 +345,22 @@ class FiscalService(StockDesk, fiscal_pb2_grpc.FiscalPlatformServicer):
                             1 if "red_of" in doc else 0,
                             red_of_key(doc),
                             amounts.to_json(),
+                            res.qr_signature,
                         ),
                     )
                 results.append(res)
         return fiscal_pb2.CountersignBatchResponse(results=results)
+
+    def _sign_qr_late(self, item: fiscal_pb2.CountersignItem) -> bytes:
+        """The QR signature of a bill countersigned before the platform signed QR
+        facts: made now from its canonical bytes (whose digest matched) and kept
+        (lock held)."""
+        signature = self._key.sign(facts_of_canonical(item.canonical).message)
+        self._db.execute(
+            "UPDATE countersigned SET qr_signature = ? WHERE bill_code = ? AND bill_no = ?",
+            (signature, item.bill_code, item.bill_no),
+        )
+        return signature
 
     def VerifyBill(
         self, request: fiscal_pb2.VerifyBillRequest, context: grpc.ServicerContext

@@ -28,6 +28,7 @@ WORK = Work(
     bill_code="44060119", bill_no="0000000001", check_code="abcdef", total_fen=100,
     issued_at=AT, canonical=b"{}", canonical_version="ebill-canonical/1",
     status=BillStatus.ISSUED, unit_signature=b"u", fiscal_signature=b"f", bill_kind="outpatient",
+    qr_signature=b"q",
     countersigned_at="2026-11-23T08:00:01+00:00", deferred="", rejected=False,
 )  # fmt: skip
 
@@ -43,7 +44,8 @@ ROW: dict[str, object] = {
     "status": "issued", "total_fen": 100, "issued_at": AT,
     "canonical_sealed": _SEALED.canonical_sealed,
     "canonical_version": "ebill-canonical/1", "unit_signature": b"u", "fiscal_signature": b"f",
-    "bill_kind": "outpatient", "countersigned_at": datetime(2026, 11, 23, 8, 0, 1, tzinfo=UTC),
+    "bill_kind": "outpatient", "qr_signature": b"q",
+    "countersigned_at": datetime(2026, 11, 23, 8, 0, 1, tzinfo=UTC),
     "request_sealed": _SEALED.request_sealed, "paper_code": "12345678  ",
     "paper_no": "0000000009", "origin": "engine", "operator": "cashier",
     "red_of_key": "", "red_by_key": "44060119/0000000002", "replaces_key": "",

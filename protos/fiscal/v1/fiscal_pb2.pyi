@@ -581,6 +581,7 @@ class CountersignResult(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     COUNTERSIGNED_AT_FIELD_NUMBER: _builtins.int
     UNIT_SIGNATURE_FIELD_NUMBER: _builtins.int
+    QR_SIGNATURE_FIELD_NUMBER: _builtins.int
     bill_code: _builtins.str
     bill_no: _builtins.str
     ok: _builtins.bool
@@ -594,6 +595,11 @@ class CountersignResult(_message.Message):
     a bill already countersigned it is the one stored then, which may differ
     from the one just sent (SM2 signatures are randomised).
     """
+    qr_signature: _builtins.bytes
+    """SM2/SM3 over the QR facts the platform derived from the canonical document
+    (engine/qr.py: "EB1:code:no:check:amount:yyyymmdd"), DER; any app holding
+    the platform's public key verifies a bill's QR code offline with it.
+    """
     def __init__(
         self,
         *,
@@ -605,10 +611,11 @@ class CountersignResult(_message.Message):
         error_message: _builtins.str = ...,
         countersigned_at: _builtins.str = ...,
         unit_signature: _builtins.bytes = ...,
+        qr_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_no", b"bill_no", "countersigned_at", b"countersigned_at", "error_code", b"error_code", "error_message", b"error_message", "fiscal_signature", b"fiscal_signature", "ok", b"ok", "unit_signature", b"unit_signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_no", b"bill_no", "countersigned_at", b"countersigned_at", "error_code", b"error_code", "error_message", b"error_message", "fiscal_signature", b"fiscal_signature", "ok", b"ok", "qr_signature", b"qr_signature", "unit_signature", b"unit_signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

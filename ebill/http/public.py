@@ -1,0 +1,118 @@
+"""Public HTTP pages of a bill (no login): the H5 bill page, the PDF, the notice
+slip picture, and verification (查验) as a page and a JSON API.
+
+A bill's own pages need its check code (``?c=``), as printed on the bill and the
+slip: the three codes are what a holder has, and a wrong one answers 404 like an
+unknown bill. The edge only translates: the use cases are
+usecases.rendering.Rendering and usecases.verification.Verification.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from engine.errors import NotFound
+from engine.verification import Verdict
+from usecases.rendering import Rendering, render_verify_page
+from usecases.verification import Verification, VerificationResult
+
+__all__ = ["PublicServices", "routes"]
+
+_LABELS = {
+    Verdict.VALID: "通过",
+    Verdict.INVALID: "未通过（签名无效）",
+    Verdict.ABSENT: "无签名",
+    Verdict.UNKNOWN: "无法验证（缺少公钥）",
+}
+_FORM_FIELDS = ("bill_code", "bill_no", "check_code", "qr")
+
+
+class PublicServices(Protocol):
+    rendering: Rendering
+    verification: Verification
+
+
+def _not_found() -> Response:
+    return HTMLResponse("<h1>查无此票</h1><p>票据代码、号码或校验码不符。</p>", status_code=404)
+
+
+def routes(services: PublicServices) -> list[BaseRoute]:
+    rendering, verification = services.rendering, services.verification
+
+    def key(request: Request) -> tuple[str, str, str]:
+        p = request.path_params
+        return p["bill_code"], p["bill_no"], request.query_params.get("c", "")
+
+    async def bill_page(request: Request) -> Response:
+        try:
+            return HTMLResponse(await rendering.h5(*key(request)))
+        except NotFound:
+            return _not_found()
+
+    async def bill_pdf(request: Request) -> Response:
+        code, no, check = key(request)
+        try:
+            pdf = await rendering.pdf(code, no, check)
+        except NotFound:
+            return _not_found()
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="ebill-{code}-{no}.pdf"'},
+        )
+
+    async def notice(request: Request) -> Response:
+        try:
+            png = await rendering.notice(*key(request))
+        except NotFound:
+            return _not_found()
+        return Response(png, media_type="image/png")
+
+    async def check(form: dict[str, str]) -> VerificationResult | None:
+        if form.get("qr"):
+            return await verification.by_qr(form["qr"])
+        if form.get("bill_code") or form.get("bill_no"):
+            return await verification.by_number(
+                form.get("bill_code", ""), form.get("bill_no", ""), form.get("check_code", "")
+            )
+        return None
+
+    def form_of(request: Request) -> dict[str, str]:
+        return {k: request.query_params.get(k, "")[:400] for k in _FORM_FIELDS}
+
+    async def verify_page(request: Request) -> Response:
+        form = form_of(request)
+        result = await check(form)
+        html = render_verify_page(form=form, result=result, labels=_LABELS, action="verify")
+        return HTMLResponse(html, status_code=200)
+
+    async def verify_api(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = await request.json()
+            except ValueError:
+                return JSONResponse({"error": "body: must be a JSON object"}, status_code=400)
+            if not isinstance(body, dict):
+                return JSONResponse({"error": "body: must be a JSON object"}, status_code=400)
+            form = {k: str(body.get(k, ""))[:400] for k in _FORM_FIELDS}
+        else:
+            form = form_of(request)
+        result = await check(form)
+        if result is None:
+            return JSONResponse(
+                {"error": "bill_code, bill_no and check_code, or qr, are required"},
+                status_code=400,
+            )
+        return JSONResponse(result.to_json(), status_code=200 if result.found else 404)
+
+    return [
+        Route("/bill/{bill_code:str}/{bill_no:str}.pdf", bill_pdf, methods=["GET"]),
+        Route("/bill/{bill_code:str}/{bill_no:str}/notice.png", notice, methods=["GET"]),
+        Route("/bill/{bill_code:str}/{bill_no:str}", bill_page, methods=["GET"]),
+        Route("/verify", verify_page, methods=["GET"]),
+        Route("/api/verify", verify_api, methods=["GET", "POST"]),
+    ]

@@ -1,0 +1,189 @@
+"""The public pages opened in headless Chromium (Debian's) as a patient or an
+insurer would: the H5 bill on a phone, the PDF and notice picture downloads, and
+verification (查验) by typing the codes or by the QR, where a tampered QR and a
+forged signature show as invalid. The bills are signed in memory (no stack)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.request import urlopen
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+from starlette.applications import Starlette
+
+from ebill.http.public import routes
+from engine.model import BillStatus, IssuedBill
+from engine.qr import parse
+from tests.browser import browser, page, serve
+from tests.rendering_support import FISCAL, NAMES, UNIT, red_of, signed_bill
+from usecases.rendering import Names, Rendering, StaticKeys
+from usecases.verification import Verification
+
+__all__ = ["browser", "page"]
+
+
+class MemoryBills:
+    def __init__(self, *bills: IssuedBill) -> None:
+        self.bills = {(b.bill_code, b.bill_no): b for b in bills}
+
+    async def get(self, bill_code: str, bill_no: str) -> IssuedBill | None:
+        return self.bills.get((bill_code, bill_no))
+
+    async def names(self, unit_code: str, bill_code: str) -> Names:
+        return NAMES
+
+
+@dataclass
+class Services:
+    rendering: Rendering
+    verification: Verification
+
+
+ORIGINAL = replace(signed_bill(), status=BillStatus.RED_FLUSHED, red_by="44060119/0010535767")
+RED = red_of(signed_bill())
+PLAIN = signed_bill(seq=8, bill_no="0010535800", check_code="0f0f0f")
+# The unit signature of another bill: a forged signature on this one.
+FORGED = replace(signed_bill(seq=9, bill_no="0010535801", check_code="bbbbbb"),
+                 unit_signature=PLAIN.unit_signature)  # fmt: skip
+
+
+def services() -> Services:
+    rendering = Rendering(
+        MemoryBills(ORIGINAL, RED, PLAIN, FORGED),
+        StaticKeys(FISCAL.public, {PLAIN.unit_code: UNIT.public}),
+    )
+    return Services(rendering, Verification(rendering))
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with serve(Starlette(routes=routes(services()))) as url:
+        yield url
+
+
+def test_h5_page_on_a_phone_shows_the_bill(page: Page, base_url: str, tmp_path: Path) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    b = PLAIN
+    page.goto(f"{base_url}/bill/{b.bill_code}/{b.bill_no}?c={b.check_code}")
+    assert page.locator("h1").inner_text() == "医疗门诊收费票据（电子）"
+    assert page.locator("#bill-no").inner_text() == b.bill_no
+    assert page.locator("#capitals").is_visible()
+    total = page.locator("#total").inner_text()
+    assert total.startswith("¥") and total[1:] == f"{b.total_fen // 100}.{b.total_fen % 100:02d}"
+    # One column on a phone: the sheet is no wider than the screen.
+    width = page.evaluate("document.querySelector('main').getBoundingClientRect().width")
+    assert width <= 390
+    assert page.locator("svg.unit-seal").is_visible()
+    assert page.locator("svg.fiscal-seal").is_visible()
+    # What a person sees, kept with the test run for a look.
+    page.screenshot(path=tmp_path / "h5.png", full_page=True)
+
+
+def test_h5_page_of_a_red_flushed_bill_says_so(page: Page, base_url: str) -> None:
+    b = ORIGINAL
+    page.goto(f"{base_url}/bill/{b.bill_code}/{b.bill_no}?c={b.check_code}")
+    assert "已冲红" in page.locator("#status").inner_text()
+    page.goto(f"{base_url}/bill/{RED.bill_code}/{RED.bill_no}?c={RED.check_code}")
+    assert page.locator("#red-mark").inner_text() == "红字票据 · 冲销 44060119/0010535766"
+
+
+def test_wrong_check_code_is_not_found(base_url: str) -> None:
+    client = httpx.Client(base_url=base_url)
+    b = PLAIN
+    assert client.get(f"/bill/{b.bill_code}/{b.bill_no}?c=000000").status_code == 404
+    assert client.get(f"/bill/{b.bill_code}/{b.bill_no}.pdf?c=000000").status_code == 404
+    pdf = client.get(f"/bill/{b.bill_code}/{b.bill_no}.pdf?c={b.check_code}")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_notice_picture_qr_scans_to_a_verifiable_payload(base_url: str) -> None:
+    b = PLAIN
+    with urlopen(f"{base_url}/bill/{b.bill_code}/{b.bill_no}/notice.png?c={b.check_code}") as r:
+        png = r.read()
+    text = (
+        subprocess.run(
+            ["zbarimg", "--quiet", "--raw", "-"], input=png, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .strip()
+    )
+    assert parse(text).verify(FISCAL.public)
+
+
+def test_verification_page_by_codes_masks_the_payer(
+    page: Page, base_url: str, tmp_path: Path
+) -> None:
+    b = PLAIN
+    page.goto(f"{base_url}/verify")
+    page.fill("input[name=bill_code]", b.bill_code)
+    page.fill("input[name=bill_no]", b.bill_no)
+    page.fill("input[name=check_code]", b.check_code)
+    page.click("button[type=submit]")
+    assert page.locator("#verdict").inner_text().startswith("真票")
+    checks = page.locator("#checks").inner_text()
+    assert checks.count("通过") == 3 and "未通过" not in checks
+    payer = page.locator("#payer").inner_text()
+    name = json.loads(b.canonical)["payer"]["name"]
+    assert payer == name[0] + "*" * (len(name) - 1)
+    page.screenshot(path=tmp_path / "verify.png", full_page=True)
+
+
+def test_verification_shows_red_flush_status(page: Page, base_url: str) -> None:
+    b = ORIGINAL
+    page.goto(
+        f"{base_url}/verify?bill_code={b.bill_code}&bill_no={b.bill_no}&check_code={b.check_code}"
+    )
+    assert "已冲红" in page.locator("#verdict").inner_text()
+    assert "44060119/0010535767" in page.locator("#red-status").inner_text()
+
+
+def test_forged_signature_shows_invalid(page: Page, base_url: str) -> None:
+    b = FORGED
+    page.goto(
+        f"{base_url}/verify?bill_code={b.bill_code}&bill_no={b.bill_no}&check_code={b.check_code}"
+    )
+    assert page.locator("#verdict").inner_text().startswith("查验未通过")
+    assert "未通过" in page.locator("#checks tr").first.inner_text()
+
+
+def test_tampered_qr_shows_invalid(page: Page, base_url: str) -> None:
+    from usecases.rendering import view_of
+
+    good = view_of(PLAIN, NAMES, unit_key=UNIT.public, fiscal_key=FISCAL.public).qr_text
+    amount = f"{PLAIN.total_fen // 100}.{PLAIN.total_fen % 100:02d}"
+    tampered = good.replace(f":{amount}:", ":1.00:")
+    page.goto(f"{base_url}/verify")
+    page.fill("input[name=qr]", tampered)
+    page.click("button[type=submit]")
+    assert "二维码签名无效" in page.locator("#verdict").inner_text()
+    page.goto(f"{base_url}/verify")
+    page.fill("input[name=qr]", good)
+    page.click("button[type=submit]")
+    assert page.locator("#verdict").inner_text().startswith("真票")
+
+
+def test_verification_api(base_url: str) -> None:
+    client = httpx.Client(base_url=base_url)
+    b = PLAIN
+    ok = client.post(
+        "/api/verify",
+        json={"bill_code": b.bill_code, "bill_no": b.bill_no, "check_code": b.check_code},
+    ).json()
+    assert ok["authentic"] and ok["checks"] == {
+        "unit_signature": "valid", "countersignature": "valid", "qr_signature": "valid"
+    }  # fmt: skip
+    assert "*" in ok["bill"]["payer"]
+    bad = client.get(f"/api/verify?bill_code={b.bill_code}&bill_no={b.bill_no}&check_code=x")
+    assert bad.status_code == 404 and not bad.json()["found"]
+    forged = client.get(
+        f"/api/verify?bill_code={FORGED.bill_code}&bill_no={FORGED.bill_no}"
+        f"&check_code={FORGED.check_code}"
+    ).json()
+    assert not forged["authentic"] and forged["checks"]["unit_signature"] == "invalid"
+    assert client.post("/api/verify", content=b"[1]").status_code == 400

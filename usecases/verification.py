@@ -1,0 +1,159 @@
+"""Verification (查验): a holder gives a bill's code, number and check code, or
+the text of its QR code, and learns whether it is authentic: the unit signature,
+the platform's countersignature and QR signature checked here with the public
+keys, and whether it has been red-flushed. Personal data is masked: whoever
+holds the three codes may learn that the bill is real, not who paid it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from engine.errors import NotFound
+from engine.model import BillStatus, IssuedBill
+from engine.qr import facts_of_canonical, parse
+from engine.verification import Checks, Verdict, check_signatures
+from usecases.rendering.service import Rendering
+from usecases.rendering.view import BillView
+
+__all__ = ["Verification", "VerificationResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    found: bool
+    authentic: bool
+    # Why not authentic, in the holder's words; empty when authentic.
+    reason: str = ""
+    checks: Checks | None = None
+    view: BillView | None = None
+    status: str = ""
+    status_text: str = ""
+    red_text: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.view
+        return {
+            "found": self.found,
+            "authentic": self.authentic,
+            "reason": self.reason,
+            "status": self.status,
+            "status_text": self.status_text,
+            "red_flush": self.red_text,
+            "checks": None
+            if self.checks is None
+            else {k: str(x) for k, x in asdict(self.checks).items()},
+            "bill": None
+            if v is None
+            else {
+                "bill_name": v.bill_name,
+                "unit_name": v.unit_name,
+                "bill_code": v.bill_code,
+                "bill_no": v.bill_no,
+                "issue_date": v.issue_date,
+                "payer": v.payer_name,
+                "total": v.total,
+                "total_capitals": v.total_capitals,
+                "red_of": v.red_of,
+                "red_by": v.red_by,
+            },
+        }
+
+
+def _status_texts(bill: IssuedBill) -> tuple[str, str]:
+    if bill.red_of:
+        return f"红字票据，冲销 {bill.red_of}", f"本票据为红字票据，冲销 {bill.red_of}"
+    if bill.status is BillStatus.RED_FLUSHED or bill.red_by:
+        return f"已冲红（红字票据 {bill.red_by}）", f"已冲红，红字票据 {bill.red_by}"
+    if bill.status is BillStatus.PENDING_COUNTERSIGN:
+        return "待财政监制", "未冲红"
+    return "正常", "未冲红"
+
+
+_NOT_FOUND = VerificationResult(
+    found=False, authentic=False, reason="查无此票：票据代码、号码或校验码不符"
+)
+
+
+class Verification:
+    def __init__(self, rendering: Rendering) -> None:
+        self._rendering = rendering
+
+    async def by_number(self, bill_code: str, bill_no: str, check_code: str) -> VerificationResult:
+        try:
+            bill = await self._rendering.bill(
+                bill_code.strip(), bill_no.strip(), check_code.strip()
+            )
+        except NotFound:
+            return _NOT_FOUND
+        return await self._result(bill)
+
+    async def by_qr(self, text: str) -> VerificationResult:
+        """A scanned QR: its own signature checked offline first, then the bill it
+        names, whose stored facts must be the ones the QR states."""
+        try:
+            payload = parse(text)
+        except ValueError as exc:
+            return VerificationResult(found=False, authentic=False, reason=f"二维码无效：{exc}")
+        f = payload.facts
+        try:
+            bill = await self._rendering.bill(f.bill_code, f.bill_no, f.check_code)
+        except NotFound:
+            return _NOT_FOUND
+        result = await self._result(bill)
+        key = await self._rendering.keys.fiscal()
+        if key is None or not payload.verify(key):
+            return _with(result, "二维码签名无效：二维码内容被篡改或非财政平台签发")
+        if f != facts_of_canonical(bill.canonical):
+            # Signed, but not this bill's facts: a QR moved onto another bill.
+            return _with(result, "二维码内容与票据不符")
+        return result
+
+    async def _result(self, bill: IssuedBill) -> VerificationResult:
+        keys = self._rendering.keys
+        checks = check_signatures(
+            bill.canonical,
+            bill.unit_signature,
+            bill.fiscal_signature,
+            bill.qr_signature,
+            fiscal_key=await keys.fiscal(),
+            unit_key=await keys.unit(bill.unit_code),
+        )
+        status_text, red_text = _status_texts(bill)
+        view = await self._rendering.view(bill, masked=True)
+        reason = ""
+        if not checks.ok:
+            failed = [
+                label
+                for label, verdict in (
+                    ("单位签名", checks.unit_signature),
+                    ("财政监制签名", checks.countersignature),
+                    ("二维码签名", checks.qr_signature),
+                )
+                if verdict is not Verdict.VALID
+                and not (label == "二维码签名" and verdict is Verdict.ABSENT)
+            ]
+            reason = "、".join(failed) + "未通过验证"
+        return VerificationResult(
+            found=True,
+            authentic=checks.ok,
+            reason=reason,
+            checks=checks,
+            view=view,
+            status=bill.status.value,
+            status_text=status_text,
+            red_text=red_text,
+        )
+
+
+def _with(result: VerificationResult, reason: str) -> VerificationResult:
+    return VerificationResult(
+        found=result.found,
+        authentic=False,
+        reason=reason,
+        checks=result.checks,
+        view=result.view,
+        status=result.status,
+        status_text=result.status_text,
+        red_text=result.red_text,
+    )
