@@ -1,0 +1,51 @@
+"""The few reads the finance console needs that no other use case makes: the
+unit's issuing points for pickers, and the requisitions waiting for a decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+__all__ = ["PendingRequisition", "issuing_points", "pending_requisitions"]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRequisition:
+    id: int
+    place_code: str
+    bill_code: str
+    count: int
+    requested_by: str
+    reason: str
+    created_at: datetime
+
+
+async def issuing_points(pool: asyncpg.Pool, unit_code: str) -> list[tuple[str, str]]:
+    """(code, name) of every issuing point of the unit."""
+    rows = await pool.fetch(
+        "SELECT place_code, name FROM issuing_points WHERE unit_code = $1 ORDER BY 1",
+        unit_code,
+    )
+    return [(r["place_code"], r["name"]) for r in rows]
+
+
+async def pending_requisitions(
+    pool: asyncpg.Pool, unit_code: str, *, place_code: str = ""
+) -> list[PendingRequisition]:
+    rows = await pool.fetch(
+        "SELECT id, place_code, bill_code, count, requested_by, reason, created_at"
+        " FROM requisitions WHERE unit_code = $1 AND status = 'pending'"
+        " AND ($2 = '' OR place_code = $2) ORDER BY id",
+        unit_code,
+        place_code,
+    )
+    return [
+        PendingRequisition(
+            id=r["id"], place_code=r["place_code"], bill_code=r["bill_code"],
+            count=int(r["count"]), requested_by=r["requested_by"], reason=r["reason"],
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]  # fmt: skip
