@@ -55,10 +55,13 @@ bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stac
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
+bench-sealing: $(STAMP) ## Cost of sealing personal data: reserve stage A/B (BEFORE=dir: whole engine too)
+	$(PY) -m bench.sealing $(if $(BEFORE),--engine-before $(BEFORE))
+
 chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 on any violation)
 	$(PY) -m bench.chaos --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing chaos clean

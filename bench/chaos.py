@@ -254,7 +254,7 @@ async def _scenario(
     try:
         waited = await settle(pool, timeout=180)
         report = await check(
-            pool, load.ledger, keys, ring=stack.key_ring(), unit_code=demo.UNIT_CODE,
+            pool, load.ledger, keys, ring=stack.data_keys(), unit_code=demo.UNIT_CODE,
             gmssl_sample=gmssl_sample, seed=seed,
         )  # fmt: skip
     finally:

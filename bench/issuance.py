@@ -365,7 +365,7 @@ async def bench(args: argparse.Namespace, stack: Stack, ceiling: float) -> _Resu
                 args.baseline_clients,
                 f"{tag}N",
                 tls=stack.tls("engine"),
-                ring=stack.key_ring(),
+                ring=stack.data_keys(),
             )
         finally:
             await pool.close()

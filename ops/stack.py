@@ -228,10 +228,11 @@ class Stack:
         tls = self.tls()
         return True if tls is None else http_ssl_context(tls)
 
-    def key_ring(self) -> KeyRing:
-        """The engine's data key ring under data_dir (docs/personal-data.md), made
-        now if the engine has not made it yet: what tests and benchmarks that
-        read or write bills rows directly seal and open with."""
+    def data_keys(self) -> KeyRing:
+        """The data key ring the engine will load (config/keys.py)."""
+        named = self.env().get(keys.SETTING)
+        if named:
+            return keys.read(Path(named))
         return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
 
     @property

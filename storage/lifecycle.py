@@ -120,8 +120,8 @@ async def back_entry(
                 " payer_id_card_hash, payer_card_hash, payer_tel_hash, cashier, bus_time,"
                 " issued_at, request_sealed, canonical_sealed, canonical_version, origin,"
                 " operator, archived_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $22, $10, $11, $12, $13,"
-                " $14, $15, $16, $17, $18, $19, $20, 'back_entry', $21, now())",
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $21, $10, $11, $12, $13,"
+                " $14, $15, $16, $17, $18, $19, 'back_entry', $20, now())",
                 bill_id,
                 p.unit_code,
                 p.bus_no,

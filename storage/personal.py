@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from engine.sealing import KeyRing
+from engine.translog import content_digest
 
 __all__ = [
     "CARD",
@@ -130,8 +131,8 @@ class ResealReport:
 
 
 async def key_counts(pool: asyncpg.Pool) -> dict[str, dict[int, int]]:
-    """Sealed values by key id, per table (``plain`` counts rows not yet sealed):
-    a retired key may leave the ring once no value names it."""
+    """Rows by the id of the key their request is sealed under, per table (0:
+    rows not yet sealed): a retired key may leave the ring once no row names it."""
     out: dict[str, dict[int, int]] = {}
     for table in ("bills", "offline_bills"):
         rows = await pool.fetch(
@@ -234,11 +235,39 @@ async def _reseal_offline(
                 "UPDATE offline_bills SET request_sealed = $2, request = NULL WHERE id = $1",
                 updates,
             )
+            plain_ids = [r["id"] for r in rows if r["request_sealed"] is None]
+            if plain_ids:
+                await _redact_log(conn, plain_ids)
         n_plain = sum(1 for r in rows if r["request_sealed"] is None)
         plain += n_plain
         rekeyed += len(rows) - n_plain
         after = rows[-1]["id"]
         progress(len(rows))
+
+
+async def _redact_log(conn: asyncpg.Connection, offline_ids: list[int]) -> None:
+    """Before migration 0010 the transparency log's trigger copied each offline
+    bill row, its plaintext request included, into the entry's content. The
+    entry keeps its content digest (what the leaf commits to, computed now if not
+    yet sequenced) and loses the content: the log still verifies, and the
+    plaintext is gone (docs/personal-data.md)."""
+    rows = await conn.fetch(
+        "SELECT id, content, content_digest FROM log_entries"
+        " WHERE ref = ANY($1::text[]) AND content ->> 'request' IS NOT NULL",
+        [f"offline_bills:{i}" for i in offline_ids],
+    )
+    await conn.executemany(
+        "UPDATE log_entries SET content_digest = $2, content = NULL WHERE id = $1",
+        [
+            (
+                r["id"],
+                bytes(r["content_digest"])
+                if r["content_digest"] is not None
+                else content_digest(r["content"]),
+            )
+            for r in rows
+        ],
+    )
 
 
 async def reseal(

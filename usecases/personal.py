@@ -7,7 +7,6 @@ calls :func:`reseal` and :func:`key_status` after a rotation.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import asyncpg
@@ -18,20 +17,11 @@ from storage.personal import ResealReport
 
 __all__ = ["ResealReport", "key_status", "reseal", "seal_plaintext"]
 
-log = logging.getLogger(__name__)
-
 
 async def seal_plaintext(pool: asyncpg.Pool, ring: KeyRing) -> ResealReport:
     """Seal the rows a database from before migration 0010 holds in plaintext
-    (one index probe when there are none)."""
-    report = await store.reseal(pool, ring, rekey=False)
-    if report.plain_sealed or report.offline_plain_sealed:
-        log.info(
-            "sealed %d bills and %d offline bills stored in plaintext",
-            report.plain_sealed,
-            report.offline_plain_sealed,
-        )
-    return report
+    (one index probe when there are none; storage logs what it sealed)."""
+    return await store.reseal(pool, ring, rekey=False)
 
 
 async def reseal(

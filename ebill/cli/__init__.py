@@ -1,7 +1,8 @@
 """`ebill`: the operator's command line.
 
 One module per group of commands, each registering itself here: ``core`` (serve,
-run, issue, the sandboxes), ``audit`` (the transparency log offline). A new group
+run, issue, the sandboxes), ``audit`` (the transparency log offline), ``keys``
+(the data key ring of personal data at rest). A new group
 is a module with a ``typer.Typer`` (or a ``register(app)``) and one line below.
 typer because its commands are typed functions whose options document
 themselves; rich (which typer uses) draws progress bars for long work.
@@ -13,7 +14,7 @@ import logging
 
 import typer
 
-from ebill.cli import audit, core, verify
+from ebill.cli import audit, core, keys, verify
 
 __all__ = ["app", "main"]
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 core.register(app)
 app.add_typer(audit.app, name="audit")
 app.add_typer(verify.app, name="verify")
+app.add_typer(keys.app, name="keys")
 
 
 @app.callback()

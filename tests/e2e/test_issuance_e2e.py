@@ -95,7 +95,7 @@ async def test_single_bill_is_issued_signed_countersigned_and_archived(
     assert row["status"] == "issued" and row["archived_at"] is not None
     # Stored sealed (docs/personal-data.md); opened, the very bytes signed.
     assert row["canonical"] is None
-    assert open_canonical(stack.key_ring(), row) == bill.canonical
+    assert open_canonical(stack.data_keys(), row) == bill.canonical
     assert bytes(row["unit_signature"]) == bill.unit_signature
     assert bytes(row["fiscal_signature"]) == bill.fiscal_signature
     assert row["total_fen"] == int(b.total_amount.replace(".", ""))

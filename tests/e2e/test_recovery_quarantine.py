@@ -79,7 +79,7 @@ def test_a_bad_offline_bill_is_quarantined_and_the_others_recover() -> None:
                     " VALUES ($1, $2, $3, $4, $5, '收费员01', $6) RETURNING id",
                     unit, bad_offline.bus_no, place, PAPER, conv.paper_no,
                     seal_offline(
-                        stack.key_ring(), unit, bad_offline.bus_no,
+                        stack.data_keys(), unit, bad_offline.bus_no,
                         bad_offline.SerializeToString(),
                     ),
                 )  # fmt: skip
@@ -125,7 +125,7 @@ def test_a_bad_offline_bill_is_quarantined_and_the_others_recover() -> None:
                     his.acked[b.bus_no] = got
             # Every bill (the quarantined one's e-bill too) countersigned once.
             assert (
-                await check_invariants(pool, his.acked, keys, ring=stack.key_ring())
+                await check_invariants(pool, his.acked, keys, ring=stack.data_keys())
                 == PENDING_BILLS + 3
             )
             await pool.close()

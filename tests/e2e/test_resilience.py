@@ -65,7 +65,7 @@ def test_fiscal_outage_bills_issue_pending_and_are_countersigned_after() -> None
 
             stack.start_fiscal()
             await wait_until_settled(pool, timeout=90)
-            assert await check_invariants(pool, his.acked, keys, ring=stack.key_ring()) == 160
+            assert await check_invariants(pool, his.acked, keys, ring=stack.data_keys()) == 160
             async with stack.channel() as ch:
                 stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
                 backlog = await stub.GetBacklog(issuance_pb2.GetBacklogRequest())
@@ -97,7 +97,7 @@ def test_kill_9_of_the_engine_under_load_loses_and_duplicates_nothing() -> None:
             await wait_until_settled(pool, timeout=120)
             acked = {k: v for c in clients for k, v in c.acked.items()}
             assert len(acked) > 200
-            total = await check_invariants(pool, acked, keys, ring=stack.key_ring())
+            total = await check_invariants(pool, acked, keys, ring=stack.data_keys())
             # Every bill in the database was asked for by a client.
             assert total == len(acked)
             assert sum(c.errors for c in clients) > 0, "the kills were not felt"
@@ -146,7 +146,7 @@ def test_connections_cut_mid_batch_to_database_signer_and_fiscal() -> None:
                 acked = {k: v for c in clients for k, v in c.acked.items()}
                 assert len(acked) > 200 and cut > 10
                 assert pg.cuts > 3 and fiscal.cuts > 3 and signer.cuts > 3
-                total = await check_invariants(pool, acked, keys, ring=stack.key_ring())
+                total = await check_invariants(pool, acked, keys, ring=stack.data_keys())
                 assert total == len(acked)
                 await pool.close()
 
@@ -222,7 +222,7 @@ def test_offline_paper_bills_are_back_issued_as_e_bills_when_the_platform_return
                     # The HIS asking again for the same charge gets the back-issued bill.
                     again = await stub.IssueBill(issuance_pb2.IssueBillRequest(bill=b))
                     assert again.bill.bill_no == got.bill_no and again.bill.replayed
-            assert await check_invariants(pool, acked, keys, ring=stack.key_ring()) == 5
+            assert await check_invariants(pool, acked, keys, ring=stack.data_keys()) == 5
             await pool.close()
 
         asyncio.run(scenario())
@@ -248,7 +248,7 @@ def test_signer_away_rpc_deadline_then_the_same_request_gets_the_bill() -> None:
                 await his.issue([bill], deadline=time.monotonic() + 60)
             await wait_until_settled(pool, timeout=60)
             # One bill for the charge, numbered once, whichever path finished it.
-            assert await check_invariants(pool, his.acked, keys, ring=stack.key_ring()) == 1
+            assert await check_invariants(pool, his.acked, keys, ring=stack.data_keys()) == 1
             await pool.close()
 
         asyncio.run(scenario())
@@ -272,7 +272,7 @@ def test_slow_fiscal_platform_bills_return_pending_then_are_countersigned() -> N
             assert time.monotonic() - started < 10
             assert all(b.status == PENDING and b.bill_no for b in his.acked.values())
             await wait_until_settled(pool, timeout=90)
-            assert await check_invariants(pool, his.acked, keys, ring=stack.key_ring()) == 20
+            assert await check_invariants(pool, his.acked, keys, ring=stack.data_keys()) == 20
             await pool.close()
 
         asyncio.run(scenario())

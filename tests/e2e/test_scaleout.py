@@ -56,7 +56,7 @@ def test_stages_spread_over_nodes_and_issue() -> None:
                 await wait_until_settled(pool, timeout=60)
                 assert (
                     await check_invariants(
-                        pool, acked, await public_keys(stack), ring=stack.key_ring()
+                        pool, acked, await public_keys(stack), ring=stack.data_keys()
                     )
                     == 600
                 )

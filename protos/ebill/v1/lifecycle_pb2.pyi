@@ -269,6 +269,11 @@ class ListBillsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     payer_id_card_no: _builtins.str
+    """Exact match on the payer's ID card number, phone or card number, as written
+    (spaces, dashes, full-width digits and the case of X do not matter). The
+    engine keeps them sealed and finds them by a keyed digest
+    (docs/personal-data.md).
+    """
     payer_tel: _builtins.str
     payer_card_no: _builtins.str
     from_date: _builtins.str
@@ -314,7 +319,10 @@ class ListBillsResponse(_message.Message):
     next_page_token: _builtins.str
     @_builtins.property
     def bills(self) -> _containers.RepeatedCompositeFieldContainer[_bill_pb2.IssuedBill]:
-        """Without canonical bytes and signatures; GetBill has them."""
+        """Without canonical bytes and signatures; GetBill has them. `request` holds only
+        the payer, masked (110***********1234, 138****1234, z***@example.com) unless
+        the caller may read personal data.
+        """
 
     def __init__(
         self,
