@@ -57,6 +57,8 @@ bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock che
 
 bench-sealing: $(STAMP) ## Cost of sealing personal data: reserve stage A/B (BEFORE=dir: whole engine too)
 	$(PY) -m bench.sealing $(if $(BEFORE),--engine-before $(BEFORE))
+bench-render: $(STAMP) ## Benchmark PDF, H5 and notice rendering, and the PDF cache's effect
+	$(PY) -m bench.render
 
 chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 on any violation)
 	$(PY) -m bench.chaos --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
@@ -64,4 +66,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-render chaos clean

@@ -35,8 +35,15 @@ from config.tuning import (
 )
 from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
-from engine.model import BillStatus, Catalog
-from engine.pipeline import Item, Work, finish, map_work, take_countersignature
+from engine.model import Catalog
+from engine.pipeline import (
+    Item,
+    Work,
+    check_platform_signatures,
+    finish,
+    map_work,
+    take_countersignature,
+)
 from engine.prepare import Prepared, prepare
 from engine.sm2 import VerifyingKey
 from engine.validation import check
@@ -373,32 +380,7 @@ class ArchiveStage(_DbStage):
                 key = self._pinned
 
             def check_fiscal(w: Work) -> Item:
-                if not w.fiscal_signature or w.status is BillStatus.ISSUED:
-                    # Nothing new to check: verified when it was first archived.
-                    return w
-                if key is None:
-                    return replace(w, fiscal_signature=b"", deferred=unavailable)
-                if not key.verify(w.countersign_message, w.fiscal_signature):
-                    log.error("bad fiscal countersignature on %s/%s", w.bill_code, w.bill_no)
-                    return replace(
-                        w,
-                        fiscal_signature=b"",
-                        qr_signature=b"",
-                        deferred="fiscal countersignature invalid",
-                        rejected=True,
-                    )
-                if w.qr_signature and not key.verify(w.qr_message, w.qr_signature):
-                    # The platform's word on the QR facts is as binding as its
-                    # countersignature: a bill whose QR would not verify is not issued.
-                    log.error("bad fiscal QR signature on %s/%s", w.bill_code, w.bill_no)
-                    return replace(
-                        w,
-                        fiscal_signature=b"",
-                        qr_signature=b"",
-                        deferred="fiscal QR signature invalid",
-                        rejected=True,
-                    )
-                return w
+                return check_platform_signatures(w, key, unavailable)
 
             items = map_work(items, check_fiscal)
         out = map_work(items, finish)

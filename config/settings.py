@@ -155,6 +155,11 @@ class Settings:
     gateway_deposit_charge: str
     # Run the engine's event loop on uvloop (gRPC, HTTP and the use cases share it).
     uvloop: bool
+    # Rendering and public pages (usecases/rendering, ebill/http/public.py): the
+    # base URL the bill's QR code links to (its verification page; empty: the QR
+    # holds the bare signed payload), and how many rendered PDFs stay in memory.
+    public_url: str = ""
+    render_cache: int = 256
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -227,6 +232,8 @@ def load() -> Settings:
         http_public_url=_str("EBILL_HTTP_PUBLIC_URL", ""),
         gateway_deposit_charge=_str("EBILL_GATEWAY_DEPOSIT_CHARGE", "A07:住院预交金"),
         uvloop=_bool("EBILL_UVLOOP", True),
+        public_url=_str("EBILL_PUBLIC_URL", ""),
+        render_cache=_int("EBILL_RENDER_CACHE", 256),
     )
 
 

@@ -9,6 +9,7 @@ retried by the HIS goes through the same code as a new one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -19,10 +20,13 @@ from engine.qr import facts_of_canonical
 from engine.sm2 import VerifyingKey
 from engine.state import may_become
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "Duplicate",
     "Item",
     "Work",
+    "check_platform_signatures",
     "finish",
     "map_work",
     "resolve_duplicates",
@@ -135,6 +139,37 @@ def take_countersignature(
         countersigned_at=countersigned_at,
         qr_signature=qr_signature,
     )
+
+
+def _qr_verifies(key: VerifyingKey, w: Work) -> bool:
+    try:
+        message = w.qr_message
+    except (ValueError, KeyError, TypeError):
+        return False
+    return key.verify(message, w.qr_signature)
+
+
+def check_platform_signatures(w: Work, key: VerifyingKey | None, unavailable: str) -> Work:
+    """The archive stage's check of what the platform signed: the countersignature
+    and the QR signature, each under the platform's key. A bill whose signatures
+    do not verify is not issued (rejected: waiting will not help); without the
+    key it waits (``unavailable`` says why)."""
+    if not w.fiscal_signature or w.status is BillStatus.ISSUED:
+        # Nothing new to check: verified when it was first archived.
+        return w
+    if key is None:
+        return replace(w, fiscal_signature=b"", qr_signature=b"", deferred=unavailable)
+    if not key.verify(w.countersign_message, w.fiscal_signature):
+        log.error("bad fiscal countersignature on %s/%s", w.bill_code, w.bill_no)
+        reason = "fiscal countersignature invalid"
+    elif w.qr_signature and not _qr_verifies(key, w):
+        # The platform's word on the QR facts is as binding as its countersignature:
+        # a bill whose QR would not verify is not issued.
+        log.error("bad fiscal QR signature on %s/%s", w.bill_code, w.bill_no)
+        reason = "fiscal QR signature invalid"
+    else:
+        return w
+    return replace(w, fiscal_signature=b"", qr_signature=b"", deferred=reason, rejected=True)
 
 
 def resolve_duplicates(items: Sequence[Item]) -> list[Work | EbillError]:

@@ -102,8 +102,14 @@ class Verification:
             return _NOT_FOUND
         result = await self._result(bill)
         key = await self._rendering.keys.fiscal()
-        if key is None or not payload.verify(key):
-            return _with(result, "二维码签名无效：二维码内容被篡改或非财政平台签发")
+        if payload.signature:
+            if key is None or not payload.verify(key):
+                return _with(result, "二维码签名无效：二维码内容被篡改或非财政平台签发")
+        elif bill.qr_signature:
+            # The platform signed this bill's QR: one without the signature was cut.
+            return _with(result, "二维码缺少财政签名")
+        # An unsigned QR (a bill countersigned before QR signatures) is only as
+        # good as its facts being exactly the stored, signed bill's.
         if f != facts_of_canonical(bill.canonical):
             # Signed, but not this bill's facts: a QR moved onto another bill.
             return _with(result, "二维码内容与票据不符")

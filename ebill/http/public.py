@@ -9,18 +9,24 @@ usecases.rendering.Rendering and usecases.verification.Verification.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
+import asyncpg
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from clients.fiscal import FiscalClient
+from clients.signer import SignerClient
+from config.settings import Settings, read_public_key
 from engine.errors import NotFound
+from engine.sm2 import VerifyingKey
 from engine.verification import Verdict
-from usecases.rendering import Rendering, render_verify_page
+from usecases.rendering import ClientKeys, Rendering, StoredBills, render_verify_page
 from usecases.verification import Verification, VerificationResult
 
-__all__ = ["PublicServices", "routes"]
+__all__ = ["Public", "PublicServices", "routes"]
 
 _LABELS = {
     Verdict.VALID: "通过",
@@ -34,6 +40,33 @@ _FORM_FIELDS = ("bill_code", "bill_no", "check_code", "qr")
 class PublicServices(Protocol):
     rendering: Rendering
     verification: Verification
+
+
+@dataclass(frozen=True, slots=True)
+class Public:
+    """The use cases behind the public pages, as the engine process builds them
+    (the gateway's app passes this, or any object with the same two members,
+    to :func:`routes`)."""
+
+    rendering: Rendering
+    verification: Verification
+
+    @classmethod
+    def create(
+        cls, pool: asyncpg.Pool, fiscal: FiscalClient, signer: SignerClient, settings: Settings
+    ) -> Public:
+        pinned = (
+            VerifyingKey(read_public_key(settings.fiscal_public_key_file))
+            if settings.fiscal_public_key_file
+            else None
+        )
+        rendering = Rendering(
+            StoredBills(pool),
+            ClientKeys(fiscal, signer, pinned),
+            public_url=settings.public_url,
+            cache_size=settings.render_cache,
+        )
+        return cls(rendering, Verification(rendering))
 
 
 def _not_found() -> Response:

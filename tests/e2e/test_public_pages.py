@@ -81,6 +81,12 @@ def test_h5_page_on_a_phone_shows_the_bill(page: Page, base_url: str, tmp_path: 
     assert width <= 390
     assert page.locator("svg.unit-seal").is_visible()
     assert page.locator("svg.fiscal-seal").is_visible()
+    # The page links to its PDF, which the browser fetches as a PDF.
+    href = page.locator("#pdf-link").get_attribute("href")
+    assert href == f"{b.bill_no}.pdf?c={b.check_code}"
+    with page.expect_response(lambda r: ".pdf" in r.url) as pdf_response:
+        page.evaluate("href => fetch(href)", href)
+    assert pdf_response.value.headers["content-type"] == "application/pdf"
     # What a person sees, kept with the test run for a look.
     page.screenshot(path=tmp_path / "h5.png", full_page=True)
 
@@ -166,6 +172,23 @@ def test_tampered_qr_shows_invalid(page: Page, base_url: str) -> None:
     page.fill("input[name=qr]", good)
     page.click("button[type=submit]")
     assert page.locator("#verdict").inner_text().startswith("真票")
+
+
+def test_qr_cut_of_its_signature_or_moved_to_another_bill_is_invalid(base_url: str) -> None:
+    from usecases.rendering import view_of
+
+    client = httpx.Client(base_url=base_url)
+    good = view_of(PLAIN, NAMES, unit_key=UNIT.public, fiscal_key=FISCAL.public).qr_text
+    cut = good.rsplit(":", 1)[0] + ":"
+    result = client.get("/api/verify", params={"qr": cut}).json()
+    assert not result["authentic"] and "缺少财政签名" in result["reason"]
+    # Another bill's genuine QR with this bill's number and check code: the
+    # signature no longer covers the facts.
+    other = view_of(FORGED, NAMES, unit_key=None, fiscal_key=None).qr_text.split(":")
+    mine = good.split(":")
+    moved = ":".join([*mine[:4], *other[4:]])
+    result = client.get("/api/verify", params={"qr": moved}).json()
+    assert not result["authentic"] and "签名无效" in result["reason"]
 
 
 def test_verification_api(base_url: str) -> None:

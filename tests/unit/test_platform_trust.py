@@ -4,6 +4,7 @@ pinned platform key is read from PEM or hex."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,3 +70,34 @@ def test_the_pinned_key_is_read_from_pem_or_hex(tmp_path: Path) -> None:
     bad.write_text("zz")
     with pytest.raises(SystemExit, match="EBILL_FISCAL_PUBLIC_KEY_FILE"):
         read_public_key(str(bad))
+
+
+def test_archive_checks_the_countersignature_and_the_qr_signature() -> None:
+    from engine.canonical import countersign_message
+    from engine.pipeline import check_platform_signatures
+    from engine.qr import facts_of_canonical
+    from tests.rendering_support import signed_bill
+
+    fiscal = SigningKey.generate()
+    bill = signed_bill()
+    w = replace(work(), canonical=bill.canonical, unit_signature=bill.unit_signature)
+    qr_message = facts_of_canonical(bill.canonical).message
+    good = replace(
+        w,
+        fiscal_signature=fiscal.sign(countersign_message(w.canonical, w.unit_signature)),
+        qr_signature=fiscal.sign(qr_message),
+    )
+    assert check_platform_signatures(good, fiscal.public, "") == good
+    # A QR signature over other facts (another amount): not issued, waiting will not help.
+    other = qr_message.replace(b":338.44:", b":1.00:")
+    bad_qr = check_platform_signatures(
+        replace(good, qr_signature=fiscal.sign(other)), fiscal.public, ""
+    )
+    assert bad_qr.rejected and not bad_qr.fiscal_signature and not bad_qr.qr_signature
+    assert bad_qr.deferred == "fiscal QR signature invalid"
+    # Another key's countersignature: the same.
+    forged = replace(good, fiscal_signature=SigningKey.generate().sign(w.countersign_message))
+    assert check_platform_signatures(forged, fiscal.public, "").rejected
+    # No key: wait, keep nothing the platform said.
+    waiting = check_platform_signatures(good, None, "fiscal key unavailable")
+    assert not waiting.rejected and waiting.deferred == "fiscal key unavailable"

@@ -64,7 +64,7 @@ def unit_seal(unit_name: str, fingerprint: str, size: int = 160) -> str:
         + f'<text x="{c}" y="{c + 32}" font-size="12" text-anchor="middle" fill="{_RED}"'
         f' font-family="{_FONT}">票据专用章</text>'
         f'<text x="{c}" y="{c + 50}" font-size="8" text-anchor="middle" fill="{_RED}"'
-        f' font-family="monospace">{escape(fingerprint)}</text>'
+        f' font-family="{_FONT}">{escape(fingerprint)}</text>'
         "</svg>"
     )
 
@@ -86,6 +86,6 @@ def fiscal_seal(fingerprint: str, countersigned: bool, width: int = 180, height:
         + f'<text x="{cx}" y="{cy + 6}" font-size="13" text-anchor="middle" fill="{_RED}"'
         f' font-family="{_FONT}">{label}</text>'
         f'<text x="{cx}" y="{cy + 30}" font-size="8" text-anchor="middle" fill="{_RED}"'
-        f' font-family="monospace">{escape(fingerprint)}</text>'
+        f' font-family="{_FONT}">{escape(fingerprint)}</text>'
         "</svg>"
     )

@@ -90,7 +90,7 @@ class Rendering:
 
     async def h5(self, bill_code: str, bill_no: str, check_code: str | None) -> str:
         bill = await self.bill(bill_code, bill_no, check_code)
-        return render_html(await self.view(bill), "h5")
+        return render_html(await self.view(bill), "h5", links=True)
 
     async def pdf(self, bill_code: str, bill_no: str, check_code: str | None) -> bytes:
         bill = await self.bill(bill_code, bill_no, check_code)
