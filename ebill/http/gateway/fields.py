@@ -78,7 +78,9 @@ class Reader:
             return ""
         if isinstance(value, bool):
             raise refuse(self.at(name), "must be a number")
-        if isinstance(value, int | Decimal):
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, Decimal):
             return format(value, "f")
         if isinstance(value, str):
             return value.strip()

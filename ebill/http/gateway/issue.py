@@ -3,18 +3,21 @@ result, and deposit vouchers."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ebill.http.gateway.bills import bill_request, issued_answer, qr_png, stamp17
 from ebill.http.gateway.call import Answer, Call
 from ebill.http.gateway.codes import result_for
-from ebill.http.gateway.fields import Reader, refuse, vendor_error
+from ebill.http.gateway.fields import Reader, refuse, vendor_error, vendor_path
 from engine.errors import InvalidArgument
 from usecases.gateway import BatchState
 
 __all__ = ["batch_result", "issue_batch", "issue_one", "pay_voucher"]
 
 MAX_BATCH = 200
+# An engine field path in a stored refusal ("bills[1].charge_items[0].charge_code").
+_ENGINE_PATH = re.compile(r"\bbills\[\d+\](?:\.[a-z_]+(?:\[\d+\])?)*")
 
 
 def issue_one(kind: str) -> Any:
@@ -77,7 +80,8 @@ async def batch_result(call: Call, r: Reader) -> Answer:
                 pictureNetUrl=url,
             )
         elif item.state is BatchState.FAILED:
-            row["errMsg"] = f"{result_for(item.error_code).value} {item.error}"[:800]
+            text = _ENGINE_PATH.sub(lambda m: vendor_path(m.group(0)), item.error)
+            row["errMsg"] = f"{result_for(item.error_code).value} {text}"[:800]
         listing.append(row)
     return {"count": len(listing), "eBillList": listing}
 
