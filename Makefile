@@ -52,6 +52,9 @@ lint: $(STAMP) ## ruff and mypy
 bench: $(STAMP) ## Benchmark batch and single issuance against the embedded stack
 	$(PY) -m bench.issuance
 
+bench-auth: $(STAMP) ## Benchmark issuance with authentication on and off, alternating in one run
+	$(PY) -m bench.auth
+
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 

@@ -2,7 +2,8 @@
 
 One module per group of commands, each registering itself here: ``core`` (serve,
 run, issue, the sandboxes), ``audit`` (the transparency log offline), ``keys``
-(the data key ring of personal data at rest). A new group
+(the data key ring of personal data at rest), ``identity`` (staff and applications
+offline). A new group
 is a module with a ``typer.Typer`` (or a ``register(app)``) and one line below.
 typer because its commands are typed functions whose options document
 themselves; rich (which typer uses) draws progress bars for long work.
@@ -14,7 +15,7 @@ import logging
 
 import typer
 
-from ebill.cli import audit, core, keys, verify
+from ebill.cli import audit, core, identity, keys, verify
 
 __all__ = ["app", "main"]
 
@@ -29,6 +30,7 @@ core.register(app)
 app.add_typer(audit.app, name="audit")
 app.add_typer(verify.app, name="verify")
 app.add_typer(keys.app, name="keys")
+app.add_typer(identity.app, name="identity")
 
 
 @app.callback()

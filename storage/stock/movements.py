@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from engine.errors import NotFound, ResourceExhausted
+from engine.errors import FailedPrecondition, NotFound, ResourceExhausted
 from engine.numbers import NumberRange
 from engine.statuses import DecisionStatus, ReturnStatus, SegmentStatus
 from storage.alerts import evaluate_alerts, usable_at
@@ -29,6 +29,7 @@ __all__ = [
     "distribute_range",
     "request_requisition",
     "request_return",
+    "second_person",
     "set_auto_distribution",
     "stock_return",
     "void_stock",
@@ -141,6 +142,15 @@ async def request_requisition(
         )
 
 
+def second_person(row: asyncpg.Record, operator: str, what: str) -> None:
+    """Two-person rule: who asked does not decide (the operator is the signed-in
+    user, ebill.grpc.auth, so this compares authenticated people)."""
+    if row["requested_by"] == operator:
+        raise FailedPrecondition(
+            f"{what} was made by {operator}; another person decides", field="operator.operator"
+        )
+
+
 async def decide_requisition(
     pool: asyncpg.Pool,
     *,
@@ -156,6 +166,7 @@ async def decide_requisition(
         await lock_unit(conn, unit_code)
         row = await locked_row(conn, "requisitions", req_id, unit_code, f"no requisition {req_id}")
         must_be(row, "requisition", DecisionStatus.PENDING)
+        second_person(row, operator, f"requisition {req_id}")
         moved: list[NumberRange] = []
         if approve:
             moved = await _distribute(
@@ -337,6 +348,7 @@ async def decide_return(
             conn, "stock_returns", ret_id, unit_code, f"no stock return {ret_id}"
         )
         must_be(row, "stock return", ReturnStatus.PENDING)
+        second_person(row, operator, f"stock return {ret_id}")
         if not confirm:
             await conn.execute(
                 "UPDATE segments SET status = 'enabled' WHERE id = $1", row["segment_id"]

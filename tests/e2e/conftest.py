@@ -144,3 +144,17 @@ async def lifecycle(stack: Stack) -> AsyncIterator[lifecycle_pb2_grpc.LifecycleS
 async def stock(stack: Stack) -> AsyncIterator[stock_pb2_grpc.StockServiceStub]:
     async with stack.channel() as ch:
         yield stock_pb2_grpc.StockServiceStub(ch)
+
+
+# Two signed-in stock managers of the bill office (usecases/identity/demo.py):
+# the decisions of the two-person rules need a person, not the demo HIS app.
+@pytest_asyncio.fixture(scope="session")
+async def manager_a(stack: Stack) -> AsyncIterator[stock_pb2_grpc.StockServiceStub]:
+    async with stack.channel(creds=await stack.login("manager-a")) as ch:
+        yield stock_pb2_grpc.StockServiceStub(ch)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def manager_b(stack: Stack) -> AsyncIterator[stock_pb2_grpc.StockServiceStub]:
+    async with stack.channel(creds=await stack.login("manager-b")) as ch:
+        yield stock_pb2_grpc.StockServiceStub(ch)

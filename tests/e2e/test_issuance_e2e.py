@@ -262,12 +262,24 @@ INVALID = [
     (lambda b: replace(b, total_amount="1.00"), "bill.total_amount"),
     (lambda b: replace(b, bus_time="yesterday"), "bill.bus_time"),
     (lambda b: replace(b, place_code="999"), "bill.place_code"),
-    (lambda b: replace(b, unit_code="000000000"), "bill.unit_code"),
     (
         lambda b: replace(b, pay_channels=(replace(b.pay_channels[0], pay_channel_code="77"),)),
         "bill.pay_channels[0].pay_channel_code",
     ),
 ]
+
+
+async def test_another_unit_is_outside_the_apps_scope(
+    issuance: issuance_pb2_grpc.IssuanceServiceStub, pool: asyncpg.Pool
+) -> None:
+    # The demo app is bound to its unit: a bill of another unit is refused by
+    # authorization (ebill.grpc.auth), before validation would call it unknown.
+    (b,) = fresh()
+    before = await counts(pool)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await issuance.IssueBill(req(replace(b, unit_code="000000000")))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert await counts(pool) == before
 
 
 @pytest.mark.parametrize(("mutate", "field"), INVALID, ids=[f for _, f in INVALID])

@@ -107,23 +107,41 @@ async def test_grant_application_draft_edit_delete_submit_sync_enable(
 
 
 async def test_opening_stock_is_entered_then_confirmed_by_another_person(
-    stock: stock_pb2_grpc.StockServiceStub, pool: asyncpg.Pool
+    stock: stock_pb2_grpc.StockServiceStub,
+    manager_a: stock_pb2_grpc.StockServiceStub,
+    manager_b: stock_pb2_grpc.StockServiceStub,
+    pool: asyncpg.Pool,
 ) -> None:
     before = await balanced(stock)
-    entry = await stock.EnterOpeningStock(
+    # Entered by signed-in manager-a; confirmed by manager-a again: refused.
+    entry = await manager_a.EnterOpeningStock(
         stock_pb2.OpeningStockRequest(
-            operator=office("clerk-in"), bill_code=CODE, start_no="9000000001",
+            operator=office(""), bill_code=CODE, start_no="9000000001",
             end_no="9000000100", next_no="9000000041",
         )
     )  # fmt: skip
     assert await balanced(stock) == before  # a draft is not stock yet
     await refused(
         pool,
-        stock.ConfirmOpeningStock(stock_pb2.ByIdRequest(operator=office("clerk-in"), id=entry.id)),
+        manager_a.ConfirmOpeningStock(stock_pb2.ByIdRequest(operator=office(""), id=entry.id)),
         grpc.StatusCode.FAILED_PRECONDITION,
         field="operator.operator",
     )
-    await stock.ConfirmOpeningStock(stock_pb2.ByIdRequest(operator=office("checker"), id=entry.id))
+    # The demo HIS app is not a person: it cannot be the second one.
+    await refused(
+        pool,
+        stock.ConfirmOpeningStock(stock_pb2.ByIdRequest(operator=office("checker"), id=entry.id)),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    # Naming another person than the one signed in is refused.
+    await refused(
+        pool,
+        manager_b.ConfirmOpeningStock(
+            stock_pb2.ByIdRequest(operator=office("checker"), id=entry.id)
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    await manager_b.ConfirmOpeningStock(stock_pb2.ByIdRequest(operator=office(""), id=entry.id))
     after = await balanced(stock)
     assert after[CODE].granted == before[CODE].granted + 100
     assert after[CODE].issued_before_go_live == before[CODE].issued_before_go_live + 40
@@ -136,7 +154,7 @@ async def test_opening_stock_is_entered_then_confirmed_by_another_person(
     )  # fmt: skip
     await refused(
         pool,
-        stock.ConfirmOpeningStock(stock_pb2.ByIdRequest(operator=office("checker"), id=overlap.id)),
+        manager_b.ConfirmOpeningStock(stock_pb2.ByIdRequest(operator=office(""), id=overlap.id)),
         grpc.StatusCode.ALREADY_EXISTS,
     )
     await refused(

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.slow
 
 async def test_requisition_distribution_query_disable_void_and_returns(
     stock: stock_pb2_grpc.StockServiceStub,
+    manager_b: stock_pb2_grpc.StockServiceStub,
     issuance: issuance_pb2_grpc.IssuanceServiceStub,
     pool: asyncpg.Pool,
 ) -> None:
@@ -50,15 +51,15 @@ async def test_requisition_distribution_query_disable_void_and_returns(
     req = await stock.RequestRequisition(
         stock_pb2.RequisitionRequest(operator=point(place), bill_code=CODE, count=100)
     )
-    moved = await stock.DecideRequisition(
-        stock_pb2.DecisionRequest(operator=office(), id=req.id, approve=True)
+    moved = await manager_b.DecideRequisition(
+        stock_pb2.DecisionRequest(operator=office(""), id=req.id, approve=True)
     )
     assert sum(int(r.end_no) - int(r.start_no) + 1 for r in moved.ranges) == 100
     assert await available(stock, place) == 100
     await balanced(stock)
     await refused(
         pool,
-        stock.DecideRequisition(stock_pb2.DecisionRequest(operator=office(), id=req.id)),
+        manager_b.DecideRequisition(stock_pb2.DecisionRequest(operator=office(""), id=req.id)),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
     # More than the office holds: refused, the requisition stays pending.
@@ -67,13 +68,13 @@ async def test_requisition_distribution_query_disable_void_and_returns(
     )
     await refused(
         pool,
-        stock.DecideRequisition(
-            stock_pb2.DecisionRequest(operator=office(), id=huge.id, approve=True)
+        manager_b.DecideRequisition(
+            stock_pb2.DecisionRequest(operator=office(""), id=huge.id, approve=True)
         ),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     )
-    await stock.DecideRequisition(
-        stock_pb2.DecisionRequest(operator=office(), id=huge.id, approve=False, reason="too many")
+    await manager_b.DecideRequisition(
+        stock_pb2.DecisionRequest(operator=office(""), id=huge.id, approve=False, reason="too many")
     )
 
     # Manual distribution of a range.
@@ -162,7 +163,9 @@ async def test_requisition_distribution_query_disable_void_and_returns(
     )  # fmt: skip
     assert await available(stock, place) == 129 - 5 - 10
     mid = await balanced(stock)
-    await stock.DecideReturn(stock_pb2.DecisionRequest(operator=office(), id=ret.id, approve=True))
+    await manager_b.DecideReturn(
+        stock_pb2.DecisionRequest(operator=office(""), id=ret.id, approve=True)
+    )
     held = await stock.QueryStock(stock_pb2.StockQuery(operator=office(), office=True))
     back = next(s for s in held.segments if s.start_no == f"{end - 9:010d}")
     assert (back.status, back.remaining) == ("enabled", 10)
@@ -175,7 +178,9 @@ async def test_requisition_distribution_query_disable_void_and_returns(
             reason="surplus",
         )
     )  # fmt: skip
-    await stock.DecideReturn(stock_pb2.DecisionRequest(operator=office(), id=up.id, approve=True))
+    await manager_b.DecideReturn(
+        stock_pb2.DecisionRequest(operator=office(""), id=up.id, approve=True)
+    )
     final = await balanced(stock)
     assert final[CODE].returned == mid[CODE].returned + 10
     # A rejected return goes back into the sender's stock.
@@ -186,13 +191,14 @@ async def test_requisition_distribution_query_disable_void_and_returns(
             end_no=f"{end:010d}",
         )
     )  # fmt: skip
-    await stock.DecideReturn(stock_pb2.DecisionRequest(operator=office(), id=rej.id))
+    await manager_b.DecideReturn(stock_pb2.DecisionRequest(operator=office(""), id=rej.id))
     assert await available(stock, place) == 129 - 5 - 10
     await balanced(stock)
 
 
 async def test_identity_holds_under_concurrent_issuance(
     stock: stock_pb2_grpc.StockServiceStub,
+    manager_b: stock_pb2_grpc.StockServiceStub,
     issuance: issuance_pb2_grpc.IssuanceServiceStub,
     pool: asyncpg.Pool,
 ) -> None:
@@ -248,8 +254,8 @@ async def test_identity_holds_under_concurrent_issuance(
                         await stock.VoidStock(rr)
                     else:
                         ret = await stock.RequestReturn(rr)
-                        await stock.DecideReturn(
-                            stock_pb2.DecisionRequest(operator=office(), id=ret.id, approve=True)
+                        await manager_b.DecideReturn(
+                            stock_pb2.DecisionRequest(operator=office(""), id=ret.id, approve=True)
                         )
                 elif kind == 3:
                     segs = await stock.QueryStock(stock_pb2.StockQuery(operator=point(place)))

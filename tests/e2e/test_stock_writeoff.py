@@ -81,6 +81,8 @@ async def test_write_off_rejected_by_the_platform_is_fixed_and_accepted(
 
 async def test_paper_write_off_with_lost_numbers_and_destruction_request(
     stock: stock_pb2_grpc.StockServiceStub,
+    manager_a: stock_pb2_grpc.StockServiceStub,
+    manager_b: stock_pb2_grpc.StockServiceStub,
     issuance: issuance_pb2_grpc.IssuanceServiceStub,
     lifecycle: Any,
     pool: asyncpg.Pool,
@@ -157,13 +159,14 @@ async def test_paper_write_off_with_lost_numbers_and_destruction_request(
         paper_code,
     )
     req = await stock.RequestDestruction(dr)
+    # Requested as manager-a (by the HIS app); signed-in manager-a cannot decide it.
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stock.DecideDestruction(
-            stock_pb2.DecisionRequest(operator=office(), id=req.id, approve=True)
+        await manager_a.DecideDestruction(
+            stock_pb2.DecisionRequest(operator=office(""), id=req.id, approve=True)
         )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    await stock.DecideDestruction(
-        stock_pb2.DecisionRequest(operator=office("manager-b"), id=req.id, approve=True)
+    await manager_b.DecideDestruction(
+        stock_pb2.DecisionRequest(operator=office(""), id=req.id, approve=True)
     )
     status = await pool.fetchval("SELECT status FROM destruction_requests WHERE id = $1", req.id)
     assert status == "approved"
