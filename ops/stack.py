@@ -228,13 +228,6 @@ class Stack:
         tls = self.tls()
         return True if tls is None else http_ssl_context(tls)
 
-    def data_keys(self) -> KeyRing:
-        """The data key ring the engine will load (config/keys.py)."""
-        named = self.env().get(keys.SETTING)
-        if named:
-            return keys.read(Path(named))
-        return keys.ensure(keys.default_path(self.config.data_dir.resolve()))
-
     @property
     def fiscal_key_file(self) -> Path:
         """The fiscal sandbox's public key (hex), written before the sandbox starts."""

@@ -21,6 +21,7 @@ from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config.settings import Settings, read_public_key
 from engine.errors import NotFound
+from engine.sealing import KeyRing
 from engine.sm2 import VerifyingKey
 from engine.verification import Verdict
 from usecases.rendering import ClientKeys, Rendering, StoredBills, render_verify_page
@@ -53,7 +54,12 @@ class Public:
 
     @classmethod
     def create(
-        cls, pool: asyncpg.Pool, fiscal: FiscalClient, signer: SignerClient, settings: Settings
+        cls,
+        pool: asyncpg.Pool,
+        fiscal: FiscalClient,
+        signer: SignerClient,
+        settings: Settings,
+        ring: KeyRing,
     ) -> Public:
         pinned = (
             VerifyingKey(read_public_key(settings.fiscal_public_key_file))
@@ -61,7 +67,7 @@ class Public:
             else None
         )
         rendering = Rendering(
-            StoredBills(pool),
+            StoredBills(pool, ring),
             ClientKeys(fiscal, signer, pinned),
             public_url=settings.public_url,
             cache_size=settings.render_cache,

@@ -59,7 +59,7 @@ async def test_issued_bill_has_a_platform_signed_qr_and_renders_verifiably(
         FiscalClient(stack.config.fiscal_addr, tls=stack.tls("engine")) as fiscal,
         SignerClient(stack.config.signer_addr, "unit-sign", tls=stack.tls("engine")) as signer,
     ):
-        rendering = Rendering(StoredBills(pool), ClientKeys(fiscal, signer))
+        rendering = Rendering(StoredBills(pool, stack.data_keys()), ClientKeys(fiscal, signer))
         verification = Verification(rendering)
         pdf = await rendering.pdf(bill.bill_code, bill.bill_no, bill.check_code)
         assert await rendering.pdf(bill.bill_code, bill.bill_no, bill.check_code) == pdf

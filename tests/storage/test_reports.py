@@ -17,6 +17,7 @@ from storage.archive import archive
 from storage.bills import reserve
 from storage.stock.movements import void_stock
 from storage.stock.segments import identity
+from tests.factories import RING
 from tests.storage.test_red_refused import red_flush
 from tests.storage.test_reserve import FIRST, UNIT, prepared, setup, work
 from usecases.reports import ExportFormat, IssuanceGroup, Reports, TrendStep, export
@@ -27,7 +28,7 @@ def today() -> date:
 
 
 async def issue(db: asyncpg.Pool, seqs: range) -> list[int]:
-    out = await reserve(db, [(i, prepared(s)) for i, s in enumerate(seqs)])
+    out = await reserve(db, [(i, prepared(s)) for i, s in enumerate(seqs)], ring=RING)
     works = [work(out[i]) for i in range(len(seqs))]
     await archive(
         db, [finish(replace(w, unit_signature=b"u", fiscal_signature=b"f")) for w in works]
@@ -40,7 +41,7 @@ async def test_reports_agree_with_each_other_and_with_the_stock_identity(
 ) -> None:
     _, bill_code = await setup(db, numbers=100)
     totals = await issue(db, range(1, 8))
-    first = work((await reserve(db, [(0, prepared(1))]))[0])  # a replay: no new bill
+    first = work((await reserve(db, [(0, prepared(1))], ring=RING))[0])  # a replay: no new bill
     red = await red_flush(db, first, "RED-1")
     await archive(db, [finish(replace(red, unit_signature=b"u", fiscal_signature=b"f"))])
     place = first.place_code

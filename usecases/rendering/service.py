@@ -12,6 +12,7 @@ import asyncpg
 from engine.errors import NotFound
 from engine.lifecycle import BillKey
 from engine.model import BillStatus, IssuedBill
+from engine.sealing import KeyRing
 from engine.verification import BillExport
 from storage.bill_names import bill_names
 from storage.bills import get_bill
@@ -31,11 +32,12 @@ class Bills(Protocol):
 
 
 class StoredBills:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, pool: asyncpg.Pool, ring: KeyRing) -> None:
+        # The ring opens the sealed request and canonical bytes (storage/personal.py).
+        self._pool, self._ring = pool, ring
 
     async def get(self, bill_code: str, bill_no: str) -> IssuedBill | None:
-        return await get_bill(self._pool, BillKey.number(bill_code, bill_no))
+        return await get_bill(self._pool, BillKey.number(bill_code, bill_no), self._ring)
 
     async def names(self, unit_code: str, bill_code: str) -> Names:
         unit_name, bill_name, channels = await bill_names(self._pool, unit_code, bill_code)
