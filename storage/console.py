@@ -4,11 +4,13 @@ unit's issuing points for pickers, and the requisitions waiting for a decision."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
-__all__ = ["PendingRequisition", "issuing_points", "pending_requisitions"]
+from storage.lifecycle import day_bounds
+
+__all__ = ["PendingRequisition", "archived_count", "issuing_points", "pending_requisitions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +51,17 @@ async def pending_requisitions(
         )
         for r in rows
     ]  # fmt: skip
+
+
+async def archived_count(
+    pool: asyncpg.Pool, unit_code: str, first: date, last: date, place_code: str
+) -> int:
+    """Bills of the period the archive holds (what the archive ZIP contains)."""
+    start, end = day_bounds(first, last)
+    n = await pool.fetchval(
+        "SELECT count(*) FROM bills WHERE unit_code = $1 AND issued_at >= $2"
+        " AND issued_at < $3 AND ($4 = '' OR place_code = $4)"
+        " AND status IN ('issued', 'red_flushed') AND archived_at IS NOT NULL",
+        unit_code, start, end, place_code,
+    )  # fmt: skip
+    return int(n)

@@ -7,22 +7,29 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
+import zipfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from gmssl import func, sm3
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, expect
 
 from engine.identity import totp
+from engine.model import CST
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2_grpc, stock_pb2, stock_pb2_grpc
 from tests.browser import browser  # noqa: F401  (fixture)
 from tests.e2e.conftest import STOCK_POINTS
 from tests.e2e.lifecycle_support import by_number, charge, issue
 from tests.e2e.stock_support import CODE, office_stock, point
+from tests.gm_reference import gm_verify
+from tests.resilience import public_keys
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 PLACE = "001"
@@ -51,6 +58,11 @@ def _sign_in(page: Page, stack: Stack, username: str) -> None:
     expect(page.locator("header .who")).to_contain_text(username)
 
 
+def _today() -> str:
+    # The engine's days are China Standard Time days, whatever this machine's zone.
+    return datetime.now(CST).strftime("%Y-%m-%d")
+
+
 def _shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -77,8 +89,8 @@ def test_sign_in_is_required_and_a_wrong_password_or_code_is_refused(
         assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
 
 
-async def _issue_one(stack: Stack) -> tuple[bill_pb2.IssuedBill, str]:
-    given = charge(place=PLACE)
+async def _issue_one(stack: Stack, place: str = PLACE) -> tuple[bill_pb2.IssuedBill, str]:
+    given = charge(place=place)
     async with stack.channel() as ch:
         bill = await issue(issuance_pb2_grpc.IssuanceServiceStub(ch), given)
     return bill, given.payer.id_card_no
@@ -92,7 +104,7 @@ def test_cashier_searches_and_red_flushes_with_confirmation(stack: Stack, page: 
     # Search the point's bills of today: the new bill is listed, its payer masked.
     page.click("nav >> text=票据查询")
     page.select_option("select[name=place]", PLACE)
-    page.fill("input[name=from]", time.strftime("%Y-%m-%d"))
+    page.fill("input[name=from]", _today())
     page.click("form.filters button[type=submit]")
     row = page.locator("table.bills tr", has_text=bill.bill_no)
     expect(row).to_be_visible()
@@ -157,7 +169,7 @@ def test_manager_approves_a_requisition_and_downloads_a_report(stack: Stack, pag
     expect(page.locator("table.requisitions")).not_to_contain_text("console test")
 
     # The issuance report by point, on screen and as the Excel download.
-    today = time.strftime("%Y-%m-%d")
+    today = _today()
     page.goto(f"{stack.http_url}/console/reports?kind=issuance&by=place&from={today}&to={today}")
     cells = page.locator("table.report tbody tr").evaluate_all(
         "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText))"
@@ -218,3 +230,51 @@ def test_every_console_page_refuses_a_caller_without_its_permission(stack: Stack
     finally:
         for client in users.values():
             client.close()
+
+
+def test_archive_zip_holds_every_bill_with_digests_signed_by_the_unit(
+    stack: Stack, page: Page
+) -> None:
+    """Issue #16 item 4: the period's archive from the console, unzipped and
+    checked as a records office would, with gmssl (not our SM2): every file's
+    SM3 in the manifest, the manifest signed by the unit, each bill's unit and
+    fiscal signatures over its canonical bytes; and the difference page."""
+    # Point 003: the inpatient desk, few bills in this suite (001 takes the load).
+    bill, _ = asyncio.run(_issue_one(stack, "003"))
+    unit_key, fiscal_key = asyncio.run(public_keys(stack))
+    _sign_in(page, stack, "admin")  # the archive holds unmasked payer data
+    today = _today()
+    page.goto(f"{stack.http_url}/console/archive?place=003&from={today}&to={today}")
+    expect(page.locator("h1")).to_have_text("电子档案")
+    archived = int(page.locator("b.archived").inner_text())
+    assert archived >= 1
+    _shot(page, "archive")
+    with page.expect_download() as download:
+        page.click("a.download")
+    assert download.value.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(Path(download.value.path())) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    manifest = files.pop("manifest.json")
+    signature = files.pop("manifest.sig")
+    assert bytes.fromhex(files["unit.pub"].decode()) == unit_key
+    assert gm_verify(unit_key, manifest, signature)
+    listed = json.loads(manifest)
+    assert listed["unit"] == bill.unit_code and listed["from"] == listed["to"] == today
+    assert set(listed["sm3"]) == set(files)  # nothing added or left out
+    for name, data in files.items():
+        assert sm3.sm3_hash(func.bytes_to_list(data)) == listed["sm3"][name], name
+    assert len(listed["bills"]) == archived
+    assert f"{bill.bill_code}/{bill.bill_no}" in listed["bills"]
+    folder = f"{bill.bill_code}-{bill.bill_no}/"
+    canonical, unit_sig = files[folder + "canonical.bin"], files[folder + "unit.sig"]
+    assert canonical == bill.canonical
+    assert gm_verify(unit_key, canonical, unit_sig)
+    assert gm_verify(fiscal_key, canonical + unit_sig, files[folder + "fiscal.sig"])
+    assert files[folder + "bill.pdf"].startswith(b"%PDF")
+    # A changed manifest no longer verifies.
+    assert not gm_verify(unit_key, manifest.replace(b'"unit"', b'"unix"'), signature)
+    # The difference lists as many bills as it counts, and not the archived one.
+    missing = int(page.locator("b.missing").inner_text())
+    rows = page.locator("table.unarchived tbody tr")
+    assert rows.count() == max(missing, 1)
+    expect(page.locator("table.unarchived")).not_to_contain_text(bill.bill_no)

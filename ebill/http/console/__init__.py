@@ -34,6 +34,9 @@ def routes(services: Any) -> list[BaseRoute]:
         ("POST", "/console/stock/requisitions/{req_id}"): console.decide_requisition,
         ("GET", "/console/reports"): console.reports,
         ("GET", "/console/reports/download"): console.download,
+        ("GET", "/console/archive"): console.archive_page,
+        ("GET", "/console/archive/download"): console.archive_download,
+        ("POST", "/console/archive/retry"): console.archive_retry,
     }
     out: list[BaseRoute] = [
         Route("/console/login", console.login_form, methods=["GET"]),

@@ -58,6 +58,11 @@ PAGES: tuple[Page, ...] = (
     Page("POST", "/console/stock/requisitions/{req_id}", Permission.STOCK_APPROVE),
     Page("GET", "/console/reports", Permission.REPORT_READ),
     Page("GET", "/console/reports/download", Permission.REPORT_READ),
+    Page("GET", "/console/archive", Permission.AUDIT_READ),
+    # The archive holds the bills' canonical bytes, payer data unmasked.
+    Page("GET", "/console/archive/download", Permission.BILL_READ_PII),
+    # Finishing a bill's issuance sooner is part of issuing it.
+    Page("POST", "/console/archive/retry", Permission.BILL_ISSUE),
 )
 
 

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ebill.http.console.auth import COOKIE, csrf_token
 from ebill.http.errors import HTTP_STATUS
-from engine.errors import EbillError, InvalidArgument, NotFound, PermissionDenied
+from engine.errors import EbillError, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from engine.identity import Permission, Principal
 from engine.lifecycle import BillKey
 from engine.model import CST
@@ -24,6 +24,7 @@ from engine.money import format_fen
 from engine.operator import Operator
 from storage import console as store
 from storage.lifecycle import bill_events
+from usecases.bill_archive import Archive
 from usecases.lifecycle import BillQuery, RedFlush
 from usecases.reports import ExportFormat, IssuanceGroup, Reports, Table, TrendStep, export
 from usecases.stock import alerts as stock_alerts
@@ -51,7 +52,22 @@ MENU = (
     ("票据查询", "/console/bills", Permission.BILL_READ),
     ("票据库存", "/console/stock", Permission.STOCK_READ),
     ("统计报表", "/console/reports", Permission.REPORT_READ),
+    ("电子档案", "/console/archive", Permission.AUDIT_READ),
 )
+
+# Bill statuses and kinds as the office says them.
+STATUSES = {
+    "issued": "已开具",
+    "red_flushed": "已红冲",
+    "pending_countersign": "待财政签名",
+    "reserved": "处理中",
+    "rejected": "被拒",
+}
+KINDS = {
+    "outpatient": "门诊", "inpatient": "住院", "emergency": "急诊", "checkup": "体检",
+    "registration": "挂号", "deposit": "预交金", "current_account": "往来结算",
+    "donation": "捐赠", "non_tax": "非税收入",
+}  # fmt: skip
 
 REPORTS = {
     "issuance": "开票统计",
@@ -80,6 +96,12 @@ class Console:
     def __init__(self, services: Any) -> None:
         self.s = services
         self.figures = Reports(services.pool)
+        # The archive needs the engine's rendering and signer (ebill/server.py).
+        self.archive = (
+            Archive(services.pool, services.ring, services.rendering, services.signer)
+            if getattr(services, "rendering", None) is not None
+            else None
+        )
 
     # -- rendering -----------------------------------------------------------
 
@@ -160,27 +182,38 @@ class Console:
     async def bills(self, request: Request, who: Principal) -> Response:
         q = request.query_params
         points = self._places(who, await store.issuing_points(self.s.pool, who.unit_code))
-        place = q.get("place", "") or (points[0][0] if points else "")
+        # The bill office searches every point at once ("" = all points) unless
+        # it picks one; a window searches its own point.
+        default = "" if who.scope.office else (points[0][0] if points else "-")
+        place = q.get("place", default)
         if place and not who.covers(who.unit_code, place):
             raise PermissionDenied(f"issuing point {place} is outside your scope", field="place")
-        page = None
-        if place:
-            query = BillQuery(
-                payer_id_card_no=q.get("id_card", ""),
-                payer_tel=q.get("tel", ""),
-                payer_card_no=q.get("card", ""),
-                from_date=_day(request, "from", _today()) if q.get("from") else None,
-                to_date=_day(request, "to", _today()) if q.get("to") else None,
-                bill_kind=q.get("kind", ""),
-                red=q.get("red", ""),
-                page_size=50,
-                after_id=int(q.get("after", "0") or 0),
-            )
-            page = await self.s.lifecycle.list_bills(
-                Operator(who.unit_code, who.name, place), query,
-                reveal_pii=who.can(Permission.BILL_READ_PII),
-            )  # fmt: skip
-        return self.render(request, "bills.html", who, points=points, place=place, q=q, page=page)
+        if not place and not who.scope.office:
+            raise PermissionDenied("every point at once is the bill office's search", field="place")
+        query = BillQuery(
+            payer_id_card_no=q.get("id_card", ""),
+            payer_tel=q.get("tel", ""),
+            payer_card_no=q.get("card", ""),
+            payer_name=q.get("name", ""),
+            bus_no=q.get("bus_no", ""),
+            bill_code=q.get("bill_code", ""),
+            bill_no=q.get("bill_no", ""),
+            status=q.get("status", ""),
+            from_date=_day(request, "from", _today()) if q.get("from") else None,
+            to_date=_day(request, "to", _today()) if q.get("to") else None,
+            bill_kind=q.get("kind", ""),
+            red=q.get("red", ""),
+            page_size=50,
+            after_id=int(q.get("after", "0") or 0) if q.get("after", "0").isdigit() else 0,
+        )
+        page = await self.s.lifecycle.list_bills(
+            Operator(who.unit_code, who.name, place), query,
+            reveal_pii=who.can(Permission.BILL_READ_PII), office=who.scope.office,
+        )  # fmt: skip
+        return self.render(
+            request, "bills.html", who, points=points, place=place, q=q, page=page,
+            office=who.scope.office, statuses=STATUSES, kinds=KINDS,
+        )  # fmt: skip
 
     async def _bill(self, request: Request, who: Principal) -> Any:
         p = request.path_params
@@ -314,3 +347,58 @@ class Console:
             media_type=media,
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
+
+    # -- archive -------------------------------------------------------------
+
+    def _period(self, request: Request, who: Principal) -> tuple[str, date, date]:
+        q = request.query_params
+        today = _today()
+        first, last = _day(request, "from", today), _day(request, "to", today)
+        place = q.get("place", "" if who.scope.office else min(who.scope.places, default="-"))
+        if place and not who.covers(who.unit_code, place):
+            raise PermissionDenied(f"issuing point {place} is outside your scope", field="place")
+        if not place and not who.scope.office:
+            raise PermissionDenied("the whole unit's archive is the bill office's", field="place")
+        return place, first, last
+
+    def _archive(self) -> Archive:
+        if self.archive is None:
+            raise Unavailable("the archive needs the engine's rendering and signer")
+        return self.archive
+
+    async def archive_page(self, request: Request, who: Principal) -> Response:
+        place, first, last = self._period(request, who)
+        missing = await self._archive().difference(who.unit_code, first, last, place_code=place)
+        archived = await store.archived_count(self.s.pool, who.unit_code, first, last, place)
+        points = self._places(who, await store.issuing_points(self.s.pool, who.unit_code))
+        query = urlencode({"place": place, "from": first.isoformat(), "to": last.isoformat()})
+        return self.render(
+            request, "archive.html", who, points=points, place=place, first=first, last=last,
+            missing=missing, archived=archived, query=query, office=who.scope.office,
+            statuses=STATUSES, done=request.query_params.get("done", ""),
+            can_download=who.can(Permission.BILL_READ_PII),
+            can_retry=who.can(Permission.BILL_ISSUE),
+        )  # fmt: skip
+
+    async def archive_download(self, request: Request, who: Principal) -> Response:
+        place, first, last = self._period(request, who)
+        made = await self._archive().zip(who.unit_code, first, last, place_code=place)
+        log.info("archive %s (%d bills) downloaded by %s", made.name, made.bills, who.label)
+        return Response(
+            made.data,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{made.name}"'},
+        )
+
+    async def archive_retry(self, request: Request, who: Principal) -> Response:
+        place, first, last = self._period(request, who)
+        form = await request.form()
+        asked = {int(str(v)) for v in form.getlist("bill") if str(v).isdigit()}
+        # Only bills of this page's period and scope, whatever the form says.
+        missing = await self._archive().difference(who.unit_code, first, last, place_code=place)
+        ids = [u.bill_id for u in missing if u.bill_id in asked]
+        done = await self._archive().retry(who.unit_code, ids, operator=who.label)
+        query = urlencode(
+            {"place": place, "from": first.isoformat(), "to": last.isoformat(), "done": done}
+        )
+        return RedirectResponse(f"/console/archive?{query}", status_code=303)
