@@ -278,3 +278,13 @@ def test_archive_zip_holds_every_bill_with_digests_signed_by_the_unit(
     rows = page.locator("table.unarchived tbody tr")
     assert rows.count() == max(missing, 1)
     expect(page.locator("table.unarchived")).not_to_contain_text(bill.bill_no)
+
+    # The administration pages (read-only): staff, roles, apps; write-offs, audits.
+    page.click("nav >> text=用户权限")
+    expect(page.locator("table.staff")).to_contain_text("cashier-001")
+    expect(page.locator("table.staff")).to_contain_text("已绑定")  # the managers' TOTP
+    expect(page.locator("table.apps tbody tr").first).to_be_visible()
+    _shot(page, "identity")
+    page.click("nav >> text=核销稽核")
+    expect(page.locator("h1")).to_have_text("核销与稽核")
+    _shot(page, "writeoffs")

@@ -37,6 +37,8 @@ def routes(services: Any) -> list[BaseRoute]:
         ("GET", "/console/archive"): console.archive_page,
         ("GET", "/console/archive/download"): console.archive_download,
         ("POST", "/console/archive/retry"): console.archive_retry,
+        ("GET", "/console/writeoffs"): console.writeoffs,
+        ("GET", "/console/identity"): console.identity,
     }
     out: list[BaseRoute] = [
         Route("/console/login", console.login_form, methods=["GET"]),

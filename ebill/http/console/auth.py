@@ -63,6 +63,8 @@ PAGES: tuple[Page, ...] = (
     Page("GET", "/console/archive/download", Permission.BILL_READ_PII),
     # Finishing a bill's issuance sooner is part of issuing it.
     Page("POST", "/console/archive/retry", Permission.BILL_ISSUE),
+    Page("GET", "/console/writeoffs", Permission.WRITEOFF_MANAGE),
+    Page("GET", "/console/identity", Permission.IDENTITY_MANAGE),
 )
 
 

@@ -23,12 +23,13 @@ from engine.model import CST
 from engine.money import format_fen
 from engine.operator import Operator
 from storage import console as store
+from storage import console_admin as admin
 from storage.lifecycle import bill_events
 from usecases.bill_archive import Archive
 from usecases.lifecycle import BillQuery, RedFlush
 from usecases.reports import ExportFormat, IssuanceGroup, Reports, Table, TrendStep, export
 from usecases.stock import alerts as stock_alerts
-from usecases.stock import movements
+from usecases.stock import movements, writeoff
 
 __all__ = ["STATIC", "Console"]
 
@@ -53,6 +54,8 @@ MENU = (
     ("票据库存", "/console/stock", Permission.STOCK_READ),
     ("统计报表", "/console/reports", Permission.REPORT_READ),
     ("电子档案", "/console/archive", Permission.AUDIT_READ),
+    ("核销稽核", "/console/writeoffs", Permission.WRITEOFF_MANAGE),
+    ("用户权限", "/console/identity", Permission.IDENTITY_MANAGE),
 )
 
 # Bill statuses and kinds as the office says them.
@@ -402,3 +405,23 @@ class Console:
             {"place": place, "from": first.isoformat(), "to": last.isoformat(), "done": done}
         )
         return RedirectResponse(f"/console/archive?{query}", status_code=303)
+
+    # -- administration (read-only) ---------------------------------------------
+
+    async def writeoffs(self, request: Request, who: Principal) -> Response:
+        if not who.scope.office:
+            raise PermissionDenied("write-offs are the bill office's")
+        return self.render(
+            request, "writeoffs.html", who,
+            writeoffs=await writeoff.list_write_offs(self.s.pool, who.unit_code),
+            audits=await admin.audit_reports(self.s.pool, who.unit_code),
+        )  # fmt: skip
+
+    async def identity(self, request: Request, who: Principal) -> Response:
+        return self.render(
+            request, "identity.html", who,
+            staff=await admin.staff(self.s.pool, who.unit_code),
+            roles=await admin.roles(self.s.pool),
+            apps=await admin.apps(self.s.pool, who.unit_code),
+            now=datetime.now(UTC),
+        )  # fmt: skip
