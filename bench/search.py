@@ -40,7 +40,7 @@ from storage.bills import get_bill
 from storage.catalog import add_segment, ensure_unit
 from storage.db import EmbeddedPostgres, connect_pool
 from storage.lifecycle import BillFilter, list_bills
-from storage.personal import CARD, ID_CARD, TEL, bill_aad
+from storage.personal import CARD, ID_CARD, TEL, bill_aad, name_digest
 from usecases import demo
 
 UNIT = "B00000010"
@@ -57,7 +57,7 @@ COLUMNS = (
     "check_code", "segment_id", "status", "total_fen", "cashier", "bus_time", "issued_at",
     "canonical_version", "unit_signature", "fiscal_signature", "countersigned_at", "archived_at",
     "request_sealed", "canonical_sealed", "payer_id_card_hash", "payer_tel_hash",
-    "payer_card_hash", "origin", "operator",
+    "payer_card_hash", "payer_name_hash", "origin", "operator",
 )  # fmt: skip
 
 
@@ -101,7 +101,7 @@ def rows(
             at, at, ring.seal(raw, bill_aad("request", i)),
             ring.seal(b"{}" * 200, bill_aad("canonical", i)),
             ring.index(id_card, ID_CARD), ring.index(tel, TEL), ring.index(card, CARD),
-            "engine", "cashier-01",
+            name_digest(ring, name), "engine", "cashier-01",
         ))  # fmt: skip
     return out
 
@@ -182,10 +182,13 @@ async def measure(url: str, key_file: Path, total: int, queries: int) -> dict[st
     ring = keys.read(key_file)
     pool = await connect_pool(url, size=4, migrate=False)
 
-    def page(rng: random.Random, **f: Any) -> Awaitable[int]:
+    def page(rng: random.Random, office: bool = False, **f: Any) -> Awaitable[int]:
+        # office: the bill office's search over every point ("" place).
+        place = "" if office else rng.choice(POINTS)
+
         async def go() -> int:
             found, _ = await list_bills(
-                pool, BillFilter(unit_code=UNIT, place_code=rng.choice(POINTS), limit=50, **f), ring
+                pool, BillFilter(unit_code=UNIT, place_code=place, limit=50, **f), ring
             )
             return len(found)
 
@@ -215,6 +218,19 @@ async def measure(url: str, key_file: Path, total: int, queries: int) -> dict[st
         ),
         "code and number": by_number,
         "serial (bus_no)": by_serial,
+        # The bill office over all ten points (the console's "all points").
+        "office: name": lambda r: page(r, True, payer_name=patient(r.randrange(PATIENTS))[0]),
+        "office: ID card": lambda r: page(
+            r, True, payer_id_card_no=patient(r.randrange(PATIENTS))[1]
+        ),
+        "office: one day": lambda r: page(r, True, from_date=(d := day(r)), to_date=d),
+        "office: a month, red": lambda r: page(
+            r, True, from_date=(d := day(r)), to_date=d + timedelta(days=30), red="red_flushed"
+        ),
+        "office: serial": lambda r: page(r, True, bus_no=f"S{r.randrange(1, total):011d}"),
+        "office: code+number": lambda r: page(
+            r, True, bill_code=BILL_CODE, bill_no=f"{r.randrange(1, total):010d}"
+        ),
     }
     timings: dict[str, list[float]] = {name: [] for name in searches}
     rng = random.Random(7)
@@ -258,11 +274,11 @@ def main() -> None:
         if server is not None:
             server.cleanup()
     print(f"\n{args.bills:,} bills, {args.queries} searches of each kind, one page of 50:")
-    print(f"  {'search':<24}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    print(f"  {'search':<26}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     worst = 0.0
     for name, values in timings.items():
         worst = max(worst, p(values, 0.99))
-        print(f"  {name:<24}{statistics.median(values) * 1000:>10.1f}{p(values, 0.99):>10.1f}"
+        print(f"  {name:<26}{statistics.median(values) * 1000:>10.1f}{p(values, 0.99):>10.1f}"
               f"{max(values) * 1000:>10.1f}")  # fmt: skip
     print(f"worst p99 {worst:.1f} ms (target < 300 ms)")
 
