@@ -63,10 +63,16 @@ bench-sealing: $(STAMP) ## Cost of sealing personal data: reserve stage A/B (BEF
 bench-render: $(STAMP) ## Benchmark PDF, H5 and notice rendering, and the PDF cache's effect
 	$(PY) -m bench.render
 
+bench-search: $(STAMP) ## Bill search over BILLS bills it generates (default 10 million; kept in var/)
+	$(PY) -m bench.search --bills $(or $(BILLS),10000000)
+
+bench-console: $(STAMP) ## Console under Locust users: make bench-console USERS=100,300,1000
+	$(PY) -m bench.locust_console --users $(or $(USERS),100,300,1000)
+
 chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 on any violation)
 	$(PY) -m bench.chaos --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-render chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-render bench-search bench-console chaos clean
