@@ -168,8 +168,17 @@ class Console:
     async def dashboard(self, request: Request, who: Principal) -> Response:
         today = _today()
         points = self._places(who, await store.issuing_points(self.s.pool, who.unit_code))
-        table = await self.figures.issuance(who.unit_code, today, today, IssuanceGroup.PLACE)
-        rows = [r for r in table.rows if r[0] == "合计" or who.covers(who.unit_code, str(r[0]))]
+        # A window's figures are its own, total included; a principal of several
+        # points (not the office) sees each of them and no unit total.
+        own = min(who.scope.places) if len(who.scope.places) == 1 and not who.scope.office else ""
+        table = await self.figures.issuance(
+            who.unit_code, today, today, IssuanceGroup.PLACE, place_code=own
+        )
+        with_total = bool(own) or who.scope.office
+        rows = [
+            r for r in table.rows
+            if (r[0] == "合计" and with_total) or who.covers(who.unit_code, str(r[0]))
+        ]  # fmt: skip
         backlog = await self.s.issuance.backlog()
         place = "" if who.scope.office else min(who.scope.places, default="")
         alerts = (
