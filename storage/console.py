@@ -10,7 +10,14 @@ import asyncpg
 
 from storage.lifecycle import day_bounds
 
-__all__ = ["PendingRequisition", "archived_count", "issuing_points", "pending_requisitions"]
+__all__ = [
+    "AlertRule",
+    "PendingRequisition",
+    "alert_rules",
+    "archived_count",
+    "issuing_points",
+    "pending_requisitions",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +72,26 @@ async def archived_count(
         unit_code, start, end, place_code,
     )  # fmt: skip
     return int(n)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    place_code: str
+    bill_code: str
+    threshold: int
+    email: str
+    below: bool  # stock is under the threshold now (warned once at the crossing)
+
+
+async def alert_rules(pool: asyncpg.Pool, unit_code: str, place_code: str = "") -> list[AlertRule]:
+    """The unit's stock alert rules (of one point, or all with ``place_code`` "")."""
+    rows = await pool.fetch(
+        "SELECT place_code, bill_code, threshold, email, below FROM stock_alert_rules"
+        " WHERE unit_code = $1 AND ($2 = '' OR place_code = $2) ORDER BY 1, 2",
+        unit_code,
+        place_code,
+    )
+    return [
+        AlertRule(r["place_code"], r["bill_code"], int(r["threshold"]), r["email"], r["below"])
+        for r in rows
+    ]

@@ -274,9 +274,10 @@ class Console:
         segments = await movements.segments(
             self.s.pool, who.unit_code, place_code=place or None, office=who.scope.office
         )
+        rules = await store.alert_rules(self.s.pool, who.unit_code, place)
         return self.render(
             request, "stock.html", who, identity=identity, pending=pending, segments=segments,
-            done=request.query_params.get("done", ""),
+            done=request.query_params.get("done", ""), rules=rules,
         )  # fmt: skip
 
     async def decide_requisition(self, request: Request, who: Principal) -> Response:
