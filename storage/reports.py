@@ -237,7 +237,7 @@ async def paper_usage(
         "     AND received_at < $3), 0) AS received,"
         "   sum(end_no - next_no + 1) AS pile"
         "   FROM paper_stock WHERE unit_code = $1 GROUP BY 1, 2),"
-        " p AS (SELECT place_code, paper_code,"
+        " p AS (SELECT paper_bills.place_code, paper_bills.paper_code,"
         "   count(*) FILTER (WHERE printed_at >= $2 AND printed_at < $3) AS printed,"
         "   count(*) FILTER (WHERE voided_at >= $2 AND voided_at < $3) AS voided,"
         # Sheets above a stock's cursor already taken (offline bills take a named
