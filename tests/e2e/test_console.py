@@ -10,9 +10,11 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -31,6 +33,7 @@ from tests.e2e.stock_support import CODE, office_stock, point
 from tests.gm_reference import gm_verify
 from tests.resilience import public_keys
 
+T = TypeVar("T")
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 PLACE = "001"
 
@@ -56,6 +59,13 @@ def _sign_in(page: Page, stack: Stack, username: str) -> None:
         page.fill("input[name=totp]", totp(staff.totp_secret, time.time()))
     page.click("button[type=submit]")
     expect(page.locator("header .who")).to_contain_text(username)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    # Playwright's sync API keeps an event loop running in this thread, so the
+    # gRPC calls run on a loop of their own in another thread.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _today() -> str:
@@ -97,7 +107,7 @@ async def _issue_one(stack: Stack, place: str = PLACE) -> tuple[bill_pb2.IssuedB
 
 
 def test_cashier_searches_and_red_flushes_with_confirmation(stack: Stack, page: Page) -> None:
-    bill, id_card = asyncio.run(_issue_one(stack))
+    bill, id_card = _run(_issue_one(stack))
     _sign_in(page, stack, "cashier-001")
     _shot(page, "dashboard-cashier")
 
@@ -133,7 +143,7 @@ def test_cashier_searches_and_red_flushes_with_confirmation(stack: Stack, page: 
             got = await issuance_pb2_grpc.IssuanceServiceStub(ch).GetBill(by_number(bill))
             return int(got.status)
 
-    assert asyncio.run(status()) == bill_pb2.BILL_STATUS_RED_FLUSHED
+    assert _run(status()) == bill_pb2.BILL_STATUS_RED_FLUSHED
     # Posting the confirmation again gives the same red bill, never a second one.
     page.goto(f"{stack.http_url}/console/bills/{bill.bill_code}/{bill.bill_no}/red-flush")
     page.fill("input[name=reason]", "重复收费")
@@ -157,7 +167,7 @@ async def _requisition(stack: Stack) -> int:
 
 
 def test_manager_approves_a_requisition_and_downloads_a_report(stack: Stack, page: Page) -> None:
-    req_id = asyncio.run(_requisition(stack))
+    req_id = _run(_requisition(stack))
     _sign_in(page, stack, "manager-a")  # a stock manager: password and TOTP
     _shot(page, "dashboard-office")
     page.click("nav >> text=票据库存")
@@ -240,8 +250,8 @@ def test_archive_zip_holds_every_bill_with_digests_signed_by_the_unit(
     SM3 in the manifest, the manifest signed by the unit, each bill's unit and
     fiscal signatures over its canonical bytes; and the difference page."""
     # Point 003: the inpatient desk, few bills in this suite (001 takes the load).
-    bill, _ = asyncio.run(_issue_one(stack, "003"))
-    unit_key, fiscal_key = asyncio.run(public_keys(stack))
+    bill, _ = _run(_issue_one(stack, "003"))
+    unit_key, fiscal_key = _run(public_keys(stack))
     _sign_in(page, stack, "admin")  # the archive holds unmasked payer data
     today = _today()
     page.goto(f"{stack.http_url}/console/archive?place=003&from={today}&to={today}")
