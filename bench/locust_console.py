@@ -52,10 +52,10 @@ async def _issue(stack: Any, count: int) -> list[list[str]]:
     tag = f"LC{os.getpid():x}".upper()
     async with stack.channel() as ch:
         stub = issuance_pb2_grpc.IssuanceServiceStub(ch)
-        for start in range(0, count, 500):
+        for start in range(0, count, 200):  # IssueBatch takes at most 200
             given = [
                 demo.demo_bill(n, prefix=tag, place_code=("001", "002")[n % 2])
-                for n in range(start, min(count, start + 500))
+                for n in range(start, min(count, start + 200))
             ]
             resp = await stub.IssueBatch(
                 issuance_pb2.IssueBatchRequest(bills=[input_to_pb(b) for b in given]),
