@@ -76,10 +76,16 @@ bench-render: $(STAMP) ## Benchmark PDF, H5 and notice rendering, and the PDF ca
 bench-gateway: $(STAMP) ## Single-bill issuance over the vendor HTTP gateway vs gRPC, same load, one run
 	$(PY) -m bench.gateway
 
+bench-search: $(STAMP) ## Bill search over BILLS bills it generates (default 10 million; kept in var/)
+	$(PY) -m bench.search --bills $(or $(BILLS),10000000)
+
+bench-console: $(STAMP) ## Console under Locust users: make bench-console USERS=100,300,1000
+	$(PY) -m bench.locust_console --users $(or $(USERS),100,300,1000)
+
 chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 on any violation)
 	$(PY) -m bench.chaos --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-history bench-gateway chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-history bench-gateway bench-search bench-console chaos clean

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, start_http_server
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
 from clients.fiscal_catalog import CaClient, FiscalCatalogClient
+from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config import keys
 from config.settings import Settings, read_public_key, split_addr
@@ -41,6 +42,7 @@ from ebill.grpc.lifecycle import LifecycleServicer
 from ebill.grpc.stock import StockServicer
 from ebill.healthz import serve_health
 from ebill.http.app import build_app
+from ebill.http.public import Public
 from ebill.http.serve import HttpServer
 from ebill.http.services import Services
 from ebill.interceptors import interceptors
@@ -330,6 +332,20 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
     gateway = Gateway(pool, issuance)
     http: HttpServer | None = None
     if settings.http_addr:
+        # Rendering for the public pages and the console: the engine's own clients
+        # of the platform (its key) and the signer (the unit key, archive manifests).
+        hop_signer = SignerClient(
+            settings.signer_addr,
+            settings.signer_key_id,
+            tls=settings.hop_tls(settings.signer_tls_dir),
+        )
+        public = Public.create(
+            pool,
+            FiscalClient(settings.fiscal_addr, tls=settings.hop_tls(settings.fiscal_tls_dir)),
+            hop_signer,
+            settings,
+            ring,
+        )
         http = HttpServer(
             build_app(
                 Services(
@@ -337,10 +353,14 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
                     pool=pool,
                     issuance=issuance,
                     lifecycle=lifecycle,
-                    paper=Paper(pool),
+                    paper=Paper(pool, ring),
                     gateway=gateway,
                     apps=identity,
                     identity=identity,
+                    rendering=public.rendering,
+                    verification=public.verification,
+                    signer=hop_signer,
+                    ring=ring,
                 )
             ),
             settings,

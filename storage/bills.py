@@ -81,6 +81,7 @@ _BILL_COLUMNS = (
     "payer_id_card_hash",
     "payer_tel_hash",
     "payer_card_hash",
+    "payer_name_hash",
     "cashier",
     "bus_time",
     "issued_at",
@@ -290,13 +291,15 @@ async def _write(
         sealed = seal_bill(
             ring, bill_id, p.request, canon,
             id_card=p.payer_id_card_no, tel=p.payer_tel, card=p.payer_card_no,
+            name=p.payer_name,
         )  # fmt: skip
         bill_rows.append(
             (
                 bill_id, p.unit_code, p.bus_no, p.bus_type, p.bill_kind, p.place_code,
                 res.bill_code, res.bill_no, res.check_code, segment_id,
                 BillStatus.RESERVED.value, p.total_fen, sealed.payer_id_card_hash,
-                sealed.payer_tel_hash, sealed.payer_card_hash, p.cashier, p.bus_time, now,
+                sealed.payer_tel_hash, sealed.payer_card_hash, sealed.payer_name_hash,
+                p.cashier, p.bus_time, now,
                 sealed.request_sealed, sealed.canonical_sealed,
                 CANONICAL_VERSION, p.red_of or None, p.replaces or None,
                 p.operator or p.cashier,

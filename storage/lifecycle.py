@@ -29,7 +29,15 @@ from storage.bill_rows import (
     row_to_bill,
     row_to_state,
 )
-from storage.personal import CARD, ID_CARD, TEL, open_canonical, open_request, seal_bill
+from storage.personal import (
+    CARD,
+    ID_CARD,
+    TEL,
+    name_digest,
+    open_canonical,
+    open_request,
+    seal_bill,
+)
 
 __all__ = [
     "BillFilter",
@@ -112,6 +120,7 @@ async def back_entry(
             id_card=p.payer_id_card_no,
             tel=p.payer_tel,
             card=p.payer_card_no,
+            name=p.payer_name,
         )
         try:
             await conn.execute(
@@ -119,9 +128,9 @@ async def back_entry(
                 " bill_code, bill_no, check_code, segment_id, status, total_fen,"
                 " payer_id_card_hash, payer_card_hash, payer_tel_hash, cashier, bus_time,"
                 " issued_at, request_sealed, canonical_sealed, canonical_version, origin,"
-                " operator, archived_at)"
+                " operator, archived_at, payer_name_hash)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $21, $10, $11, $12, $13,"
-                " $14, $15, $16, $17, $18, $19, 'back_entry', $20, now())",
+                " $14, $15, $16, $17, $18, $19, 'back_entry', $20, now(), $22)",
                 bill_id,
                 p.unit_code,
                 p.bus_no,
@@ -143,6 +152,7 @@ async def back_entry(
                 CANONICAL_VERSION,
                 operator,
                 BillStatus.ISSUED,
+                sealed.payer_name_hash,
             )
         except asyncpg.UniqueViolationError as exc:
             if "bus_no" in (exc.constraint_name or "") or "unit_code" in (
@@ -186,10 +196,11 @@ def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
 
 @dataclass(frozen=True, slots=True)
 class BillFilter:
-    """What an issuing point asks for; empty members do not filter."""
+    """What an issuing point (or, with ``place_code`` "", the whole unit: the
+    bill office) asks for; empty members do not filter."""
 
     unit_code: str
-    place_code: str
+    place_code: str  # "": every issuing point of the unit
     payer_id_card_no: str = ""
     payer_tel: str = ""
     payer_card_no: str = ""
@@ -198,6 +209,11 @@ class BillFilter:
     bill_kind: str = ""
     paper_status: str = ""  # a PaperStatus value; "" for any
     red: str = ""  # normal / red_flushed / red_bill
+    payer_name: str = ""  # exact, after normalise_name
+    bus_no: str = ""  # the HIS's serial
+    bill_code: str = ""
+    bill_no: str = ""
+    status: str = ""  # a BillStatus value
     limit: int = 100
     after_id: int = 0
 
@@ -205,18 +221,32 @@ class BillFilter:
 async def list_bills(
     pool: asyncpg.Pool, f: BillFilter, ring: KeyRing
 ) -> tuple[list[IssuedBill], int]:
-    """Bills of one issuing point, oldest first, and the id to continue after (0 at the end).
+    """Bills of one issuing point (or of the whole unit), oldest first, and the
+    id to continue after (0 at the end).
 
     The payer is found by the keyed digests of the values asked for (exact
     match, after normalisation); each bill comes with its request opened and
     without its canonical bytes.
     """
-    where = ["b.unit_code = $1", "b.place_code = $2", "b.id > $3"]
-    args: list[Any] = [f.unit_code, f.place_code, f.after_id]
+    where = ["b.unit_code = $1", "b.id > $2"]
+    args: list[Any] = [f.unit_code, f.after_id]
 
     def add(cond: str, value: Any) -> None:
         args.append(value)
         where.append(cond.replace("?", f"${len(args)}"))
+
+    if f.place_code:
+        add("b.place_code = ?", f.place_code)
+    if f.payer_name:
+        add("b.payer_name_hash = ?", name_digest(ring, f.payer_name))
+    if f.bus_no:
+        add("b.bus_no = ?", f.bus_no.strip())
+    if f.bill_code:
+        add("b.bill_code = ?", f.bill_code.strip())
+    if f.bill_no:
+        add("b.bill_no = ?", f.bill_no.strip())
+    if f.status:
+        add("b.status = ?", BillStatus(f.status))
 
     for value, column, purpose in (
         (f.payer_id_card_no, "payer_id_card_hash", ID_CARD),

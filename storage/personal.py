@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from engine.translog import content_digest
 __all__ = [
     "CARD",
     "ID_CARD",
+    "NAME",
     "TEL",
     "ResealReport",
     "SealedBill",
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 ID_CARD = "id_card"
 TEL = "tel"
 CARD = "card"
+NAME = "name"
 
 
 def bill_aad(column: str, bill_id: int) -> bytes:
@@ -68,6 +71,7 @@ class SealedBill:
     payer_id_card_hash: bytes | None
     payer_tel_hash: bytes | None
     payer_card_hash: bytes | None
+    payer_name_hash: bytes | None = None
 
 
 def _request_bytes(request: dict[str, Any]) -> bytes:
@@ -83,6 +87,7 @@ def seal_bill(
     id_card: str,
     tel: str,
     card: str,
+    name: str = "",
 ) -> SealedBill:
     return SealedBill(
         ring.seal(_request_bytes(request), bill_aad("request", bill_id)),
@@ -90,7 +95,28 @@ def seal_bill(
         ring.index(id_card, ID_CARD),
         ring.index(tel, TEL),
         ring.index(card, CARD),
+        name_digest(ring, name),
     )
+
+
+# The middle dots people type inside names (买买提·艾力): Latin, katakana,
+# bullet, hyphenation point, full stop; one of them stands for all.
+_NAME_DOTS = str.maketrans({"\u30fb": "\u00b7", "\u2022": "\u00b7", "\u2027": "\u00b7",
+                            "\uff0e": "\u00b7", ".": "\u00b7", "\u2219": "\u00b7"})  # fmt: skip
+
+
+def normalise_name(name: str) -> str:
+    """A payer name as it is indexed: NFKC (full-width letters to ASCII), no
+    white space of any kind (a HIS pads or splits names), one middle dot; the
+    index then upper-cases it, so Latin names match in either case."""
+    folded = unicodedata.normalize("NFKC", name).translate(_NAME_DOTS)
+    return "".join(folded.split())
+
+
+def name_digest(ring: KeyRing, name: str) -> bytes | None:
+    """The keyed digest of a payer name (None for no name): what
+    ``bills.payer_name_hash`` holds and a search by name compares with."""
+    return ring.index(normalise_name(name), NAME)
 
 
 def open_request(ring: KeyRing, row: asyncpg.Record) -> dict[str, Any]:
@@ -170,10 +196,11 @@ def _reseal_bill(ring: KeyRing, r: asyncpg.Record) -> tuple[Any, ...]:
         id_card=str(payer.get("id_card_no", "")),
         tel=str(payer.get("tel", "")),
         card=str(payer.get("card_no", "")),
+        name=str(payer.get("name", "")),
     )
     return (
         r["id"], s.request_sealed, s.canonical_sealed, s.payer_id_card_hash, s.payer_tel_hash,
-        s.payer_card_hash,
+        s.payer_card_hash, s.payer_name_hash,
     )  # fmt: skip
 
 
@@ -197,8 +224,9 @@ async def _reseal_bills(
             await conn.executemany(
                 "UPDATE bills SET request_sealed = $2, canonical_sealed = $3,"
                 " payer_id_card_hash = $4, payer_tel_hash = $5, payer_card_hash = $6,"
-                " payer_name = NULL, payer_id_card_no = NULL, payer_card_no = NULL,"
-                " payer_tel = NULL, request = NULL, canonical = NULL WHERE id = $1",
+                " payer_name_hash = $7, payer_name = NULL, payer_id_card_no = NULL,"
+                " payer_card_no = NULL, payer_tel = NULL, request = NULL, canonical = NULL"
+                " WHERE id = $1",
                 [_reseal_bill(ring, r) for r in rows],
             )
         n_plain = sum(1 for r in rows if r["request_sealed"] is None)

@@ -104,7 +104,8 @@ class BackEntry:
 
 @dataclass(frozen=True, slots=True)
 class BillQuery:
-    """An issuing point's search; empty members do not filter."""
+    """An issuing point's search (or the bill office's over the whole unit);
+    empty members do not filter."""
 
     payer_id_card_no: str = ""
     payer_tel: str = ""
@@ -114,6 +115,11 @@ class BillQuery:
     bill_kind: str = ""
     paper_status: str = ""  # none / printed / voided
     red: str = ""  # normal / red_flushed / red_bill
+    payer_name: str = ""
+    bus_no: str = ""  # the HIS's serial
+    bill_code: str = ""
+    bill_no: str = ""
+    status: str = ""  # a BillStatus value
     page_size: int = 0  # 0: LIST_DEFAULT_PAGE
     after_id: int = 0
 
@@ -284,13 +290,21 @@ class Lifecycle:
             ring=self._ring,
         )
 
-    async def list_bills(self, op: Operator, q: BillQuery, *, reveal_pii: bool = False) -> Page:
+    async def list_bills(
+        self, op: Operator, q: BillQuery, *, reveal_pii: bool = False, office: bool = False
+    ) -> Page:
         """An issuing point's bills, each with its payer (masked unless
-        ``reveal_pii``: the caller may read personal data). Payer ID card, phone
-        and card are found by exact match on their keyed digests."""
+        ``reveal_pii``: the caller may read personal data). Payer ID card, phone,
+        card and name are found by exact match on their keyed digests. With
+        ``office`` (the caller's scope is the bill office) an empty
+        ``op.place_code`` searches every issuing point of the unit."""
         size = q.page_size or LIST_DEFAULT_PAGE
         if not 1 <= size <= LIST_MAX_PAGE:
             raise InvalidArgument(f"page_size: 1 to {LIST_MAX_PAGE}", field="page_size")
+        if not op.place_code and not office:
+            raise InvalidArgument("place_code: an issuing point", field="operator.place_code")
+        if q.status and q.status not in set(BillStatus):
+            raise InvalidArgument(f"status: no status {q.status!r}", field="status")
         bills, next_id = await store.list_bills(
             self._pool,
             store.BillFilter(
@@ -304,6 +318,11 @@ class Lifecycle:
                 bill_kind=q.bill_kind,
                 paper_status=q.paper_status,
                 red=q.red,
+                payer_name=q.payer_name,
+                bus_no=q.bus_no,
+                bill_code=q.bill_code,
+                bill_no=q.bill_no,
+                status=q.status,
                 limit=size,
                 after_id=q.after_id,
             ),

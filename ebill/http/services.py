@@ -66,6 +66,13 @@ class Services:
     identity: Any = None
     # H5 page of a bill (public pages, wt-render): (code, no, check) -> URL; None: none yet.
     h5_url: Callable[[str, str, str], str] | None = None
+    # Rendering and verification (usecases/rendering, usecases/verification):
+    # the public pages' and the console's bill pages, PDFs and archive.
+    rendering: Any = None
+    verification: Any = None
+    # The engine's unit signing client (the console signs archive manifests).
+    signer: Any = None
+    ring: Any = None
     # Anything another area's routes need and this container does not name yet.
     extra: dict[str, Any] = field(default_factory=dict)
 
