@@ -18,8 +18,8 @@ from prometheus_client import REGISTRY, start_http_server
 
 from actors.pipeline import Pipeline, PipelineConfig, init_ray
 from clients._grpc import server_credentials
-from clients.fiscal_catalog import CaClient, FiscalCatalogClient
 from clients.fiscal import FiscalClient
+from clients.fiscal_catalog import CaClient, FiscalCatalogClient
 from clients.signer import SignerClient
 from config import keys
 from config.settings import Settings, read_public_key, split_addr
@@ -46,6 +46,7 @@ from ebill.http.public import Public
 from ebill.http.serve import HttpServer
 from ebill.http.services import Services
 from ebill.interceptors import interceptors
+from engine.delivery import bill_url
 from ops import metrics
 from protos.ebill.v1 import (
     audit_pb2,
@@ -75,6 +76,7 @@ from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
 from usecases.personal import seal_plaintext
 from usecases.recovery import recover_forever
+from usecases.selfservice import SelfService
 from usecases.stats import poll_stats
 from usecases.stock.loop import stock_loop
 from usecases.translog import translog_loop
@@ -361,6 +363,14 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
                     verification=public.verification,
                     signer=hop_signer,
                     ring=ring,
+                    # The H5 page of a bill (the gateway's getEBillPicUrl answers it).
+                    h5_url=lambda code, no, check: bill_url(settings.public_url, code, no, check),
+                    # Patients' self-service retrieval (phone or ID card + SMS code).
+                    extra={
+                        "selfservice": SelfService(
+                            pool, ring, delivery.channels.sms, public_url=settings.public_url
+                        )
+                    },
                 )
             ),
             settings,
