@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from starlette.applications import Starlette
@@ -42,7 +42,7 @@ async def test_every_page_renders_for_the_administrator(db: Any) -> None:
 
     services = SimpleNamespace(
         pool=db, identity=identity, issuance=SimpleNamespace(backlog=backlog),
-        lifecycle=Lifecycle(db, SimpleNamespace(issue_prepared=None), 1.0, ring=RING),
+        lifecycle=Lifecycle(db, cast(Any, SimpleNamespace(issue_prepared=None)), 1.0, ring=RING),
         h5_url=None, rendering=None, ring=RING, signer=None,
     )  # fmt: skip
     app = Starlette(routes=routes(services))
