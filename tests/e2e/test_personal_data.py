@@ -5,7 +5,8 @@ one red-flushed and one recorded offline through the engine; then every table
 of the engine's database is read raw and dumped with pg_dump: none of those
 values appears. GetBill still returns them, with canonical bytes whose unit
 signature and countersignature gmssl verifies; ListBills finds the bills by ID
-card (written with a lower-case x) and shows the payer masked.
+card (written with a lower-case x) and shows the payer masked to callers
+without bill.read_pii.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc, lifecycle_pb2, life
 from storage.personal import open_canonical
 from tests.e2e.lifecycle_support import (
     ISSUED,
+    PLACE,
     assert_signed,
     by_number,
     charge,
@@ -34,6 +36,7 @@ from tests.e2e.lifecycle_support import (
 )
 from tests.resilience import public_keys
 from tests.storage.test_personal_data import _pg_dump, raw_dump
+from usecases import demo
 from wire.bills import input_to_pb
 
 pytestmark = pytest.mark.slow
@@ -111,13 +114,25 @@ async def test_payer_data_is_sealed_in_the_database_and_served_through_the_engin
         assert row is not None and row["canonical"] is None
         assert open_canonical(stack.data_keys(), row) == got.canonical
 
-    # ListBills: found by the ID card as written (lower-case x), payer masked.
+    # ListBills: found by the ID card as written (lower-case x). The app may read
+    # personal data (bill.read_pii) and sees the payer in clear; an auditor, who
+    # may not, sees it masked.
     listed = await lifecycle.ListBills(
         lifecycle_pb2.ListBillsRequest(operator=op(), payer_id_card_no=payer.id_card_no.lower())
     )
     want = {b.bill_no for b in issued} | {red.red_bill.bill_no}
     assert {b.bill_no for b in listed.bills} == want
-    for b in listed.bills:
+    assert {b.request.payer.id_card_no for b in listed.bills} == {payer.id_card_no}
+    auditor = await stack.login("auditor")
+    async with stack.channel(creds=auditor) as ch:
+        masked = await lifecycle_pb2_grpc.LifecycleServiceStub(ch).ListBills(
+            lifecycle_pb2.ListBillsRequest(
+                operator=lifecycle_pb2.Operator(unit_code=demo.UNIT_CODE, place_code=PLACE),
+                payer_id_card_no=payer.id_card_no.lower(),
+            )
+        )
+    assert {b.bill_no for b in masked.bills} == want
+    for b in masked.bills:
         assert b.request.payer.id_card_no == mask_id_card(payer.id_card_no)
         assert b.request.payer.tel == mask_tel(payer.tel)
         assert b.request.payer.email == mask_email(payer.email)
