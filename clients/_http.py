@@ -10,10 +10,12 @@ signature are not (sending the same request again cannot succeed).
 from __future__ import annotations
 
 import ssl
+from types import TracebackType
+from typing import Self
 
 import httpx
 
-__all__ = ["ChannelError", "http_client", "transport_error"]
+__all__ = ["ChannelError", "ProviderClient", "http_client", "transport_error"]
 
 
 class ChannelError(Exception):
@@ -43,3 +45,22 @@ def http_client(base_url: str, ca_file: str = "", timeout_s: float = 10.0) -> ht
 def transport_error(exc: httpx.HTTPError) -> ChannelError:
     """A request that got no answer: always worth another try later."""
     return ChannelError(type(exc).__name__, str(exc)[:200], retryable=True)
+
+
+class ProviderClient:
+    """What every provider client is: one HTTP connection pool, closed with the
+    client (``async with``), so the three adapters say it once."""
+
+    def __init__(self, base_url: str, ca_file: str = "", timeout_s: float = 10.0) -> None:
+        self._http = http_client(base_url, ca_file, timeout_s)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()

@@ -19,7 +19,6 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -27,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from clients._http import ChannelError, http_client, transport_error
+from clients._http import ChannelError, ProviderClient, transport_error
 from engine.model import CST
 
 __all__ = ["METHOD", "AlipayClient", "load_private", "load_public", "rsa2_sign", "rsa2_verify",
@@ -68,7 +67,7 @@ def load_public(path: str | Path) -> rsa.RSAPublicKey:
     return key
 
 
-class AlipayClient:
+class AlipayClient(ProviderClient):
     def __init__(
         self, base_url: str, app_id: str, app_key: rsa.RSAPrivateKey,
         alipay_public: rsa.RSAPublicKey, *, ca_file: str = "", timeout_s: float = 10.0,
@@ -76,18 +75,7 @@ class AlipayClient:
         self.app_id = app_id
         self._key = app_key
         self._alipay = alipay_public
-        self._http = http_client(base_url, ca_file, timeout_s)
-
-    async def __aenter__(self) -> AlipayClient:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._http.aclose()
+        super().__init__(base_url, ca_file, timeout_s)
 
     def signed_params(self, biz: Mapping[str, Any]) -> dict[str, str]:
         p = {

@@ -17,12 +17,11 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from urllib.parse import quote
 
 import httpx
 
-from clients._http import ChannelError, http_client, transport_error
+from clients._http import ChannelError, ProviderClient, transport_error
 
 __all__ = ["API_VERSION", "SmsClient", "percent_encode", "sign"]
 
@@ -45,7 +44,7 @@ def sign(secret: str, method: str, params: Mapping[str, str]) -> str:
     return base64.b64encode(digest).decode()
 
 
-class SmsClient:
+class SmsClient(ProviderClient):
     """Sends template SMS through ``base_url`` with an access key and a sign name."""
 
     def __init__(
@@ -61,18 +60,7 @@ class SmsClient:
         self.access_key_id = access_key_id
         self._secret = access_key_secret
         self.sign_name = sign_name
-        self._http = http_client(base_url, ca_file, timeout_s)
-
-    async def __aenter__(self) -> SmsClient:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._http.aclose()
+        super().__init__(base_url, ca_file, timeout_s)
 
     def signed_params(
         self, phone: str, template_code: str, params: Mapping[str, str]

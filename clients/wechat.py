@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from clients._http import ChannelError, http_client, transport_error
+from clients._http import ChannelError, ProviderClient, transport_error
 
 __all__ = ["WechatClient"]
 
@@ -31,28 +30,17 @@ _TOKEN_INVALID = {40001, 40014, 42001}
 _TOKEN_MARGIN_S = 300
 
 
-class WechatClient:
+class WechatClient(ProviderClient):
     def __init__(
         self, base_url: str, app_id: str, app_secret: str, *, ca_file: str = "",
         timeout_s: float = 10.0,
     ) -> None:  # fmt: skip
         self.app_id = app_id
         self._secret = app_secret
-        self._http = http_client(base_url, ca_file, timeout_s)
+        super().__init__(base_url, ca_file, timeout_s)
         self._token = ""
         self._token_until = 0.0
         self._lock = asyncio.Lock()
-
-    async def __aenter__(self) -> WechatClient:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._http.aclose()
 
     async def _call(self, method: str, url: str, **kw: Any) -> dict[str, Any]:
         try:
