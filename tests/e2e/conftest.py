@@ -34,6 +34,11 @@ SCARCE_POINT = "004"
 SCARCE_STOCK = 3
 # Issuing points that start with no stock: the stock tests fill them from the bill office.
 STOCK_POINTS = ["005", "006", "007", "008"]
+# Points of one test module each, so that no other module's paper or stock
+# changes what it counts: the console's requisitions, the paper write-off.
+CONSOLE_POINT = "009"
+PAPER_POINT = "010"
+PAPER_POINT_STOCK = 100
 
 
 class Mailbox:
@@ -98,7 +103,8 @@ def stack(mailbox: Mailbox) -> Iterator[Stack]:
                     unit_code=demo.UNIT_CODE,
                     unit_name=demo.UNIT_NAME,
                     issuing_points=[(SCARCE_POINT, "stock-test window")]
-                    + [(p, f"stock window {p}") for p in STOCK_POINTS],
+                    + [(p, f"stock window {p}") for p in STOCK_POINTS]
+                    + [(CONSOLE_POINT, "console window"), (PAPER_POINT, "paper window")],
                     charge_codes=[],
                     bill_codes=[],
                 )
@@ -110,6 +116,14 @@ def stack(mailbox: Mailbox) -> Iterator[Stack]:
                         place_code=SCARCE_POINT,
                         bill_code="44060119",
                         count=SCARCE_STOCK,
+                    )
+                    await grant_stock(
+                        pool,
+                        fiscal,
+                        unit_code=demo.UNIT_CODE,
+                        place_code=PAPER_POINT,
+                        bill_code="44060119",
+                        count=PAPER_POINT_STOCK,
                     )
             finally:
                 await pool.close()

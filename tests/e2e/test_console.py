@@ -27,7 +27,7 @@ from engine.model import CST
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2_grpc, stock_pb2, stock_pb2_grpc
 from tests.browser import browser  # noqa: F401  (fixture)
-from tests.e2e.conftest import STOCK_POINTS
+from tests.e2e.conftest import CONSOLE_POINT, STOCK_POINTS
 from tests.e2e.lifecycle_support import by_number, charge, issue
 from tests.e2e.stock_support import CODE, office_stock, point
 from tests.gm_reference import gm_verify
@@ -160,7 +160,7 @@ async def _requisition(stack: Stack) -> int:
         await office_stock(stock, 200)
         req = await stock.RequestRequisition(
             stock_pb2.RequisitionRequest(
-                operator=point(STOCK_POINTS[1]), bill_code=CODE, count=50, reason="console test"
+                operator=point(CONSOLE_POINT), bill_code=CODE, count=50, reason="console test"
             )
         )
         return int(req.id)

@@ -20,6 +20,7 @@ from protos.ebill.v1 import (
     stock_pb2,
     stock_pb2_grpc,
 )
+from tests.e2e.conftest import PAPER_POINT
 from tests.e2e.stock_support import (
     bill_at,
     office,
@@ -90,15 +91,17 @@ async def test_paper_write_off_with_lost_numbers_and_destruction_request(
     paper_code = "44990219"
     await lifecycle.ReceivePaper(
         lifecycle_pb2.ReceivePaperRequest(
-            operator=point("002"), paper_code=paper_code, start_no="0000000001",
+            operator=point(PAPER_POINT), paper_code=paper_code, start_no="0000000001",
             end_no="0000000050",
         )
     )  # fmt: skip
     for _ in range(3):
-        b = (await issuance.IssueBill(issuance_pb2.IssueBillRequest(bill=bill_at("002")))).bill
+        b = (
+            await issuance.IssueBill(issuance_pb2.IssueBillRequest(bill=bill_at(PAPER_POINT)))
+        ).bill
         await lifecycle.ConvertToPaper(
             lifecycle_pb2.PaperBillRequest(
-                operator=point("002"),
+                operator=point(PAPER_POINT),
                 bill=issuance_pb2.GetBillRequest(
                     by_number=issuance_pb2.BillNumberKey(bill_code=b.bill_code, bill_no=b.bill_no)
                 ),
