@@ -62,3 +62,6 @@ async def test_every_page_renders_for_the_administrator(db: Any) -> None:
                 r = await client.get(page.path + query)
                 want = 503 if page.path in NEEDS_STACK else 200
                 assert r.status_code == want, (page.path + query, r.text[:300])
+        # A page token that is not a number is refused with its name, not ignored.
+        r = await client.get("/console/bills?after=abc")
+        assert r.status_code == 400 and "after" in r.text, r.text[:300]

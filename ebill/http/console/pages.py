@@ -95,6 +95,13 @@ def _day(request: Request, name: str, default: date) -> date:
         raise InvalidArgument(f"{name} must be a date like 2026-11-23", field=name) from None
 
 
+def _whole(raw: str, name: str) -> int:
+    """A whole number from a form, query or path, refused with its name."""
+    if not raw.isdigit():
+        raise InvalidArgument(f"{name} must be a whole number, got {raw[:20]!r}", field=name)
+    return int(raw)
+
+
 class Console:
     def __init__(self, services: Any) -> None:
         self.s = services
@@ -216,7 +223,7 @@ class Console:
             bill_kind=q.get("kind", ""),
             red=q.get("red", ""),
             page_size=50,
-            after_id=int(q.get("after", "0") or 0) if q.get("after", "0").isdigit() else 0,
+            after_id=_whole(q.get("after", "") or "0", "after"),
         )
         page = await self.s.lifecycle.list_bills(
             Operator(who.unit_code, who.name, place), query,
@@ -285,7 +292,7 @@ class Console:
             raise PermissionDenied("requisitions are decided by the bill office")
         form = await request.form()
         approve = form.get("decision") == "approve"
-        req_id = int(request.path_params["req_id"])
+        req_id = _whole(request.path_params["req_id"], "req_id")
         moved = await movements.decide_requisition(
             self.s.pool, unit_code=who.unit_code, req_id=req_id, approve=approve,
             operator=who.name, reason=str(form.get("reason", "")),
