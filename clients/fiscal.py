@@ -3,10 +3,11 @@ engine uses, plain values in, frozen dataclasses out (callers never see protos).
 
 Idempotency, which decides whether a call is retried on UNAVAILABLE:
 
-* reads: VerifyBill, GetPublicKey, GetGrantApplications;
+* reads: VerifyBill, GetPublicKey, GetGrantApplications, GetBaseData;
 * by design: RegisterUnit (an upsert of the unit's key), CountersignBatch (a bill
   already countersigned is answered with the stored countersignature),
-  SubmitGrantApplication and ReturnSegment (the unit's ``ref`` is the key);
+  SubmitGrantApplication and ReturnSegment (the unit's ``ref`` is the key),
+  PublishBaseData and RegisterCertificate (clients/fiscal_catalog.py);
 * NOT idempotent, never retried: GrantSegment (each call grants a new segment),
   SubmitWriteOff and SubmitAuditReport (each call files a new declaration/report).
 """
@@ -17,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from clients._grpc import DEFAULT_RETRY, GrpcClient, RetryPolicy, call
+from clients._grpc import DEFAULT_RETRY, RetryPolicy, call
+from clients.fiscal_catalog import CatalogueCalls
 from config import tuning
 from config.tls import TlsFiles
 from engine.numbers import BillNo, NumberRange
@@ -170,8 +172,10 @@ def _range_pb(r: NumberRange) -> fiscal_pb2.NumberRange:
     return fiscal_pb2.NumberRange(start_no=str(r.start), end_no=str(r.end))
 
 
-class FiscalClient(GrpcClient[fiscal_pb2_grpc.FiscalPlatformStub]):
-    """The fiscal platform at ``addr``. ``timeout_s`` bounds the administrative
+class FiscalClient(CatalogueCalls):
+    """The fiscal platform at ``addr``, the one client the engine holds for it:
+    issuance and stock here, catalogue and certificate registration inherited from
+    clients.fiscal_catalog.CatalogueCalls. ``timeout_s`` bounds the administrative
     calls; countersign_batch takes the inline wait of its caller."""
 
     def __init__(

@@ -1,7 +1,9 @@
-"""The fiscal platform's base-data and certificate calls, and its CA.
+"""The fiscal platform's base-data and certificate calls (单位基础信息, 证书登记).
 
-Split from clients/fiscal.py (issuance and stock) to keep each module small; both
-speak fiscal.v1 through the same channel machinery (clients/_grpc.py).
+Not a client of its own: :class:`CatalogueCalls` is the base clients/fiscal.py's
+FiscalClient builds on, so the engine holds one client, one channel, for the
+platform (kept in its own module so each module stays small). The CA the units
+get their certificates from is a service of its own: clients/ca.py.
 """
 
 from __future__ import annotations
@@ -10,13 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from clients._grpc import DEFAULT_RETRY, GrpcClient, RetryPolicy, call
-from config import tuning
-from config.tls import TlsFiles
+from clients._grpc import GrpcClient, call
 from engine.catalog import BillCodeEntry, ItemEntry
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 
-__all__ = ["CaClient", "FiscalCatalogClient", "PlatformBaseData"]
+__all__ = ["CatalogueCalls", "PlatformBaseData"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +56,11 @@ def _base_from_pb(m: fiscal_pb2.BaseData) -> PlatformBaseData:
     )
 
 
-class FiscalCatalogClient(GrpcClient[fiscal_pb2_grpc.FiscalPlatformStub]):
-    def __init__(
-        self,
-        addr: str,
-        timeout_s: float = tuning.FISCAL_ADMIN_TIMEOUT_S,
-        *,
-        tls: TlsFiles | None = None,
-        retry: RetryPolicy = DEFAULT_RETRY,
-    ) -> None:
-        super().__init__(addr, fiscal_pb2_grpc.FiscalPlatformStub, tls=tls, retry=retry)
-        self.timeout_s = timeout_s
+class CatalogueCalls(GrpcClient[fiscal_pb2_grpc.FiscalPlatformStub]):
+    """The platform's catalogue and certificate registration calls, bounded by the
+    client's administrative timeout (``timeout_s``, set by FiscalClient)."""
+
+    timeout_s: float
 
     async def base_data(self, unit_code: str) -> PlatformBaseData:
         """The unit's charge item catalogue and bill codes (单位基础信息下载)."""
@@ -115,58 +109,3 @@ class FiscalCatalogClient(GrpcClient[fiscal_pb2_grpc.FiscalPlatformStub]):
             retry=self._retry,
         )
         return str(resp.serial)
-
-
-class CaClient(GrpcClient[fiscal_pb2_grpc.CertificateAuthorityStub]):
-    """The certificate authority units get their signing certificates from."""
-
-    def __init__(
-        self,
-        addr: str,
-        timeout_s: float = tuning.FISCAL_ADMIN_TIMEOUT_S,
-        *,
-        tls: TlsFiles | None = None,
-        retry: RetryPolicy = DEFAULT_RETRY,
-    ) -> None:
-        super().__init__(addr, fiscal_pb2_grpc.CertificateAuthorityStub, tls=tls, retry=retry)
-        self.timeout_s = timeout_s
-
-    async def issue(
-        self,
-        *,
-        unit_code: str,
-        unit_name: str,
-        public_key: bytes,
-        proof: bytes,
-        valid_days: int,
-        not_before: datetime | None = None,
-    ) -> bytes:
-        """A certificate (DER) for ``public_key``; ``proof`` is the key's signature
-        over engine.x509.pop_message."""
-        resp = await call(
-            self.stub().IssueCertificate,
-            fiscal_pb2.IssueCertificateRequest(
-                unit_code=unit_code,
-                unit_name=unit_name,
-                public_key=public_key,
-                valid_days=valid_days,
-                proof=proof,
-                not_before=not_before.isoformat() if not_before else "",
-            ),
-            what="CA IssueCertificate",
-            timeout_s=self.timeout_s,
-            idempotent=False,
-            retry=self._retry,
-        )
-        return bytes(resp.certificate)
-
-    async def root(self) -> bytes:
-        resp = await call(
-            self.stub().GetCaCertificate,
-            fiscal_pb2.GetCaCertificateRequest(),
-            what="CA GetCaCertificate",
-            timeout_s=self.timeout_s,
-            idempotent=True,
-            retry=self._retry,
-        )
-        return bytes(resp.certificate)

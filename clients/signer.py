@@ -29,7 +29,8 @@ class VerifyItem:
 
 
 class SignerClient(GrpcClient[signer_pb2_grpc.SignerStub]):
-    """Signs with one key (``key_id``) of the signing server at ``addr``."""
+    """The signing server at ``addr``: signs with its key ``key_id`` unless a call
+    names another (a unit's certificate key), so one client serves every key."""
 
     def __init__(
         self,
@@ -87,17 +88,23 @@ class SignerClient(GrpcClient[signer_pb2_grpc.SignerStub]):
         )
         return [bool(v) for v in resp.valid]
 
-    async def public_key(self) -> VerifyingKey:
-        """The key's public half; fetched once per client (it does not change under
-        a running engine: a new key is a new key_id)."""
-        if self._public_key is None:
-            resp = await call(
-                self.stub().ExportPublicKey,
-                signer_pb2.ExportPublicKeyRequest(key_id=self.key_id),
-                what="signing server ExportPublicKey",
-                timeout_s=max(self.timeout_s, tuning.KEY_FETCH_TIMEOUT_S),
-                idempotent=True,
-                retry=self._retry,
-            )
-            self._public_key = VerifyingKey(resp.public_key)
-        return self._public_key
+    async def public_key(self, key_id: str = "") -> VerifyingKey:
+        """The public half of ``key_id`` (a unit's certificate key) or of the
+        client's key. The client's own is fetched once (it does not change under a
+        running engine: a new key is a new key_id); another key each time asked
+        (certificate issuance and import, a few calls a year)."""
+        own = key_id in ("", self.key_id)
+        if own and self._public_key is not None:
+            return self._public_key
+        resp = await call(
+            self.stub().ExportPublicKey,
+            signer_pb2.ExportPublicKeyRequest(key_id=key_id or self.key_id),
+            what="signing server ExportPublicKey",
+            timeout_s=max(self.timeout_s, tuning.KEY_FETCH_TIMEOUT_S),
+            idempotent=True,
+            retry=self._retry,
+        )
+        key = VerifyingKey(resp.public_key)
+        if own:
+            self._public_key = key
+        return key

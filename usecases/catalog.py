@@ -20,7 +20,7 @@ from datetime import date, datetime
 
 import asyncpg
 
-from clients.fiscal_catalog import FiscalCatalogClient
+from clients.fiscal import FiscalClient
 from engine.catalog import (
     KIND_OF,
     CatalogKind,
@@ -77,7 +77,7 @@ class SyncReport:
 
 
 class Catalogue:
-    def __init__(self, pool: asyncpg.Pool, fiscal: FiscalCatalogClient | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, fiscal: FiscalClient | None = None) -> None:
         self._pool = pool
         self._fiscal = fiscal
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
-from clients.fiscal_catalog import CaClient, FiscalCatalogClient
+from clients.ca import CaClient
+from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from engine.errors import FailedPrecondition, InvalidArgument, NotFound
 from engine.x509 import Certificate, parse, pop_message
@@ -58,8 +58,9 @@ class Certificates:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        signer: Callable[[str], SignerClient],
-        fiscal: FiscalCatalogClient,
+        # The engine's one signing-server client: each call names the unit's key.
+        signer: SignerClient,
+        fiscal: FiscalClient,
         ca: CaClient,
         *,
         warn_days: int = 30,
@@ -92,12 +93,8 @@ class Certificates:
         if not 0 < valid_days <= MAX_VALID_DAYS:
             raise InvalidArgument(f"valid_days: 1..{MAX_VALID_DAYS}", field="valid_days")
         name = await self._unit_name(unit_code)
-        signer = self._signer(key_id)
-        try:
-            key = await signer.public_key()
-            [proof] = await signer.sign_batch([pop_message(unit_code, key.point)])
-        finally:
-            await signer.close()
+        key = await self._signer.public_key(key_id)
+        [proof] = await self._signer.sign_batch([pop_message(unit_code, key.point)], key_id=key_id)
         der = await self._ca.issue(
             unit_code=unit_code,
             unit_name=name,
@@ -117,11 +114,7 @@ class Certificates:
             cert = parse(from_pem_or_der(data))
         except ValueError as exc:
             raise InvalidArgument(f"certificate: {exc}", field="certificate") from exc
-        signer = self._signer(key_id)
-        try:
-            key = await signer.public_key()
-        finally:
-            await signer.close()
+        key = await self._signer.public_key(key_id)
         if key.point != cert.public_key:
             raise FailedPrecondition(
                 f"certificate {cert.serial_hex} is not for the signing server's key {key_id!r}"

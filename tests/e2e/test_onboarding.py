@@ -26,7 +26,6 @@ import pytest_asyncio
 
 from clients.credentials import AppCredentials, SessionCredentials
 from clients.fiscal import FiscalClient
-from clients.fiscal_catalog import FiscalCatalogClient
 from engine.identity import totp
 from engine.model import CST
 from engine.x509 import parse
@@ -61,7 +60,7 @@ NAMES = {"0502": "手术费", "0901": "体检费"}
 class Hospital:
     catalog: catalog_pb2_grpc.CatalogServiceStub
     issuance: issuance_pb2_grpc.IssuanceServiceStub
-    platform: FiscalCatalogClient
+    platform: FiscalClient
     fiscal: FiscalClient
     first_cert: catalog_pb2.UnitCertificate
     fiscal_key: bytes
@@ -159,7 +158,6 @@ async def hospital(stack: Stack, pool: asyncpg.Pool) -> AsyncIterator[Hospital]:
     async with (
         stack.channel(creds=AppCredentials(app["app_id"], bytes.fromhex(app["secret_hex"]))) as ch,
         stack.channel(creds=SessionCredentials(login.token)) as admin_ch,
-        FiscalCatalogClient(stack.config.fiscal_addr, tls=tls) as platform,
         FiscalClient(stack.config.fiscal_addr, tls=tls) as fiscal,
     ):
         catalog = catalog_pb2_grpc.CatalogServiceStub(ch)
@@ -181,7 +179,9 @@ async def hospital(stack: Stack, pool: asyncpg.Pool) -> AsyncIterator[Hospital]:
         yield Hospital(
             catalog,
             issuance_pb2_grpc.IssuanceServiceStub(ch),
-            platform,
+            # The finance bureau's side (publishing base data) and the engine's
+            # side speak to the same platform: one client.
+            fiscal,
             fiscal,
             cert,
             (await fiscal.public_key()).point,

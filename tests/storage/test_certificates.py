@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from clients.fiscal_catalog import CaClient, FiscalCatalogClient
+from clients.ca import CaClient
+from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from engine.catalog import UnitEntry
 from engine.errors import FailedPrecondition
@@ -64,8 +65,8 @@ async def test_rotation_expiry_and_records(db: asyncpg.Pool) -> None:
 
     uc = Certificates(
         db,
-        lambda key_id: SignerClient("127.0.0.1:1", key_id),
-        FiscalCatalogClient("127.0.0.1:1"),
+        SignerClient("127.0.0.1:1", "unit-sign"),
+        FiscalClient("127.0.0.1:1"),
         CaClient("127.0.0.1:1"),
         warn_days=30,
     )

@@ -24,7 +24,6 @@ from clients.fiscal import (
     WriteOffDeclaration,
     WriteOffFigures,
 )
-from clients.fiscal_catalog import FiscalCatalogClient
 from clients.mail import Mailer
 from clients.signer import SignerClient, VerifyItem
 from engine.catalog import ItemEntry
@@ -488,7 +487,7 @@ async def test_mail_is_off_without_a_host() -> None:
 async def test_base_data_is_read_as_platform_items_and_retried(server: tuple[str, Flaky]) -> None:
     addr, flaky = server
     flaky.fail["GetBaseData"] = 2
-    async with FiscalCatalogClient(addr, 5.0, retry=FAST) as fiscal:
+    async with FiscalClient(addr, 5.0, retry=FAST) as fiscal:
         got = await fiscal.base_data("350203001")
     assert flaky.calls["GetBaseData"] == 3
     assert got.version == 7
