@@ -17,7 +17,6 @@ record, so an engine killed between the two sends that job again after the lease
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -29,11 +28,10 @@ import asyncpg
 from jinja2 import TemplateError
 
 from clients._http import ChannelError
-from clients.alipay import AlipayClient, load_private, load_public
+from clients.alipay import AlipayClient
 from clients.mail import Mailer, MailError
 from clients.sms import SmsClient
 from clients.wechat import WechatClient
-from config.settings import Settings
 from engine.delivery import (
     DEFAULT_TEMPLATES,
     Channel,
@@ -57,7 +55,7 @@ from storage import delivery as store
 from storage import delivery_prefs as prefs
 from storage.delivery import JobView, Result
 
-__all__ = ["BillDelivery", "Channels", "Delivery", "channels_from", "delivery_loop"]
+__all__ = ["BillDelivery", "Channels", "Delivery", "delivery_loop"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +65,8 @@ WORKER_ID = f"delivery@{socket.gethostname()}:{os.getpid()}"
 
 @dataclass
 class Channels:
-    """The configured channel clients; None: that channel is off."""
+    """The configured channel clients; None: that channel is off. The clients are
+    the engine's own (ebill/wiring.py opens and closes them once)."""
 
     sms: SmsClient | None = None
     mail: Mailer | None = None
@@ -99,24 +98,6 @@ class Channels:
             return await self.wechat.send_template(m.to, m.provider_template, m.params, m.url)
         assert self.alipay is not None
         return await self.alipay.send_template(m.to, m.provider_template, m.params, m.url)
-
-
-def channels_from(settings: Settings) -> Channels:
-    """The channel clients the settings configure (a channel without URL is off)."""
-    s = settings
-    ca = s.delivery_ca_file
-    return Channels(
-        sms=SmsClient(s.sms_url, s.sms_access_key_id, s.sms_access_key_secret,
-                      s.sms_sign_name, ca_file=ca) if s.sms_url else None,
-        mail=Mailer(s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_timeout_s,
-                    starttls=s.smtp_starttls, ca_file=ca, username=s.smtp_user,
-                    password=s.smtp_password) if s.smtp_host else None,
-        wechat=WechatClient(s.wechat_url, s.wechat_app_id, s.wechat_app_secret,
-                            ca_file=ca) if s.wechat_url else None,
-        alipay=AlipayClient(s.alipay_url, s.alipay_app_id, load_private(s.alipay_app_key_file),
-                            load_public(s.alipay_public_key_file),
-                            ca_file=ca) if s.alipay_url else None,
-    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,19 +316,16 @@ class Delivery:
 
 async def delivery_loop(delivery: Delivery, interval_s: float) -> None:
     """The worker beside issuance: a pass whenever the last one found work, else
-    every ``interval_s``."""
-    try:
-        while True:
-            busy = 0
-            try:
-                busy = await delivery.run_once()
-                metrics.DELIVERY_PENDING.set(await store.pending_count(delivery.pool))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("delivery pass failed")
-            if not busy:
-                await asyncio.sleep(interval_s)
-    finally:
-        with contextlib.suppress(Exception):
-            await delivery.channels.close()
+    every ``interval_s``. The channels are not closed here: they are shared (the
+    self-service SMS codes) and closed once with the engine's clients."""
+    while True:
+        busy = 0
+        try:
+            busy = await delivery.run_once()
+            metrics.DELIVERY_PENDING.set(await store.pending_count(delivery.pool))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery pass failed")
+        if not busy:
+            await asyncio.sleep(interval_s)

@@ -8,7 +8,6 @@ import logging
 import asyncpg
 
 from clients.mail import Mailer
-from config.settings import Settings
 from storage.stock import movements
 from usecases.stock.alerts import mail_alerts
 
@@ -17,19 +16,9 @@ __all__ = ["stock_loop"]
 log = logging.getLogger(__name__)
 
 
-async def stock_loop(pool: asyncpg.Pool, settings: Settings) -> None:
-    """Automatic distribution and warning emails, beside issuance."""
-    mailer = Mailer(
-        settings.smtp_host,
-        settings.smtp_port,
-        settings.smtp_from,
-        settings.smtp_timeout_s,
-        # The same relay as bills by e-mail (EBILL_SMTP_STARTTLS, _USER, _PASSWORD).
-        starttls=settings.smtp_starttls,
-        ca_file=settings.delivery_ca_file,
-        username=settings.smtp_user,
-        password=settings.smtp_password,
-    )
+async def stock_loop(pool: asyncpg.Pool, mailer: Mailer, interval_s: float) -> None:
+    """Automatic distribution and warning emails, beside issuance, every
+    ``interval_s``; ``mailer`` is the engine's one (the relay bills by e-mail use)."""
     while True:
         try:
             for d in await movements.auto_distribute(pool):
@@ -42,4 +31,4 @@ async def stock_loop(pool: asyncpg.Pool, settings: Settings) -> None:
             raise
         except Exception:
             log.exception("stock loop failed")
-        await asyncio.sleep(settings.stock_interval_s)
+        await asyncio.sleep(interval_s)
