@@ -27,6 +27,8 @@ from engine.errors import InvalidArgument
 from engine.money import format_fen
 
 __all__ = [
+    "BILL_PATH",
+    "CHECK_PARAM",
     "DEFAULT_TEMPLATES",
     "MAX_RENDERED",
     "Attempt",
@@ -262,9 +264,17 @@ def normalise_address(channel: Channel, raw: str) -> str | None:
     return raw if 0 < len(raw) <= 128 and raw.isprintable() and " " not in raw else None
 
 
+# The bill's public H5 page: the one template of its path, which the route of
+# ebill/http/public.py is declared from (its PDF and notice slip hang below it),
+# and the query parameter carrying the check code. Links are built by bill_url.
+BILL_PATH = "/bill/{bill_code}/{bill_no}"
+CHECK_PARAM = "c"
+
+
 def bill_url(base: str, bill_code: str, bill_no: str, check_code: str) -> str:
-    """The bill's public H5 page, as ebill/http/public.py (wt-render) serves it."""
-    return f"{base.rstrip('/')}/bill/{bill_code}/{bill_no}?c={check_code}"
+    """The bill's public H5 page under ``base`` (EBILL_PUBLIC_URL)."""
+    path = BILL_PATH.format(bill_code=bill_code, bill_no=bill_no)
+    return f"{base.rstrip('/')}{path}?{CHECK_PARAM}={check_code}"
 
 
 def backoff_s(attempts: int) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -108,15 +107,6 @@ def build_app(services: Services) -> FastAPI:
     app.add_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
 
     modules = {name: _optional(name) for name in MOUNTS}
-    public = modules["ebill.http.public"]
-    if public is not None and hasattr(public, "bill_url") and services.h5_url is None:
-        base = services.public_url
-
-        def h5(code: str, no: str, check: str) -> str:
-            return str(public.bill_url(base, code, no, check))
-
-        services = replace(services, h5_url=h5)
-
     app.include_router(rest.router(services))
     _mount(app, gateway.routes(services))
     for name, module in modules.items():

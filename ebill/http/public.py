@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config.settings import Settings, read_public_key
+from engine.delivery import BILL_PATH, CHECK_PARAM
 from engine.errors import NotFound
 from engine.sealing import KeyRing
 from engine.sm2 import VerifyingKey
@@ -84,7 +85,7 @@ def routes(services: PublicServices) -> list[BaseRoute]:
 
     def key(request: Request) -> tuple[str, str, str]:
         p = request.path_params
-        return p["bill_code"], p["bill_no"], request.query_params.get("c", "")
+        return p["bill_code"], p["bill_no"], request.query_params.get(CHECK_PARAM, "")
 
     async def bill_page(request: Request) -> Response:
         try:
@@ -149,9 +150,10 @@ def routes(services: PublicServices) -> list[BaseRoute]:
         return JSONResponse(result.to_json(), status_code=200 if result.found else 404)
 
     return [
-        Route("/bill/{bill_code:str}/{bill_no:str}.pdf", bill_pdf, methods=["GET"]),
-        Route("/bill/{bill_code:str}/{bill_no:str}/notice.png", notice, methods=["GET"]),
-        Route("/bill/{bill_code:str}/{bill_no:str}", bill_page, methods=["GET"]),
+        # The H5 page's path is engine.delivery.BILL_PATH, the one bill_url links to.
+        Route(f"{BILL_PATH}.pdf", bill_pdf, methods=["GET"]),
+        Route(f"{BILL_PATH}/notice.png", notice, methods=["GET"]),
+        Route(BILL_PATH, bill_page, methods=["GET"]),
         Route("/verify", verify_page, methods=["GET"]),
         Route("/api/verify", verify_api, methods=["GET", "POST"]),
     ]
