@@ -58,12 +58,11 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class StockServicer(stock_pb2_grpc.StockServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, fiscal: FiscalClient) -> None:
         self._pool = pool
         self._settings = settings
-        self._fiscal = FiscalClient(
-            settings.fiscal_addr, tls=settings.hop_tls(settings.fiscal_tls_dir)
-        )
+        # The engine's one fiscal platform client (ebill/wiring.py).
+        self._fiscal = fiscal
 
     # -- grant applications -----------------------------------------------------
 

@@ -99,7 +99,7 @@ def _rpcs(services: Services) -> dict[str, _Rpc]:
     servicers: dict[str, Any] = {
         "IssuanceService": IssuanceServicer(services.issuance),
         "LifecycleService": LifecycleServicer(services.lifecycle, services.paper),
-        "StockService": StockServicer(services.pool, services.settings),
+        "StockService": StockServicer(services.pool, services.settings, services.fiscal),
         "AuditService": AuditServicer(services.pool),
     }
     out: dict[str, _Rpc] = {}

@@ -1,6 +1,6 @@
 """What the HTTP server's routes call: the engine's use cases, shared with gRPC.
 
-One value built by ebill/server.py and handed to every route module's
+One value built by the composition root (ebill/edges.py) and handed to every route module's
 ``routes(services)``, so an HTTP call and a gRPC call reach the same use case,
 the same micro-batcher and the same pipeline.
 """
@@ -14,8 +14,11 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from clients.fiscal import FiscalClient
+from clients.signer import SignerClient
 from config.settings import Settings
 from usecases.gateway import Gateway
+from usecases.identity import Identity
 from usecases.issuance import Issuance
 from usecases.lifecycle import Lifecycle
 from usecases.paper import Paper
@@ -60,18 +63,19 @@ class Services:
     lifecycle: Lifecycle
     paper: Paper
     gateway: Gateway
-    # Registered applications and their nonces (identity); None: no app can call.
-    apps: AppRegistry | None = None
-    # The identity use case, for bearer sessions on the REST API (identity).
-    identity: Any = None
-    # H5 page of a bill (public pages, wt-render): (code, no, check) -> URL; None: none yet.
+    # The engine's one fiscal platform client (ebill/wiring.py; the stock calls).
+    fiscal: FiscalClient
+    # The identity use case: apps and their nonces (the vendor gateway, AppRegistry
+    # is the part it uses), bearer sessions (REST, console); None: no one can call.
+    identity: Identity | None = None
+    # H5 page of a bill: (code, no, check) -> URL (engine.delivery.bill_url); None: none.
     h5_url: Callable[[str, str, str], str] | None = None
     # Rendering and verification (usecases/rendering, usecases/verification):
     # the public pages' and the console's bill pages, PDFs and archive.
     rendering: Any = None
     verification: Any = None
-    # The engine's unit signing client (the console signs archive manifests).
-    signer: Any = None
+    # The engine's signing-server client (the console signs archive manifests).
+    signer: SignerClient | None = None
     ring: Any = None
     # Anything another area's routes need and this container does not name yet.
     extra: dict[str, Any] = field(default_factory=dict)

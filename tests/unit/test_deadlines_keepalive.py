@@ -13,9 +13,9 @@ import grpc
 import pytest
 
 from config.tuning import GRPC_KEEPALIVE_TIME_MS, SERVER_MIN_PING_INTERVAL_MS
+from ebill.edges import server_options
 from ebill.grpc.auth import AuthInterceptor
 from ebill.interceptors import interceptors
-from ebill.server import server_options
 from engine.errors import DeadlineExceeded
 from engine.sealing import KeyRing
 from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc

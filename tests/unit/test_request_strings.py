@@ -22,6 +22,7 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from clients.fiscal import FiscalClient
 from config.settings import load
 from ebill.grpc.auth import AuthInterceptor
 from ebill.grpc.delivery import DeliveryServicer
@@ -115,7 +116,8 @@ async def channel() -> AsyncIterator[grpc.aio.Channel]:
     server = grpc.aio.server(interceptors=interceptors(AuthInterceptor(None)))
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(IssuanceServicer(none), server)
     lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(LifecycleServicer(none, none), server)
-    stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(none, settings), server)
+    stock = StockServicer(none, settings, FiscalClient(settings.fiscal_addr))
+    stock_pb2_grpc.add_StockServiceServicer_to_server(stock, server)
     delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(DeliveryServicer(none), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

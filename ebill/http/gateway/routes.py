@@ -103,7 +103,7 @@ async def handle(services: Services, name: str, raw: bytes) -> tuple[dict[str, s
         env = parse_envelope(raw)
     except EnvelopeError as exc:
         return answer("", "", Result.MALFORMED, exc.message), Result.MALFORMED
-    app = await services.apps.app(env.appid) if services.apps is not None else None
+    app = await services.identity.app(env.appid) if services.identity is not None else None
     if app is None or not app.enabled:
         text = f"appid: {env.appid[:64]} is not a registered application"
         return answer(env.appid, "", Result.UNKNOWN_APP, text), Result.UNKNOWN_APP
@@ -129,8 +129,8 @@ async def handle(services: Services, name: str, raw: bytes) -> tuple[dict[str, s
         body = decode_data(env.data)
     except EnvelopeError as exc:
         return refused(Result.MALFORMED, exc.message)
-    assert services.apps is not None
-    if not await services.apps.claim_nonce(app.app_id, env.noise, datetime.now(UTC)):
+    assert services.identity is not None
+    if not await services.identity.claim_nonce(app.app_id, env.noise, datetime.now(UTC)):
         return refused(Result.REPLAYED, f"noise: {env.noise} was used before")
     deadline = time.monotonic() + services.settings.rpc_timeout_s
     out = await _run(Call(app, services, name, deadline), body)
