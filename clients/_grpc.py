@@ -213,27 +213,33 @@ class GrpcClient(Generic[Stub]):
     Opened lazily because a channel belongs to the event loop it was opened in,
     and a client may be built in one place (a Ray actor's constructor) and used in
     another (the actor's loop). Close it, or use it as an async context manager.
+
+    A client names its generated stub class and the deadline of its calls when
+    neither the caller nor the constructor gives one; ``timeout_s`` overrides it.
     """
+
+    stub_class: Callable[[grpc.aio.Channel], Stub]
+    default_timeout_s: float
 
     def __init__(
         self,
         addr: str,
-        make_stub: Callable[[grpc.aio.Channel], Stub],
+        timeout_s: float | None = None,
         *,
         tls: TlsFiles | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.addr = addr
+        self.timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
         self._tls = tls
         self._retry = retry
-        self._make_stub = make_stub
         self._channel: grpc.aio.Channel | None = None
         self._stub: Stub | None = None
 
     def stub(self) -> Stub:
         if self._stub is None:
             self._channel = open_channel(self.addr, self._tls)
-            self._stub = self._make_stub(self._channel)
+            self._stub = self.stub_class(self._channel)
         return self._stub
 
     async def close(self) -> None:

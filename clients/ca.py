@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from clients._grpc import DEFAULT_RETRY, GrpcClient, RetryPolicy, call
+from clients._grpc import GrpcClient, call
 from config import tuning
-from config.tls import TlsFiles
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 
 __all__ = ["CaClient"]
@@ -16,16 +15,8 @@ __all__ = ["CaClient"]
 class CaClient(GrpcClient[fiscal_pb2_grpc.CertificateAuthorityStub]):
     """The certificate authority units get their signing certificates from."""
 
-    def __init__(
-        self,
-        addr: str,
-        timeout_s: float = tuning.FISCAL_ADMIN_TIMEOUT_S,
-        *,
-        tls: TlsFiles | None = None,
-        retry: RetryPolicy = DEFAULT_RETRY,
-    ) -> None:
-        super().__init__(addr, fiscal_pb2_grpc.CertificateAuthorityStub, tls=tls, retry=retry)
-        self.timeout_s = timeout_s
+    stub_class = fiscal_pb2_grpc.CertificateAuthorityStub
+    default_timeout_s = tuning.FISCAL_ADMIN_TIMEOUT_S
 
     async def issue(
         self,

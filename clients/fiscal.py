@@ -18,15 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from clients._grpc import DEFAULT_RETRY, RetryPolicy, call
+from clients._grpc import call
 from clients.fiscal_catalog import CatalogueCalls
 from config import tuning
-from config.tls import TlsFiles
 from engine.numbers import BillNo, NumberRange
 from engine.pipeline import Work
 from engine.sm2 import VerifyingKey
 from engine.statuses import Medium
-from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
+from protos.fiscal.v1 import fiscal_pb2
 
 __all__ = [
     "AuditLine",
@@ -178,17 +177,8 @@ class FiscalClient(CatalogueCalls):
     clients.fiscal_catalog.CatalogueCalls. ``timeout_s`` bounds the administrative
     calls; countersign_batch takes the inline wait of its caller."""
 
-    def __init__(
-        self,
-        addr: str,
-        timeout_s: float = tuning.FISCAL_ADMIN_TIMEOUT_S,
-        *,
-        tls: TlsFiles | None = None,
-        retry: RetryPolicy = DEFAULT_RETRY,
-    ) -> None:
-        super().__init__(addr, fiscal_pb2_grpc.FiscalPlatformStub, tls=tls, retry=retry)
-        self.timeout_s = timeout_s
-        self._public_key: VerifyingKey | None = None
+    # The platform's key, fetched on first use (public_key).
+    _public_key: VerifyingKey | None = None
 
     def _t(self, timeout_s: float | None) -> float:
         return timeout_s or self.timeout_s

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from clients._grpc import GrpcClient, call
+from config import tuning
 from engine.catalog import BillCodeEntry, ItemEntry
 from protos.fiscal.v1 import fiscal_pb2, fiscal_pb2_grpc
 
@@ -58,9 +59,10 @@ def _base_from_pb(m: fiscal_pb2.BaseData) -> PlatformBaseData:
 
 class CatalogueCalls(GrpcClient[fiscal_pb2_grpc.FiscalPlatformStub]):
     """The platform's catalogue and certificate registration calls, bounded by the
-    client's administrative timeout (``timeout_s``, set by FiscalClient)."""
+    client's administrative timeout (``timeout_s``)."""
 
-    timeout_s: float
+    stub_class = fiscal_pb2_grpc.FiscalPlatformStub
+    default_timeout_s = tuning.FISCAL_ADMIN_TIMEOUT_S
 
     async def base_data(self, unit_code: str) -> PlatformBaseData:
         """The unit's charge item catalogue and bill codes (单位基础信息下载)."""

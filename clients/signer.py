@@ -32,18 +32,20 @@ class SignerClient(GrpcClient[signer_pb2_grpc.SignerStub]):
     """The signing server at ``addr``: signs with its key ``key_id`` unless a call
     names another (a unit's certificate key), so one client serves every key."""
 
+    stub_class = signer_pb2_grpc.SignerStub
+    default_timeout_s = tuning.SIGNER_TIMEOUT_S
+
     def __init__(
         self,
         addr: str,
         key_id: str,
-        timeout_s: float = tuning.SIGNER_TIMEOUT_S,
+        timeout_s: float | None = None,
         *,
         tls: TlsFiles | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
-        super().__init__(addr, signer_pb2_grpc.SignerStub, tls=tls, retry=retry)
+        super().__init__(addr, timeout_s, tls=tls, retry=retry)
         self.key_id = key_id
-        self.timeout_s = timeout_s
         self._public_key: VerifyingKey | None = None
 
     async def sign_batch(
