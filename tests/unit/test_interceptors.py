@@ -1,9 +1,20 @@
 """The server interceptors: metrics, error mapping and logging for every call of the
-engine's services."""
+engine's services.
+
+A refused call's status reaches the client before the metrics interceptor counts
+it: ``context.abort`` (ebill.interceptors.abort, inside the error interceptor)
+sends the status and only then raises through the outer interceptors. Reading a
+counter as soon as the client has the status therefore raced the server's
+unwinding, and lost under load (the client's continuation ran first). The tests
+now wait until the server has finished the call (``Settled``, outermost) before
+they read the counters, so they check the same counts, deterministically.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -58,9 +69,48 @@ def timed(method: str) -> float:
     return REGISTRY.get_sample_value("ebill_rpc_seconds_count", {"method": method}) or 0.0
 
 
+class Settled(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+    """Outermost: notes each unary call once every interceptor inside it, the
+    metrics one included, has finished with it."""
+
+    def __init__(self) -> None:
+        self.done: asyncio.Queue[str] = asyncio.Queue()
+
+    async def intercept_service(
+        self, continuation: Any, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner, method = handler.unary_unary, str(details.method).rsplit("/", 1)[-1]
+
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner(request, context)
+            finally:
+                self.done.put_nowait(method)
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def wait(self, *methods: str) -> None:
+        """Until the server has finished these calls, in this order (a bound, not
+        a timing: a call the server never finishes fails the test)."""
+        for method in methods:
+            assert await asyncio.wait_for(self.done.get(), 30) == method
+
+
 @pytest.fixture
-async def stub() -> AsyncIterator[issuance_pb2_grpc.IssuanceServiceStub]:
-    server = grpc.aio.server(interceptors=interceptors(AuthInterceptor(None)))
+def settled() -> Settled:
+    return Settled()
+
+
+@pytest.fixture
+async def stub(settled: Settled) -> AsyncIterator[issuance_pb2_grpc.IssuanceServiceStub]:
+    server = grpc.aio.server(interceptors=[settled, *interceptors(AuthInterceptor(None))])
     issuance_pb2_grpc.add_IssuanceServiceServicer_to_server(Fake(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -72,7 +122,7 @@ async def stub() -> AsyncIterator[issuance_pb2_grpc.IssuanceServiceStub]:
 
 
 async def test_an_engine_error_becomes_its_code_message_and_field(
-    stub: issuance_pb2_grpc.IssuanceServiceStub,
+    stub: issuance_pb2_grpc.IssuanceServiceStub, settled: Settled
 ) -> None:
     before, calls = count("GetBacklog", "INVALID_ARGUMENT"), timed("GetBacklog")
     call = stub.GetBacklog(issuance_pb2.GetBacklogRequest())
@@ -81,17 +131,19 @@ async def test_an_engine_error_becomes_its_code_message_and_field(
     assert exc.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert exc.value.details() == "x: bad"
     assert ("ebill-field", "x") in tuple(await call.trailing_metadata())
+    await settled.wait("GetBacklog")
     assert count("GetBacklog", "INVALID_ARGUMENT") == before + 1
     assert timed("GetBacklog") == calls + 1
 
 
 async def test_success_and_unexpected_failures_are_counted(
-    stub: issuance_pb2_grpc.IssuanceServiceStub,
+    stub: issuance_pb2_grpc.IssuanceServiceStub, settled: Settled
 ) -> None:
     ok, internal = count("GetBillStatus", "OK"), count("GetBill", "INTERNAL")
     assert (await stub.GetBillStatus(issuance_pb2.GetBillRequest())).bill_code == "12345678"
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.GetBill(issuance_pb2.GetBillRequest())
+    await settled.wait("GetBillStatus", "GetBill")
     assert count("GetBillStatus", "OK") == ok + 1
     assert count("GetBill", "INTERNAL") == internal + 1
 
