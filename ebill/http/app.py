@@ -1,13 +1,13 @@
 """The engine's one HTTP application (ASGI): the vendor-compatible gateway, the
 REST mapping of the gRPC API with its OpenAPI document, and the routes other
-areas mount. ebill/server.py serves it (ebill/http/serve.py) in the engine
+areas mount. ebill/edges.py builds the server (ebill/http/serve.py) for the engine
 process, beside gRPC and on the same event loop, so both reach the same use
 cases and the same micro-batcher.
 
 Mount points: an area adds a module exporting ``routes(services)`` returning
 Starlette routes or a FastAPI APIRouter, and lists it in MOUNTS. A module not
 present yet (its branch not merged) is skipped. Its ``routes`` gets
-``services.extra[<short name>]`` when ebill/server.py put the area's own use
+``services.extra[<short name>]`` when ebill/edges.py put the area's own use
 cases there (``extra["public"]``: the render work's ``Public``), else the
 shared ``Services``.
 """

@@ -2,7 +2,7 @@
 interactive lane (single bills at a window) was left out, so a flood of IssueBill
 calls showed an empty queue and no refusals on the dashboard while being refused.
 
-The batchers are the real ones, built as ebill/server.py builds them; the
+The batchers are the real ones, built as ebill/compose.py builds them; the
 pipeline holds every batch until released, so the queues fill."""
 
 from __future__ import annotations
