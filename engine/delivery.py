@@ -265,15 +265,18 @@ def normalise_address(channel: Channel, raw: str) -> str | None:
 
 
 # The bill's public H5 page: the one template of its path, which the route of
-# ebill/http/public.py is declared from (its PDF and notice slip hang below it),
-# and the query parameter carrying the check code. Links are built by bill_url.
-BILL_PATH = "/bill/{bill_code}/{bill_no}"
+# ebill/http/public.py is declared from (its PDF and notice slip hang below it;
+# ``:str`` is the route's segment type), and the query parameter carrying the
+# check code. Links are built by bill_url.
+BILL_PATH = "/bill/{bill_code:str}/{bill_no:str}"
 CHECK_PARAM = "c"
+_SEGMENT = re.compile(r"\{(\w+):str\}")
 
 
 def bill_url(base: str, bill_code: str, bill_no: str, check_code: str) -> str:
     """The bill's public H5 page under ``base`` (EBILL_PUBLIC_URL)."""
-    path = BILL_PATH.format(bill_code=bill_code, bill_no=bill_no)
+    values = {"bill_code": bill_code, "bill_no": bill_no}
+    path = _SEGMENT.sub(lambda m: values[m[1]], BILL_PATH)
     return f"{base.rstrip('/')}{path}?{CHECK_PARAM}={check_code}"
 
 
