@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2 import Template as Template_
@@ -41,6 +42,7 @@ __all__ = [
     "Outcome",
     "Template",
     "backoff_s",
+    "bill_path",
     "bill_url",
     "check_template",
     "mask_address",
@@ -273,11 +275,17 @@ CHECK_PARAM = "c"
 _SEGMENT = re.compile(r"\{(\w+):str\}")
 
 
+def bill_path(bill_code: str, bill_no: str) -> str:
+    """The H5 page's path for one bill (the PDF is this plus ``.pdf``)."""
+    values = {"bill_code": quote(bill_code, safe=""), "bill_no": quote(bill_no, safe="")}
+    return _SEGMENT.sub(lambda m: values[m[1]], BILL_PATH)
+
+
 def bill_url(base: str, bill_code: str, bill_no: str, check_code: str) -> str:
-    """The bill's public H5 page under ``base`` (EBILL_PUBLIC_URL)."""
-    values = {"bill_code": bill_code, "bill_no": bill_no}
-    path = _SEGMENT.sub(lambda m: values[m[1]], BILL_PATH)
-    return f"{base.rstrip('/')}{path}?{CHECK_PARAM}={check_code}"
+    """The bill's public H5 page under ``base`` (EBILL_PUBLIC_URL; "" for a link
+    relative to the public pages' own host)."""
+    query = f"{CHECK_PARAM}={quote(check_code, safe='')}"
+    return f"{base.rstrip('/')}{bill_path(bill_code, bill_no)}?{query}"
 
 
 def backoff_s(attempts: int) -> float:

@@ -13,7 +13,7 @@ from config.settings import load
 from ebill.compose import build_use_cases
 from ebill.http.public import routes
 from ebill.wiring import open_clients
-from engine.delivery import BILL_PATH, CHECK_PARAM, bill_url
+from engine.delivery import BILL_PATH, CHECK_PARAM, bill_path, bill_url
 from engine.sealing import KeyRing
 from usecases.rendering import ClientKeys
 
@@ -65,3 +65,9 @@ def test_a_bill_link_is_served_by_the_h5_route() -> None:
     assert match is Match.FULL
     assert scope["path_params"] == {"bill_code": "12345678", "bill_no": "0000000042"}
     assert query == f"{CHECK_PARAM}=a1b2c3"
+
+
+def test_bill_path_is_relative_and_quotes_its_segments() -> None:
+    assert bill_path("12345678", "0000000042") == "/bill/12345678/0000000042"
+    assert bill_url("", "12345678", "0000000042", "a1b2c3") == "/bill/12345678/0000000042?c=a1b2c3"
+    assert bill_path("a/b", "c?d") == "/bill/a%2Fb/c%3Fd"
