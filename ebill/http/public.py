@@ -20,12 +20,14 @@ from starlette.routing import BaseRoute, Route
 from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config.settings import Settings, read_public_key
-from engine.errors import NotFound
+from ebill.http.errors import error_response
+from engine.errors import NotFound, ResourceExhausted
 from engine.sealing import KeyRing
 from engine.sm2 import VerifyingKey
 from engine.verification import Verdict
+from storage.ratelimit import PgCounter
 from usecases.rendering import ClientKeys, Rendering, StoredBills, render_verify_page
-from usecases.verification import Verification, VerificationResult
+from usecases.verification import Guard, Verification, VerificationResult, VerifyLimits
 
 __all__ = ["Public", "PublicServices", "routes"]
 
@@ -72,32 +74,66 @@ class Public:
             public_url=settings.public_url,
             cache_size=settings.render_cache,
         )
-        return cls(rendering, Verification(rendering))
+        limits = VerifyLimits(
+            per_address=settings.verify_per_minute,
+            misses_per_bill=settings.verify_misses_per_hour,
+        )
+        return cls(rendering, Verification(rendering, Guard(PgCounter(pool), limits)))
 
 
 def _not_found() -> Response:
     return HTMLResponse("<h1>查无此票</h1><p>票据代码、号码或校验码不符。</p>", status_code=404)
 
 
+def _wait(exc: ResourceExhausted) -> int:
+    return max(1, round(exc.retry_after_s or 1))
+
+
+def _refused(exc: ResourceExhausted) -> str:
+    return f"查验过于频繁，请 {_wait(exc)} 秒后再试。"
+
+
+def _too_many(exc: ResourceExhausted) -> Response:
+    return HTMLResponse(
+        f"<h1>请稍后再试</h1><p id='refused'>{_refused(exc)}</p>",
+        status_code=429,
+        headers={"Retry-After": str(_wait(exc))},
+    )
+
+
+def _client(request: Request) -> str:
+    # The peer as the server sees it; behind a proxy uvicorn takes
+    # X-Forwarded-For from trusted proxies only (--forwarded-allow-ips).
+    return request.client.host if request.client else "unknown"
+
+
 def routes(services: PublicServices) -> list[BaseRoute]:
     rendering, verification = services.rendering, services.verification
+    guard = verification.guard
 
     def key(request: Request) -> tuple[str, str, str]:
         p = request.path_params
         return p["bill_code"], p["bill_no"], request.query_params.get("c", "")
 
+    # A bill's own pages answer a wrong check code like verification does, so
+    # their misses count against the bill too (guard.lookup).
     async def bill_page(request: Request) -> Response:
+        code, no, check = key(request)
         try:
-            return HTMLResponse(await rendering.h5(*key(request)))
+            return HTMLResponse(await guard.lookup(code, no, lambda: rendering.h5(code, no, check)))
         except NotFound:
             return _not_found()
+        except ResourceExhausted as exc:
+            return _too_many(exc)
 
     async def bill_pdf(request: Request) -> Response:
         code, no, check = key(request)
         try:
-            pdf = await rendering.pdf(code, no, check)
+            pdf = await guard.lookup(code, no, lambda: rendering.pdf(code, no, check))
         except NotFound:
             return _not_found()
+        except ResourceExhausted as exc:
+            return _too_many(exc)
         return Response(
             pdf,
             media_type="application/pdf",
@@ -105,16 +141,22 @@ def routes(services: PublicServices) -> list[BaseRoute]:
         )
 
     async def notice(request: Request) -> Response:
+        code, no, check = key(request)
         try:
-            png = await rendering.notice(*key(request))
+            png = await guard.lookup(code, no, lambda: rendering.notice(code, no, check))
         except NotFound:
             return _not_found()
+        except ResourceExhausted as exc:
+            return _too_many(exc)
         return Response(png, media_type="image/png")
 
-    async def check(form: dict[str, str]) -> VerificationResult | None:
+    async def check(request: Request, form: dict[str, str]) -> VerificationResult | None:
+        """Raises ResourceExhausted past a rate limit (Guard)."""
         if form.get("qr"):
+            await guard.address(_client(request))
             return await verification.by_qr(form["qr"])
         if form.get("bill_code") or form.get("bill_no"):
+            await guard.address(_client(request))
             return await verification.by_number(
                 form.get("bill_code", ""), form.get("bill_no", ""), form.get("check_code", "")
             )
@@ -125,7 +167,13 @@ def routes(services: PublicServices) -> list[BaseRoute]:
 
     async def verify_page(request: Request) -> Response:
         form = form_of(request)
-        result = await check(form)
+        try:
+            result = await check(request, form)
+        except ResourceExhausted as exc:
+            html = render_verify_page(
+                form=form, result=None, labels=_LABELS, action="verify", refused=_refused(exc)
+            )
+            return HTMLResponse(html, status_code=429, headers={"Retry-After": str(_wait(exc))})
         html = render_verify_page(form=form, result=result, labels=_LABELS, action="verify")
         return HTMLResponse(html, status_code=200)
 
@@ -140,7 +188,10 @@ def routes(services: PublicServices) -> list[BaseRoute]:
             form = {k: str(body.get(k, ""))[:400] for k in _FORM_FIELDS}
         else:
             form = form_of(request)
-        result = await check(form)
+        try:
+            result = await check(request, form)
+        except ResourceExhausted as exc:
+            return error_response(exc)  # 429 with Retry-After
         if result is None:
             return JSONResponse(
                 {"error": "bill_code, bill_no and check_code, or qr, are required"},
