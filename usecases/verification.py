@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TypeVar
 
+from clients.qrimage import QrReader
 from engine.errors import NotFound, ResourceExhausted
 from engine.model import BillStatus, IssuedBill
 from engine.qr import facts_of_canonical, parse
@@ -145,9 +146,12 @@ _NOT_FOUND = VerificationResult(
 
 
 class Verification:
-    def __init__(self, rendering: Rendering, guard: Guard | None = None) -> None:
+    def __init__(
+        self, rendering: Rendering, guard: Guard | None = None, reader: QrReader | None = None
+    ) -> None:
         self._rendering = rendering
         self.guard = guard or Guard(None)
+        self.reader = reader or QrReader()
 
     async def _bill(self, bill_code: str, bill_no: str, check_code: str) -> IssuedBill:
         return await self.guard.lookup(
@@ -189,6 +193,24 @@ class Verification:
             # Signed, but not this bill's facts: a QR moved onto another bill.
             return _with(result, "二维码内容与票据不符")
         return result
+
+    async def by_picture(self, data: bytes) -> VerificationResult:
+        """A photo or screenshot of a bill or notice slip: its QR read (clients.
+        qrimage), then checked as :meth:`by_qr`. Of several codes in a picture
+        (a hospital's own next to the bill's) the first that is a bill's counts."""
+        texts = await self.reader.read(data)
+        if not texts:
+            return VerificationResult(
+                found=False, authentic=False, reason="图片中未找到二维码：请拍清票据上的二维码"
+            )
+        for text in texts:
+            try:
+                parse(text)
+            except ValueError:
+                continue
+            return await self.by_qr(text)
+        # Codes, but none a bill's: its reason says why (二维码无效：...).
+        return await self.by_qr(texts[0])
 
     async def _result(self, bill: IssuedBill) -> VerificationResult:
         keys = self._rendering.keys

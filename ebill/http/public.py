@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -21,7 +22,7 @@ from clients.fiscal import FiscalClient
 from clients.signer import SignerClient
 from config.settings import Settings, read_public_key
 from ebill.http.errors import error_response
-from engine.errors import NotFound, ResourceExhausted
+from engine.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from engine.sealing import KeyRing
 from engine.sm2 import VerifyingKey
 from engine.verification import Verdict
@@ -38,6 +39,8 @@ _LABELS = {
     Verdict.UNKNOWN: "无法验证（缺少公钥）",
 }
 _FORM_FIELDS = ("bill_code", "bill_no", "check_code", "qr")
+# An uploaded picture: a phone photo is 2-5 MB; larger is refused unread.
+_MAX_PICTURE = 8 * 1024 * 1024
 
 
 class PublicServices(Protocol):
@@ -83,6 +86,10 @@ class Public:
 
 def _not_found() -> Response:
     return HTMLResponse("<h1>查无此票</h1><p>票据代码、号码或校验码不符。</p>", status_code=404)
+
+
+def _wait_s(exc: Unavailable) -> int:
+    return max(1, round(exc.retry_after_s or 5))
 
 
 def _wait(exc: ResourceExhausted) -> int:
@@ -171,10 +178,43 @@ def routes(services: PublicServices) -> list[BaseRoute]:
             result = await check(request, form)
         except ResourceExhausted as exc:
             html = render_verify_page(
-                form=form, result=None, labels=_LABELS, action="verify", refused=_refused(exc)
+                form=form, result=None, labels=_LABELS, action="verify", problem=_refused(exc)
             )
             return HTMLResponse(html, status_code=429, headers={"Retry-After": str(_wait(exc))})
         html = render_verify_page(form=form, result=result, labels=_LABELS, action="verify")
+        return HTMLResponse(html, status_code=200)
+
+    def problem_page(text: str, status: int, retry_after: int | None = None) -> Response:
+        html = render_verify_page(form={}, result=None, labels=_LABELS, action="verify",
+                                  problem=text)  # fmt: skip
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    async def verify_picture(request: Request) -> Response:
+        """The verification page's upload: a picture holding the bill's QR."""
+        size = request.headers.get("content-length", "")
+        if not size.isdigit():
+            return problem_page("上传失败：缺少长度", 411)
+        if int(size) > _MAX_PICTURE:
+            return problem_page("图片太大：请上传 8 MB 以内的图片", 413)
+        try:
+            await guard.address(_client(request))
+            async with request.form(max_files=1, max_fields=4) as form:
+                upload = form.get("picture")
+                if not isinstance(upload, UploadFile):
+                    return problem_page("请选择一张二维码图片", 400)
+                data = await upload.read(_MAX_PICTURE + 1)
+            if len(data) > _MAX_PICTURE:
+                return problem_page("图片太大：请上传 8 MB 以内的图片", 413)
+            result = await verification.by_picture(data)
+        except ResourceExhausted as exc:
+            return problem_page(_refused(exc), 429, _wait(exc))
+        except InvalidArgument:
+            return problem_page("无法读取图片：请上传 PNG 或 JPEG 图片", 400)
+        except Unavailable as exc:
+            return problem_page("暂时无法识别图片，请稍后再试，或输入票据代码、号码和校验码", 503,
+                                _wait_s(exc))  # fmt: skip
+        html = render_verify_page(form={}, result=result, labels=_LABELS, action="verify")
         return HTMLResponse(html, status_code=200)
 
     async def verify_api(request: Request) -> Response:
@@ -204,5 +244,6 @@ def routes(services: PublicServices) -> list[BaseRoute]:
         Route("/bill/{bill_code:str}/{bill_no:str}/notice.png", notice, methods=["GET"]),
         Route("/bill/{bill_code:str}/{bill_no:str}", bill_page, methods=["GET"]),
         Route("/verify", verify_page, methods=["GET"]),
+        Route("/verify", verify_picture, methods=["POST"]),
         Route("/api/verify", verify_api, methods=["GET", "POST"]),
     ]

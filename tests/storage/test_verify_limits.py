@@ -87,6 +87,7 @@ async def test_verifications_are_limited_per_address(web: Client) -> None:
     page = await one.get("/verify", params=codes(A))
     assert page.status_code == 429 and page.headers["Retry-After"]
     assert "查验过于频繁" in page.text and 'id="verdict"' not in page.text
+    assert 'id="problem"' in page.text
     # The bare form is no verification: still served.
     assert (await one.get("/verify")).status_code == 200
     # Another address is not affected, nor a QR from it.
