@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 import asyncpg
 from starlette.datastructures import UploadFile
@@ -27,7 +28,14 @@ from engine.sealing import KeyRing
 from engine.sm2 import VerifyingKey
 from engine.verification import Verdict
 from storage.ratelimit import PgCounter
-from usecases.rendering import ClientKeys, Rendering, StoredBills, render_verify_page
+from usecases.rendering import (
+    ClientKeys,
+    Rendering,
+    StoredBills,
+    render_verify_page,
+    render_widget,
+    widget_script,
+)
 from usecases.verification import Guard, Verification, VerificationResult, VerifyLimits
 
 __all__ = ["Public", "PublicServices", "routes"]
@@ -56,6 +64,8 @@ class Public:
 
     rendering: Rendering
     verification: Verification
+    # Who may frame the app widget (CSP frame-ancestors; EBILL_WIDGET_FRAME_ANCESTORS).
+    frame_ancestors: str = "*"
 
     @classmethod
     def create(
@@ -81,7 +91,8 @@ class Public:
             per_address=settings.verify_per_minute,
             misses_per_bill=settings.verify_misses_per_hour,
         )
-        return cls(rendering, Verification(rendering, Guard(PgCounter(pool), limits)))
+        verification = Verification(rendering, Guard(PgCounter(pool), limits))
+        return cls(rendering, verification, settings.widget_frame_ancestors)
 
 
 def _not_found() -> Response:
@@ -108,6 +119,15 @@ def _too_many(exc: ResourceExhausted) -> Response:
     )
 
 
+def _frame_ancestors(services: object) -> str:
+    # The engine's Services carry its settings, Public the setting itself; the
+    # routes built from in-memory services (tests) let any site frame the widget.
+    settings = getattr(services, "settings", None)
+    if isinstance(settings, Settings):
+        return settings.widget_frame_ancestors
+    return str(getattr(services, "frame_ancestors", "*"))
+
+
 def _client(request: Request) -> str:
     # The peer as the server sees it; behind a proxy uvicorn takes
     # X-Forwarded-For from trusted proxies only (--forwarded-allow-ips).
@@ -117,6 +137,7 @@ def _client(request: Request) -> str:
 def routes(services: PublicServices) -> list[BaseRoute]:
     rendering, verification = services.rendering, services.verification
     guard = verification.guard
+    ancestors = _frame_ancestors(services)
 
     def key(request: Request) -> tuple[str, str, str]:
         p = request.path_params
@@ -217,6 +238,34 @@ def routes(services: PublicServices) -> list[BaseRoute]:
         html = render_verify_page(form={}, result=result, labels=_LABELS, action="verify")
         return HTMLResponse(html, status_code=200)
 
+    async def widget(request: Request) -> Response:
+        """The H5 widget for apps: the bill's card, verified, to be framed by an
+        app's page (widget.js). Wrong check codes count as on the bill's pages."""
+        code, no, check = key(request)
+        headers = {
+            "Content-Security-Policy": f"frame-ancestors {ancestors}",
+            "Cache-Control": "no-store",
+        }
+        try:
+            result = await verification.by_number(code, no, check)
+        except ResourceExhausted as exc:
+            headers["Retry-After"] = str(_wait(exc))
+            return HTMLResponse(render_widget(result=None, problem=_refused(exc)), 429, headers)
+        if not result.found or result.view is None:
+            return HTMLResponse(render_widget(result=None), 404, headers)
+        v = result.view
+        path = f"/bill/{quote(v.bill_code)}/{quote(v.bill_no)}"
+        c = quote(v.check_code)
+        html = render_widget(result=result, page_url=f"{path}?c={c}", pdf_url=f"{path}.pdf?c={c}")
+        return HTMLResponse(html, 200, headers)
+
+    async def widget_js(request: Request) -> Response:
+        return Response(
+            widget_script(),
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
     async def verify_api(request: Request) -> Response:
         if request.method == "POST":
             try:
@@ -246,4 +295,6 @@ def routes(services: PublicServices) -> list[BaseRoute]:
         Route("/verify", verify_page, methods=["GET"]),
         Route("/verify", verify_picture, methods=["POST"]),
         Route("/api/verify", verify_api, methods=["GET", "POST"]),
+        Route("/widget/bill/{bill_code:str}/{bill_no:str}", widget, methods=["GET"]),
+        Route("/widget.js", widget_js, methods=["GET"]),
     ]

@@ -3,7 +3,8 @@ through Playwright) against the whole stack, as a patient would: he opens the
 unit's page (what the QR at the window points to), enters his phone or his ID
 card number, reads the code from the SMS he received (the SMS sandbox, which
 the engine's own SMS client sent it to), types it, sees his bills listed and
-opens one. A wrong code is shown as such, and the right one still works after."""
+opens one. A wrong code is shown as such, and the right one still works after.
+Also the H5 widget for apps, served by the stack's engine, on an app's page."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from engine.model import CST
 from engine.money import format_fen, parse_fen
 from ops.stack import Stack
 from protos.ebill.v1 import bill_pb2, issuance_pb2_grpc
-from tests.browser import browser  # noqa: F401  (fixture)
+from tests.browser import browser, serve  # noqa: F401  (fixture)
 from tests.delivery_support import sandbox_messages
 from tests.e2e.lifecycle_support import charge, issue, next_seq
 from usecases import demo
@@ -168,3 +173,22 @@ def test_an_unknown_unit_is_said_so(stack: Stack, page: Page) -> None:
     resp = page.goto(f"{stack.http_url}/selfservice/99999999")
     assert resp is not None and resp.status == 404
     expect(page.locator("h1")).to_have_text("查无此单位")
+
+
+def test_the_widget_of_an_issued_bill_on_an_apps_page(stack: Stack, page: Page) -> None:
+    [b] = _run(_issue(stack, f"139{next_seq():08d}", f"44082319490101{next_seq() % 10000:04d}", 1))
+
+    async def app_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(
+            "<!doctype html><meta charset='utf-8'><title>某医院小程序</title><h1>我的票据</h1>"
+            f"<script src='{stack.http_url}/widget.js' data-bill-code='{b.bill_code}'"
+            f" data-bill-no='{b.bill_no}' data-check-code='{b.check_code}'></script>"
+        )
+
+    with serve(Starlette(routes=[Route("/", app_page)])) as app_url:
+        page.goto(app_url)
+        frame = page.frame_locator("iframe.ebill-widget")
+        expect(frame.locator("#w-no")).to_have_text(b.bill_no)
+        expect(frame.locator("#w-total")).to_have_text(_yuan(b.total_amount))
+        expect(frame.locator("#w-verdict")).to_have_text("✔ 财政电子票据，签名验证通过")
+        expect(frame.locator("#w-unit")).to_have_text(demo.UNIT_NAME)
