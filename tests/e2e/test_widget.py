@@ -137,7 +137,8 @@ def test_a_site_not_allowed_to_frame_it_gets_nothing(
     assert framed is not None
     content = framed.content_frame()
     # Chromium refused to show it: the frame holds its error page, not the card.
-    assert content is not None and content.url.startswith("chrome-error://"), content.url
+    assert content is not None
+    assert content.url.startswith("chrome-error://"), content.url
     assert content.locator("#w-no").count() == 0
     # The script is served to anyone (it carries nothing of a bill).
     js = httpx.get(f"{strict_engine_url}/widget.js")
