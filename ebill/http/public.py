@@ -99,11 +99,8 @@ def _not_found() -> Response:
     return HTMLResponse("<h1>查无此票</h1><p>票据代码、号码或校验码不符。</p>", status_code=404)
 
 
-def _wait_s(exc: Unavailable) -> int:
-    return max(1, round(exc.retry_after_s or 5))
-
-
-def _wait(exc: ResourceExhausted) -> int:
+def _wait(exc: ResourceExhausted | Unavailable) -> int:
+    # Retry-After takes whole seconds.
     return max(1, round(exc.retry_after_s or 1))
 
 
@@ -234,7 +231,7 @@ def routes(services: PublicServices) -> list[BaseRoute]:
             return problem_page("无法读取图片：请上传 PNG 或 JPEG 图片", 400)
         except Unavailable as exc:
             return problem_page("暂时无法识别图片，请稍后再试，或输入票据代码、号码和校验码", 503,
-                                _wait_s(exc))  # fmt: skip
+                                _wait(exc))  # fmt: skip
         html = render_verify_page(form={}, result=result, labels=_LABELS, action="verify")
         return HTMLResponse(html, status_code=200)
 
