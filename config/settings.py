@@ -340,6 +340,16 @@ class Settings:
     # Rendering (usecases/rendering): rendered PDFs kept in memory. The public
     # pages' base URL (QR codes, links in messages) is public_url above.
     render_cache: int = 256
+    # -- public pages (verification, 查验; issue #15) --
+    # Verifications per client address a minute, and wrong check codes per bill
+    # an hour (then that bill is refused for the rest of the hour; the check code
+    # is only 6 hex digits). Counted in PostgreSQL (storage/ratelimit.py).
+    verify_per_minute: int = 60
+    verify_misses_per_hour: int = 10
+    # Who may frame the H5 widget for apps (/widget/bill/..., widget.js): a CSP
+    # frame-ancestors source list ("*": any https or http page; e.g.
+    # "https://*.hospital.example https://servicewechat.com").
+    widget_frame_ancestors: str = "*"
 
     def server_tls(self) -> TlsFiles | None:
         """What this process serves TLS with; None: plaintext."""
@@ -465,6 +475,9 @@ def load() -> Settings:
         catalog_sync_s=_float("EBILL_CATALOG_SYNC_S", 0.0),
         cert_warn_days=_int("EBILL_CERT_WARN_DAYS", 30),
         render_cache=_int("EBILL_RENDER_CACHE", 256),
+        verify_per_minute=_int("EBILL_VERIFY_PER_MINUTE", 60, minimum=1),
+        verify_misses_per_hour=_int("EBILL_VERIFY_MISSES_PER_HOUR", 10, minimum=1),
+        widget_frame_ancestors=_str("EBILL_WIDGET_FRAME_ANCESTORS", "*"),
         http_addr=_str("EBILL_HTTP_ADDR", "127.0.0.1:50080"),
         http_client_auth=_bool("EBILL_HTTP_CLIENT_AUTH", False),
         gateway_deposit_charge=_str("EBILL_GATEWAY_DEPOSIT_CHARGE", "A07:住院预交金"),

@@ -142,6 +142,7 @@ def bill_to_pb(b: IssuedBill) -> bill_pb2.IssuedBill:
         canonical_version=b.canonical_version,
         unit_signature=b.unit_signature,
         fiscal_signature=b.fiscal_signature,
+        qr_signature=b.qr_signature,
         paper_code=b.paper_code,
         paper_no=b.paper_no,
         replayed=b.replayed,

@@ -28,6 +28,7 @@ from engine.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from engine.model import CST
 from engine.money import format_fen
 from usecases.selfservice import Lookup, SelfService
 
@@ -36,6 +37,22 @@ __all__ = ["COOKIE", "SelfServiceServices", "routes"]
 COOKIE = "ebill_selfservice"
 _STATUS = {InvalidArgument: 400, PermissionDenied: 403, ResourceExhausted: 429, Unavailable: 503}
 _MAX_FIELD = 64
+# What a patient reads for the use case's errors (its messages are for logs and
+# API clients); keyed by the message's start, the rest falls back to the message.
+_TEXTS = (
+    ("value: not a mobile number", "请输入正确的手机号码"),
+    ("value: not an ID card number", "请输入正确的身份证号码"),
+    ("value: is required", "请输入手机号码或身份证号码"),
+    ("too many codes from this address", "请求过于频繁，请稍后再试"),
+    ("a code was sent less than a minute ago", "验证码已发送，请一分钟后再获取"),
+    ("too many codes for this phone", "该手机号获取验证码次数过多，请一小时后再试"),
+    ("code: expired or not requested", "验证码已过期或未获取，请重新获取"),
+    ("code: too many wrong tries", "验证码错误次数过多，请重新获取"),
+    ("code: wrong code", "验证码错误，请重新输入"),
+    ("session expired", "查询已过期，请重新获取验证码"),
+    ("SMS is not configured", "短信服务暂不可用，请稍后再试"),
+    ("the code could not be sent", "验证码发送失败，请稍后再试"),
+)
 
 
 class SelfServiceServices(Protocol):
@@ -99,6 +116,10 @@ def _code_form(unit: str, kind: str, value: str, note: str, message: str = "") -
     )
 
 
+def _text(exc: EbillError) -> str:
+    return next((t for start, t in _TEXTS if exc.message.startswith(start)), exc.message)
+
+
 def _error(exc: EbillError, title: str, body: str) -> HTMLResponse:
     status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
     resp = _page(title, body, status)
@@ -133,7 +154,7 @@ def routes(services: SelfServiceServices | SelfService) -> list[BaseRoute]:
             kind, value = _kind(_field(form, "kind")), _field(form, "value")
             note = await ss.request_code(unit, kind, value, _client_ip(request))
         except EbillError as exc:
-            return _error(exc, "电子票据查询", _start_form(unit, exc.message))
+            return _error(exc, "电子票据查询", _start_form(unit, _text(exc)))
         return _page(f"{name} 电子票据查询", _code_form(unit, kind.value, value, note))
 
     async def verify(request: Request) -> Response:
@@ -144,7 +165,7 @@ def routes(services: SelfServiceServices | SelfService) -> list[BaseRoute]:
             kind, value = _kind(_field(form, "kind")), _field(form, "value")
             token = await ss.verify(unit, kind, value, _field(form, "code"))
         except EbillError as exc:
-            body = _code_form(unit, kind_text, value[:_MAX_FIELD], "", exc.message)
+            body = _code_form(unit, kind_text, value[:_MAX_FIELD], "", _text(exc))
             return _error(exc, "电子票据查询", body)
         resp = RedirectResponse(f"/selfservice/{unit}/bills", status_code=303)
         resp.set_cookie(
@@ -159,12 +180,14 @@ def routes(services: SelfServiceServices | SelfService) -> list[BaseRoute]:
             name = await ss.unit_name(unit)
             found = await ss.bills(unit, request.cookies.get(COOKIE, ""))
         except EbillError as exc:
-            return _error(exc, "电子票据查询", _start_form(unit, exc.message))
+            return _error(exc, "电子票据查询", _start_form(unit, _text(exc)))
         if not found:
             return _page(f"{name} 我的票据", "<p id='none'>没有找到您的电子票据。</p>")
+        # Dated as the bills are, in China Standard Time days (a UTC date is a
+        # day behind there before 08:00).
         items = "".join(
             f"<li class='bill'><a href='{html.escape(b.url)}'>{b.bill_code}-{b.bill_no}</a>"
-            f" {b.issued_at:%Y-%m-%d} ￥{format_fen(b.total_fen)}"
+            f" {b.issued_at.astimezone(CST):%Y-%m-%d} ￥{format_fen(b.total_fen)}"
             f"{' （红字）' if b.red else ''}{' （已冲红）' if b.status == 'red_flushed' else ''}"
             "</li>"
             for b in found

@@ -14,6 +14,8 @@ from urllib.request import urlopen
 
 import httpx
 import pytest
+import segno
+from PIL import Image
 from playwright.sync_api import Page
 from starlette.applications import Starlette
 
@@ -210,3 +212,64 @@ def test_verification_api(base_url: str) -> None:
     ).json()
     assert not forged["authentic"] and forged["checks"]["unit_signature"] == "invalid"
     assert client.post("/api/verify", content=b"[1]").status_code == 400
+
+
+def _notice_png(base_url: str, b: IssuedBill) -> bytes:
+    with urlopen(f"{base_url}/bill/{b.bill_code}/{b.bill_no}/notice.png?c={b.check_code}") as r:
+        return bytes(r.read())
+
+
+def _upload(page: Page, base_url: str, path: Path) -> None:
+    page.goto(f"{base_url}/verify")
+    page.set_input_files("#picture", str(path))
+    page.click("#upload")
+
+
+def test_a_picture_of_the_notice_slip_verifies(page: Page, base_url: str, tmp_path: Path) -> None:
+    b = PLAIN
+    notice = tmp_path / "notice.png"
+    notice.write_bytes(_notice_png(base_url, b))
+    _upload(page, base_url, notice)
+    assert page.locator("#verdict").inner_text().startswith("真票")
+    assert page.locator("#checks").inner_text().count("通过") == 3
+    assert b.bill_no in page.locator("#bill").inner_text()
+    # As a phone would take it: a little askew, smaller, as a JPEG.
+    photo = tmp_path / "photo.jpg"
+    img = Image.open(notice).convert("RGB")
+    img = img.resize((img.width * 3 // 5, img.height * 3 // 5)).rotate(
+        6, expand=True, fillcolor="white"
+    )
+    img.save(photo, quality=80)
+    _upload(page, base_url, photo)
+    assert page.locator("#verdict").inner_text().startswith("真票")
+    page.screenshot(path=tmp_path / "verify-picture.png", full_page=True)
+
+
+def test_a_picture_of_a_tampered_qr_shows_invalid(
+    page: Page, base_url: str, tmp_path: Path
+) -> None:
+    # The real slip's QR read back, its amount changed, drawn again as a QR.
+    real = tmp_path / "notice.png"
+    real.write_bytes(_notice_png(base_url, PLAIN))
+    text = subprocess.run(["zbarimg", "--quiet", "--raw", str(real)], capture_output=True,
+                          check=True).stdout.decode().strip()  # fmt: skip
+    amount = f"{PLAIN.total_fen // 100}.{PLAIN.total_fen % 100:02d}"
+    assert f":{amount}:" in text
+    forged = tmp_path / "forged.png"
+    segno.make_qr(text.replace(f":{amount}:", ":1.00:"), error="m").save(str(forged), scale=8)
+    _upload(page, base_url, forged)
+    verdict = page.locator("#verdict").inner_text()
+    assert verdict.startswith("查验未通过") and "二维码签名无效" in verdict
+
+
+def test_a_picture_without_a_qr_or_not_a_picture_says_so(
+    page: Page, base_url: str, tmp_path: Path
+) -> None:
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (400, 300), "white").save(blank)
+    _upload(page, base_url, blank)
+    assert "图片中未找到二维码" in page.locator("#verdict").inner_text()
+    text = tmp_path / "bill.png"
+    text.write_bytes(b"not a picture at all")
+    _upload(page, base_url, text)
+    assert page.locator("#problem").inner_text().startswith("无法读取图片")

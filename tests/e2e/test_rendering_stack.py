@@ -54,6 +54,10 @@ async def test_issued_bill_has_a_platform_signed_qr_and_renders_verifiably(
     # Signed by the platform over the facts of the canonical bytes (gmssl agrees).
     facts = facts_of_canonical(bill.canonical)
     assert qr_signature and gm_verify(fiscal_key, facts.message, bytes(qr_signature))
+    # The gRPC answer carries it, on issuance and on GetBill, so that a HIS can
+    # print the QR itself.
+    assert bill.qr_signature == bytes(qr_signature)
+    assert (await issuance.GetBill(by_number(bill))).qr_signature == bill.qr_signature
 
     async with (
         FiscalClient(stack.config.fiscal_addr, tls=stack.tls("engine")) as fiscal,

@@ -157,7 +157,7 @@ async def test_tries_are_bounded_and_codes_expire(
     await c.post(f"/selfservice/{UNIT}/code", data={"kind": "tel", "value": TEL})
     r = await c.post(f"/selfservice/{UNIT}/verify",
                      data={"kind": "tel", "value": TEL, "code": sent_code(sandbox)})  # fmt: skip
-    assert r.status_code == 400 and "expired" in r.text
+    assert r.status_code == 400 and "验证码已过期" in r.text
 
 
 async def test_stored_codes_name_no_phone(

@@ -9,6 +9,8 @@ from usecases.rendering.render import (
     render_notice,
     render_pdf,
     render_verify_page,
+    render_widget,
+    widget_script,
 )
 from usecases.rendering.service import Bills, Rendering, StoredBills
 from usecases.rendering.view import BillView, Names, view_of
@@ -28,5 +30,7 @@ __all__ = [
     "render_notice",
     "render_pdf",
     "render_verify_page",
+    "render_widget",
     "view_of",
+    "widget_script",
 ]

@@ -34,6 +34,8 @@ __all__ = [
     "render_notice",
     "render_pdf",
     "render_verify_page",
+    "render_widget",
+    "widget_script",
 ]
 
 # The name of the attached export inside a rendered PDF.
@@ -99,6 +101,17 @@ def render_pdf(v: BillView, export: BillExport) -> bytes:
 def render_verify_page(**context: object) -> str:
     """The public verification page (查验): the form, and a result when given."""
     return _env.get_template("verify.html").render(css=_css(), **context)
+
+
+def render_widget(**context: object) -> str:
+    """The H5 widget for apps: a compact card of one bill, to be framed."""
+    return _env.get_template("widget.html").render(**context)
+
+
+@cache
+def widget_script() -> str:
+    """widget.js, which an app's page includes to frame the card."""
+    return files("usecases.rendering").joinpath("templates/widget.js").read_text("utf-8")
 
 
 class PdfCache:

@@ -439,6 +439,7 @@ class IssuedBill(_message.Message):
     PAPER_STATUS_FIELD_NUMBER: _builtins.int
     ORIGIN_FIELD_NUMBER: _builtins.int
     OPERATOR_FIELD_NUMBER: _builtins.int
+    QR_SIGNATURE_FIELD_NUMBER: _builtins.int
     unit_code: _builtins.str
     bus_no: _builtins.str
     bill_code: _builtins.str
@@ -474,6 +475,13 @@ class IssuedBill(_message.Message):
     """"engine" for bills issued here, "back_entry" for bills issued elsewhere (原票补录)."""
     operator: _builtins.str
     """Who issued it, or who performed the operation that made it."""
+    qr_signature: _builtins.bytes
+    """The fiscal platform's SM2 signature (DER, SM3 with Z_A) over the QR facts
+    (engine/qr.py: the UTF-8 "EB1:code:no:check:amount:yyyymmdd"), given with its
+    countersignature; the bill's QR carries it so that an app holding the
+    platform's public key verifies the QR offline. Empty on a bill not yet
+    countersigned, or countersigned before the platform signed QR facts.
+    """
     @_builtins.property
     def request(self) -> Global___BillRequest:
         """The request as stored, present on GetBill."""
@@ -506,10 +514,11 @@ class IssuedBill(_message.Message):
         paper_status: Global___PaperStatus.ValueType = ...,
         origin: _builtins.str = ...,
         operator: _builtins.str = ...,
+        qr_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_kind", b"bill_kind", "bill_no", b"bill_no", "bus_no", b"bus_no", "bus_type", b"bus_type", "canonical", b"canonical", "canonical_version", b"canonical_version", "check_code", b"check_code", "fiscal_signature", b"fiscal_signature", "issued_at", b"issued_at", "operator", b"operator", "origin", b"origin", "paper_code", b"paper_code", "paper_no", b"paper_no", "paper_status", b"paper_status", "place_code", b"place_code", "red_by", b"red_by", "red_of", b"red_of", "replaces", b"replaces", "replayed", b"replayed", "request", b"request", "status", b"status", "total_amount", b"total_amount", "unit_code", b"unit_code", "unit_signature", b"unit_signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_code", b"bill_code", "bill_kind", b"bill_kind", "bill_no", b"bill_no", "bus_no", b"bus_no", "bus_type", b"bus_type", "canonical", b"canonical", "canonical_version", b"canonical_version", "check_code", b"check_code", "fiscal_signature", b"fiscal_signature", "issued_at", b"issued_at", "operator", b"operator", "origin", b"origin", "paper_code", b"paper_code", "paper_no", b"paper_no", "paper_status", b"paper_status", "place_code", b"place_code", "qr_signature", b"qr_signature", "red_by", b"red_by", "red_of", b"red_of", "replaces", b"replaces", "replayed", b"replayed", "request", b"request", "status", b"status", "total_amount", b"total_amount", "unit_code", b"unit_code", "unit_signature", b"unit_signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
