@@ -175,6 +175,9 @@ def router(services: Services, authenticate: Authenticate | None = None) -> APIR
             operation_id=verb.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path),
             tags=[key.split("/")[0]],
             openapi_extra={
+                # The gRPC method behind the route: an app signs its name (and
+                # the coverage test finds the route's permission by it).
+                "x-ebill-grpc-method": rpc.full_name,
                 **(
                     {
                         "requestBody": {
