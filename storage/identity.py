@@ -22,6 +22,7 @@ __all__ = [
     "LoginRow",
     "RoleGrant",
     "add_login_attempt",
+    "app_aad",
     "app_row",
     "app_rows",
     "assign_role",
@@ -36,10 +37,22 @@ __all__ = [
     "role",
     "session_user",
     "set_login_state",
+    "totp_aad",
     "update_app",
     "update_user",
     "user_grants",
 ]
+
+
+def app_aad(app_id: str) -> bytes:
+    """Additional data an app secret is sealed with: a sealed secret copied to
+    another app's row does not open."""
+    return b"ebill.app-secret:" + app_id.encode()
+
+
+def totp_aad(username: str) -> bytes:
+    """Additional data a TOTP seed is sealed with (bound to its user's row)."""
+    return b"ebill.totp:" + username.encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from engine.errors import Unauthenticated
 from engine.identity import SECOND_FACTOR_PERMISSIONS, App, Principal, Scope, totp_ok
 from engine.translog import LogEntry, content_digest
 from storage import identity as store
+from storage.identity import app_aad, totp_aad
 from storage.translog import append_entries
 from usecases.identity.nonces import NonceClaims
 
@@ -63,16 +64,6 @@ class IdentityPolicy:
     max_failures: int = 5
     lock_s: float = 900.0
     cache_s: float = 5.0
-
-
-def app_aad(app_id: str) -> bytes:
-    """Additional data an app secret is sealed with: a sealed secret copied to
-    another app's row does not open."""
-    return b"ebill.app-secret:" + app_id.encode()
-
-
-def totp_aad(username: str) -> bytes:
-    return b"ebill.totp:" + username.encode()
 
 
 def token_digest(token: str) -> bytes:
