@@ -26,7 +26,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from engine.errors import Unauthenticated
-from engine.identity import SECOND_FACTOR_PERMISSIONS, App, Principal, Scope, totp_ok
+from engine.identity import SECOND_FACTOR_PERMISSIONS, App, Principal, Scope, totp_step
 from engine.translog import LogEntry, content_digest
 from storage import identity as store
 from storage.identity import app_aad, totp_aad
@@ -226,8 +226,14 @@ class Identity:
             if login.totp_sealed is None:
                 return "second factor not enrolled"
             seed = self.sealer.open(login.totp_sealed, totp_aad(username))
-            if not totp_ok(seed, code, now.timestamp()):
+            step = totp_step(seed, code, now.timestamp())
+            if step is None:
                 return "wrong code"
+            # A code is good once: one seen by a shoulder or a proxy is refused
+            # for the rest of its window, and so is any older one. This is the
+            # last check, so the step is kept only by a sign-in that succeeds.
+            if not await store.set_totp_step(conn, username, step):
+                return "code already used"
         return ""
 
     async def logout(self, token: str) -> None:
