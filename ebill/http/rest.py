@@ -143,11 +143,8 @@ async def _transcode(
     who = await authenticate(rpc.full_name, raw, request, message)
     check_request(message)
     ctx = _Context(request, time.monotonic() + services.settings.rpc_timeout_s)
-    token = grpc_auth._CURRENT.set(who)  # servicers read the caller via principal()
-    try:
+    with grpc_auth.acting_as(who):  # servicers read the caller via principal()
         return _json(await rpc.call(message, ctx))
-    finally:
-        grpc_auth._CURRENT.reset(token)
 
 
 def router(services: Services, authenticate: Authenticate | None = None) -> APIRouter:
