@@ -100,9 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     for name in dict.fromkeys(n for _, n in rates):
         on_rate = statistics.median(rates[(True, name)])
         off_rate = statistics.median(rates[(False, name)])
+        # Each round's on/off pair ran back to back: their ratios show the noise.
+        pairs = [a / b for a, b in zip(rates[(True, name)], rates[(False, name)], strict=True)]
         print(
             f"  {name:<28} on {on_rate:8.0f}  off {off_rate:8.0f}  ratio {on_rate / off_rate:5.3f}"
-            f"  (cost {100 * (1 - on_rate / off_rate):+.1f}% of throughput)"
+            f"  (cost {100 * (1 - on_rate / off_rate):+.1f}% of throughput;"
+            f" per round {', '.join(f'{r:.2f}' for r in pairs)},"
+            f" median {statistics.median(pairs):.3f})"
         )
 
 
