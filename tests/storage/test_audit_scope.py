@@ -73,23 +73,23 @@ async def test_an_auditor_reads_only_its_own_units_leaves(db: asyncpg.Pool) -> N
         bill=audit_pb2.LogBillRef(bill_code=bill.bill_code, bill_no=bill.bill_no)  # type: ignore[union-attr]
     )
     with acting_as(_auditor(UNIT)):
-        got = await audit.GetInclusionProof(by_index(own_leaf), ctx)  # type: ignore[arg-type]
+        got = await audit.GetInclusionProof(by_index(own_leaf), ctx)
         assert got.proofs[0].leaf.unit_code == UNIT
-        got = await audit.GetInclusionProof(by_bill, ctx)  # type: ignore[arg-type]
+        got = await audit.GetInclusionProof(by_bill, ctx)
         assert got.proofs and all(p.leaf.unit_code == UNIT for p in got.proofs)
         with pytest.raises(PermissionDenied):
-            await audit.GetInclusionProof(by_index(other_leaf), ctx)  # type: ignore[arg-type]
+            await audit.GetInclusionProof(by_index(other_leaf), ctx)
     with acting_as(_auditor(OTHER)):
-        got = await audit.GetInclusionProof(by_index(other_leaf), ctx)  # type: ignore[arg-type]
+        got = await audit.GetInclusionProof(by_index(other_leaf), ctx)
         assert got.proofs[0].leaf.unit_code == OTHER and got.proofs[0].leaf.ref == "o:1"
         with pytest.raises(PermissionDenied):
-            await audit.GetInclusionProof(by_index(own_leaf), ctx)  # type: ignore[arg-type]
+            await audit.GetInclusionProof(by_index(own_leaf), ctx)
         with pytest.raises(PermissionDenied):  # the first unit's bill
-            await audit.GetInclusionProof(by_bill, ctx)  # type: ignore[arg-type]
+            await audit.GetInclusionProof(by_bill, ctx)
     # Heads and consistency proofs carry no leaf: the same for either unit.
     request = audit_pb2.GetConsistencyProofRequest(first=first, second=size)
     seen = []
     for unit in (UNIT, OTHER):
         with acting_as(_auditor(unit)):
-            seen.append(await audit.GetConsistencyProof(request, ctx))  # type: ignore[arg-type]
+            seen.append(await audit.GetConsistencyProof(request, ctx))
     assert seen[0] == seen[1]

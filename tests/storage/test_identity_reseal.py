@@ -73,7 +73,7 @@ async def test_rotate_and_reseal_move_identity_secrets_and_sign_in_still_works(d
     assert (await ident.principal_for_session(token)).name == "rs-boss"
     body = b"\x08\x01"
     md = AppCredentials("rs-his", secret).metadata(METHOD, body)
-    who = await AuthInterceptor(ident).authenticate(METHOD, rule_for(METHOD), body, _Ctx(md))  # type: ignore[arg-type]
+    who = await AuthInterceptor(ident).authenticate(METHOD, rule_for(METHOD), body, _Ctx(md))
     assert who.kind == "app" and who.name == "rs-his"
     # ... and nothing opens with the old key alone.
     stored = bytes(await db.fetchval("SELECT secret_sealed FROM apps WHERE app_id = 'rs-his'"))
