@@ -128,6 +128,9 @@ class Stack:
         self.sms_key = ("LTAI" + secrets.token_hex(8), secrets.token_urlsafe(24))
         self.wechat_app = ("wx" + secrets.token_hex(8), secrets.token_hex(16))
         self.alipay_app_id = "2021" + str(secrets.randbelow(10**12)).zfill(12)
+        self._demo: DemoCredentials | None = None
+        # The last TOTP time step used per demo user (totp_code).
+        self._totp_steps: dict[str, int] = {}
 
     def provider_url(self, name: str) -> str:
         """Base URL of the "sms", "wechat" or "alipay" sandbox."""
@@ -159,9 +162,6 @@ class Stack:
             "EBILL_ALIPAY_APP_KEY_FILE": str(alipay / "app.key"),
             "EBILL_ALIPAY_PUBLIC_KEY_FILE": str(alipay / "alipay.pub"),
         }
-        self._demo: DemoCredentials | None = None
-        # The last TOTP time step used per demo user (totp_code).
-        self._totp_steps: dict[str, int] = {}
 
     def env(self) -> dict[str, str]:
         c = self.config
@@ -244,18 +244,28 @@ class Stack:
         """Sign a demo staff member in (with their TOTP code when their role needs
         one); the session's credentials, for :meth:`channel`."""
         staff = self.demo.staff.get(username)
+        demo_password = password is None
         if password is None:
             assert staff is not None, f"no demo user {username}"
             password = staff.password
-        code = ""
-        if staff and staff.totp_secret:
-            code = await asyncio.to_thread(self.totp_code, username)
-        async with self.channel(creds=False) as ch:
-            resp = await identity_pb2_grpc.IdentityServiceStub(ch).Login(
-                identity_pb2.LoginRequest(username=username, password=password, totp=code),
-                timeout=30,
-            )
-        return SessionCredentials(resp.token)
+        with_code = bool(staff and staff.totp_secret)
+        # Another process (a second Stack on the same database, the CLI) may have
+        # used this step's code: then the next step's, once.
+        for attempt in (1, 2):
+            code = await asyncio.to_thread(self.totp_code, username) if with_code else ""
+            try:
+                async with self.channel(creds=False) as ch:
+                    resp = await identity_pb2_grpc.IdentityServiceStub(ch).Login(
+                        identity_pb2.LoginRequest(username=username, password=password, totp=code),
+                        timeout=30,
+                    )
+                return SessionCredentials(resp.token)
+            except grpc.aio.AioRpcError as err:
+                retry = with_code and demo_password
+                retry = retry and err.code() == grpc.StatusCode.UNAUTHENTICATED
+                if not retry or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def totp_code(self, username: str) -> str:
         """A demo staff member's TOTP code for a time step after any this stack
