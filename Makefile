@@ -58,6 +58,9 @@ bench-delivery: $(STAMP) ## Batch issuance with delivery on vs off, alternating 
 bench-auth: $(STAMP) ## Benchmark issuance with authentication on and off, alternating in one run
 	$(PY) -m bench.auth
 
+bench-security: $(STAMP) ## Issuance with TLS + authentication + transparency log all on vs all off, alternating (ratio, target >= 0.90)
+	$(PY) -m bench.security
+
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
@@ -88,4 +91,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-history bench-gateway bench-search bench-console chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-security bench-history bench-gateway bench-search bench-console chaos clean

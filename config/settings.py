@@ -13,6 +13,7 @@ Kubernetes secrets): ``EBILL_DATABASE_URL_FILE=/run/credentials/ebill/db-url``.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import os
 from dataclasses import dataclass, fields
@@ -21,7 +22,14 @@ from pathlib import Path
 from config.tls import TlsFiles
 from config.tuning import SMTP_TIMEOUT_S
 
-__all__ = ["SettingError", "Settings", "load", "read_public_key", "split_addr"]
+__all__ = [
+    "SettingError",
+    "Settings",
+    "bench_no_translog",
+    "load",
+    "read_public_key",
+    "split_addr",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +124,42 @@ def _bool(name: str, default: bool) -> bool:
     if word in _FALSE:
         return False
     raise SettingError(name, f"must be one of 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _loopback(addr: str) -> bool:
+    if addr == "":
+        return True  # that server is off
+    try:
+        host = split_addr(addr)[0]
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bench_no_translog() -> bool:
+    """EBILL_BENCH_NO_TRANSLOG: leave the transparency log's leaves unwritten, for
+    a benchmark of what the log costs. A real deployment must never run so, so
+    the switch is refused unless the engine's gRPC and HTTP servers listen on
+    loopback only, which no deployment serving a hospital
+    does. Read from the environment by every process that writes leaves (the
+    engine and its Ray workers), so it is a function, not only a field."""
+    if not _bool("EBILL_BENCH_NO_TRANSLOG", False):
+        return False
+    for name, default in (
+        ("EBILL_GRPC_ADDR", "127.0.0.1:50051"),
+        ("EBILL_HTTP_ADDR", "127.0.0.1:50080"),
+    ):
+        if not _loopback(_str(name, default).strip()):
+            raise SettingError(
+                "EBILL_BENCH_NO_TRANSLOG",
+                f"benchmark stacks only: refused while {name} listens beyond loopback",
+            )
+    return True
 
 
 def _port(name: str, default: int) -> int:
@@ -313,6 +357,10 @@ class Settings:
     login_max_failures: int
     login_lock_s: float
     auth_cache_s: float
+    # Benchmark stacks only (bench/security.py): the transparency log's leaves
+    # are not written (EBILL_BENCH_NO_TRANSLOG), to measure what the log costs.
+    # Refused unless the engine listens on loopback only (bench_no_translog()).
+    bench_no_translog: bool
     # Personal data at rest (docs/personal-data.md): the key ring that seals
     # payer ID card, phone, e-mail and the canonical bytes (config/keys.py). The
     # default under data_dir is made on first run.
@@ -471,6 +519,7 @@ def load() -> Settings:
         login_max_failures=_int("EBILL_LOGIN_MAX_FAILURES", 5),
         login_lock_s=_float("EBILL_LOGIN_LOCK_S", 900.0),
         auth_cache_s=_float("EBILL_AUTH_CACHE_S", 5.0),
+        bench_no_translog=bench_no_translog(),
         data_key_file=_path("EBILL_DATA_KEY_FILE", data_dir / "keys" / "data.keys"),
         catalog_sync_s=_float("EBILL_CATALOG_SYNC_S", 0.0),
         cert_warn_days=_int("EBILL_CERT_WARN_DAYS", 30),

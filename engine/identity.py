@@ -42,6 +42,7 @@ __all__ = [
     "signing_string",
     "totp",
     "totp_ok",
+    "totp_step",
 ]
 
 
@@ -244,15 +245,25 @@ def totp(secret: bytes, at_s: float, *, step_s: int = TOTP_STEP_S) -> str:
     return str(value % 10**TOTP_DIGITS).zfill(TOTP_DIGITS)
 
 
-def totp_ok(secret: bytes, code: str, at_s: float, *, drift_steps: int = 1) -> bool:
-    """True when ``code`` is the code of this step or one step either side (clock drift)."""
+def totp_step(secret: bytes, code: str, at_s: float, *, drift_steps: int = 1) -> int | None:
+    """The time step (counter) whose code ``code`` is, this step or one either
+    side (clock drift); None when it is none of them. Sign-in keeps the step so
+    that a code is accepted once (RFC 6238 section 5.2)."""
     code = code.strip()
     if len(code) != TOTP_DIGITS or not code.isdigit():
-        return False
-    return any(
-        hmac.compare_digest(totp(secret, at_s + d * TOTP_STEP_S), code)
-        for d in range(-drift_steps, drift_steps + 1)
-    )
+        return None
+    found = None
+    for d in range(-drift_steps, drift_steps + 1):
+        at = at_s + d * TOTP_STEP_S
+        # Every candidate compared (constant time whatever matches).
+        if hmac.compare_digest(totp(secret, at), code):
+            found = int(at // TOTP_STEP_S)
+    return found
+
+
+def totp_ok(secret: bytes, code: str, at_s: float, *, drift_steps: int = 1) -> bool:
+    """True when ``code`` is the code of this step or one step either side (clock drift)."""
+    return totp_step(secret, code, at_s, drift_steps=drift_steps) is not None
 
 
 # -- signed request metadata (apps) ---------------------------------------------

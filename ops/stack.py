@@ -39,7 +39,7 @@ from clients.signer import SignerClient
 from config import keys
 from config.settings import load
 from config.tls import TlsFiles
-from engine.identity import totp
+from engine.identity import TOTP_STEP_S, totp
 from engine.sealing import KeyRing
 from ops import pki
 from ops.sandboxes.alipay import ensure_keys as ensure_alipay_keys
@@ -128,6 +128,9 @@ class Stack:
         self.sms_key = ("LTAI" + secrets.token_hex(8), secrets.token_urlsafe(24))
         self.wechat_app = ("wx" + secrets.token_hex(8), secrets.token_hex(16))
         self.alipay_app_id = "2021" + str(secrets.randbelow(10**12)).zfill(12)
+        self._demo: DemoCredentials | None = None
+        # The last TOTP time step used per demo user (totp_code).
+        self._totp_steps: dict[str, int] = {}
 
     def provider_url(self, name: str) -> str:
         """Base URL of the "sms", "wechat" or "alipay" sandbox."""
@@ -159,7 +162,6 @@ class Stack:
             "EBILL_ALIPAY_APP_KEY_FILE": str(alipay / "app.key"),
             "EBILL_ALIPAY_PUBLIC_KEY_FILE": str(alipay / "alipay.pub"),
         }
-        self._demo: DemoCredentials | None = None
 
     def env(self) -> dict[str, str]:
         c = self.config
@@ -242,16 +244,44 @@ class Stack:
         """Sign a demo staff member in (with their TOTP code when their role needs
         one); the session's credentials, for :meth:`channel`."""
         staff = self.demo.staff.get(username)
+        demo_password = password is None
         if password is None:
             assert staff is not None, f"no demo user {username}"
             password = staff.password
-        code = totp(staff.totp_secret, time.time()) if staff and staff.totp_secret else ""
-        async with self.channel(creds=False) as ch:
-            resp = await identity_pb2_grpc.IdentityServiceStub(ch).Login(
-                identity_pb2.LoginRequest(username=username, password=password, totp=code),
-                timeout=30,
-            )
-        return SessionCredentials(resp.token)
+        with_code = bool(staff and staff.totp_secret)
+        # Another process (a second Stack on the same database, the CLI) may have
+        # used this step's code: then the next step's, once.
+        for attempt in (1, 2):
+            code = await asyncio.to_thread(self.totp_code, username) if with_code else ""
+            try:
+                async with self.channel(creds=False) as ch:
+                    resp = await identity_pb2_grpc.IdentityServiceStub(ch).Login(
+                        identity_pb2.LoginRequest(username=username, password=password, totp=code),
+                        timeout=30,
+                    )
+                return SessionCredentials(resp.token)
+            except grpc.aio.AioRpcError as err:
+                retry = with_code and demo_password
+                retry = retry and err.code() == grpc.StatusCode.UNAUTHENTICATED
+                if not retry or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def totp_code(self, username: str) -> str:
+        """A demo staff member's TOTP code for a time step after any this stack
+        used for them: the engine accepts a code once (RFC 6238 section 5.2),
+        and tests sign one user in more than once in 30 s. The next step's code
+        is accepted too (one step of clock drift), so only a third sign-in
+        within one step waits, for the step to end."""
+        staff = self.demo.staff[username]
+        assert staff.totp_secret, f"{username} has no second factor"
+        step = self._totp_steps.get(username, -1) + 1
+        wait = (step - 1) * TOTP_STEP_S - time.time()
+        if wait > 0:
+            time.sleep(wait + 0.05)
+        step = max(step, int(time.time() // TOTP_STEP_S))
+        self._totp_steps[username] = step
+        return totp(staff.totp_secret, step * TOTP_STEP_S)
 
     def data_keys(self) -> KeyRing:
         """The data key ring the engine will load (config/keys.py)."""

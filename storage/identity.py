@@ -22,6 +22,7 @@ __all__ = [
     "LoginRow",
     "RoleGrant",
     "add_login_attempt",
+    "app_aad",
     "app_row",
     "app_rows",
     "assign_role",
@@ -36,10 +37,23 @@ __all__ = [
     "role",
     "session_user",
     "set_login_state",
+    "set_totp_step",
+    "totp_aad",
     "update_app",
     "update_user",
     "user_grants",
 ]
+
+
+def app_aad(app_id: str) -> bytes:
+    """Additional data an app secret is sealed with: a sealed secret copied to
+    another app's row does not open."""
+    return b"ebill.app-secret:" + app_id.encode()
+
+
+def totp_aad(username: str) -> bytes:
+    """Additional data a TOTP seed is sealed with (bound to its user's row)."""
+    return b"ebill.totp:" + username.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +66,8 @@ class LoginRow:
     failures: int
     locked_until: datetime | None
     sessions_after: datetime
+    # The time step of the last TOTP code accepted (migration 0020); None: none yet.
+    totp_last_step: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +167,8 @@ async def update_user(
     done = await conn.execute(
         "UPDATE users SET password_hash = coalesce($2, password_hash),"
         " totp_sealed = coalesce($3, totp_sealed), enabled = coalesce($4, enabled),"
+        # A new seed: no code of it has been used yet.
+        " totp_last_step = CASE WHEN $3::bytea IS NULL THEN totp_last_step END,"
         " failures = CASE WHEN $2::text IS NULL THEN failures ELSE 0 END,"
         " locked_until = CASE WHEN $2::text IS NULL THEN locked_until END,"
         " sessions_after = CASE WHEN $5 THEN clock_timestamp() ELSE sessions_after END"
@@ -165,10 +183,23 @@ async def update_user(
         raise NotFound(f"username: no user {username}", field="username")
 
 
+async def set_totp_step(conn: asyncpg.Connection, username: str, step: int) -> bool:
+    """Record ``step`` as the user's last accepted TOTP step; False when a code
+    of that step or a later one was accepted already (the row is the caller's,
+    locked in its transaction)."""
+    done = await conn.execute(
+        "UPDATE users SET totp_last_step = $2 WHERE username = $1"
+        " AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        username,
+        step,
+    )
+    return not done.endswith(" 0")
+
+
 async def login_row(conn: asyncpg.Connection | asyncpg.Pool, username: str) -> LoginRow | None:
     row = await conn.fetchrow(
         "SELECT username, unit_code, password_hash, totp_sealed, enabled, failures,"
-        " locked_until, sessions_after FROM users WHERE username = $1",
+        " locked_until, sessions_after, totp_last_step FROM users WHERE username = $1",
         username,
     )
     return None if row is None else LoginRow(**dict(row))

@@ -19,7 +19,7 @@ import json
 import logging
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -154,6 +154,8 @@ class ResealReport:
     rekeyed: int = 0
     offline_plain_sealed: int = 0
     offline_rekeyed: int = 0
+    # Values of the other sealed columns re-sealed (storage.sealed_columns), per column.
+    others: dict[str, int] = field(default_factory=dict)
 
 
 async def key_counts(pool: asyncpg.Pool) -> dict[str, dict[int, int]]:

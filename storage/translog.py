@@ -9,10 +9,12 @@ O(log n) edge nodes of the tree, never old leaves. Proofs read O(log n) nodes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import asyncpg
 
+from config.settings import bench_no_translog
 from engine.errors import DataLoss
 from engine.merkle import (
     CompactRange,
@@ -44,6 +46,25 @@ __all__ = [
     "tree_size",
 ]
 
+log = logging.getLogger(__name__)
+
+# EBILL_BENCH_NO_TRANSLOG (benchmark stacks on loopback only): read once per
+# process, since the engine's Ray workers write leaves too.
+_skip: bool | None = None
+
+
+def _skipped() -> bool:
+    global _skip
+    if _skip is None:
+        _skip = bench_no_translog()
+        if _skip:
+            log.warning(
+                "EBILL_BENCH_NO_TRANSLOG is set: transparency-log leaves are NOT written "
+                "(benchmark stack on loopback only; never in service)"
+            )
+    return _skip
+
+
 LOG_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended('ebill-translog', 0))"
 
 _ENTRY_COLUMNS = (
@@ -59,7 +80,7 @@ _ENTRY_COLUMNS = (
 
 async def append_entries(conn: asyncpg.Connection, entries: Sequence[LogEntry]) -> None:
     """Queue entries in the caller's transaction (one COPY)."""
-    if not entries:
+    if not entries or _skipped():
         return
     await conn.copy_records_to_table(
         "log_entries",

@@ -25,13 +25,14 @@ from engine.audit import (
     leaf_from_json,
     leaf_to_json,
 )
-from engine.errors import FailedPrecondition, InvalidArgument, NotFound
+from engine.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from engine.sealing import KeyRing
 from engine.sm2 import VerifyingKey
 from engine.translog import InclusionProof, SignedHead, StoredLeaf, TreeHead
 from storage import translog as store
 
 __all__ = [
+    "ALL_UNITS",
     "SEQUENCE_INTERVAL_S",
     "consistency",
     "export_log",
@@ -100,10 +101,21 @@ async def tree_head(pool: asyncpg.Pool, tree_size: int = 0) -> SignedHead:
     return head
 
 
+# Whose leaves a caller may read: a unit code, or ALL_UNITS (the engine itself,
+# or a caller whose scope is every unit). A leaf holds its unit, principal and
+# reference (a user name, a bill number): an auditor of one unit reads its own.
+ALL_UNITS = "*"
+
+
+def _readable(leaf: StoredLeaf, unit_code: str) -> bool:
+    return unit_code == ALL_UNITS or leaf.leaf.unit_code == unit_code
+
+
 async def inclusion_by_index(
-    pool: asyncpg.Pool, index: int, tree_size: int = 0
+    pool: asyncpg.Pool, index: int, tree_size: int = 0, *, unit_code: str = ALL_UNITS
 ) -> tuple[SignedHead, InclusionProof]:
-    """The proof of leaf ``index`` in the signed head of ``tree_size`` (0: latest)."""
+    """The proof of leaf ``index`` in the signed head of ``tree_size`` (0: latest),
+    for a caller of ``unit_code``: a leaf of another unit is refused."""
     head = await tree_head(pool, tree_size)
     if not 0 <= index < head.head.size:
         raise InvalidArgument(
@@ -113,21 +125,27 @@ async def inclusion_by_index(
     leaf = await store.leaf_at(pool, index)
     if leaf is None:
         raise NotFound(f"no leaf {index}")
+    if not _readable(leaf, unit_code):
+        raise PermissionDenied(f"leaf_index: leaf {index} is not of unit {unit_code}")
     path = await store.inclusion_proof(pool, index, head.head.size)
     return head, InclusionProof(leaf, head.head.size, path)
 
 
 async def inclusion_by_bill(
-    pool: asyncpg.Pool, bill_code: str, bill_no: str, tree_size: int = 0
+    pool: asyncpg.Pool,
+    bill_code: str,
+    bill_no: str,
+    tree_size: int = 0,
+    *,
+    unit_code: str = ALL_UNITS,
 ) -> tuple[SignedHead, list[InclusionProof]]:
     """Proofs of every leaf of a bill (its issuance, then its events) that the
-    signed head covers."""
+    signed head covers, for a caller of ``unit_code`` (another unit's bill is refused)."""
     head = await tree_head(pool, tree_size)
-    leaves = [
-        lf
-        for lf in await store.leaves_of_bill(pool, bill_code, bill_no)
-        if lf.leaf.index < head.head.size
-    ]
+    found = await store.leaves_of_bill(pool, bill_code, bill_no)
+    leaves = [lf for lf in found if lf.leaf.index < head.head.size and _readable(lf, unit_code)]
+    if not leaves and any(not _readable(lf, unit_code) for lf in found):
+        raise PermissionDenied(f"bill: {bill_code}/{bill_no} is not of unit {unit_code}")
     if not leaves:
         raise NotFound(
             f"no leaf of bill {bill_code}/{bill_no} in the signed tree of {head.head.size} leaves"

@@ -2,8 +2,9 @@
 
 ``rotate`` adds a sealing key to EBILL_DATA_KEY_FILE and makes it the active one
 (``--index`` replaces the search index key instead); restart the engine, then
-``reseal`` moves every sealed value to the active key (and with ``--reindex``
-recomputes the search digests); ``status`` shows how many rows each key still
+``reseal`` moves every sealed value to the active key (the bills' payer data,
+identity's app secrets and TOTP seeds, staged history imports; with
+``--reindex`` it also recomputes the search digests); ``status`` shows how many rows each key still
 seals, so a retired key can leave the file once none does.
 docs/personal-data.md describes the whole procedure.
 """
@@ -91,6 +92,8 @@ async def _reseal(settings: Settings, database_url: str, reindex: bool, batch: i
             f"offline bills: {report.offline_plain_sealed} sealed from plaintext, "
             f"{report.offline_rekeyed} re-sealed; active key {ring.active}"
         )
+        others = ", ".join(f"{name}: {n}" for name, n in report.others.items())
+        print(f"other sealed columns re-sealed: {others}")
         await _print_status(pool, ring)
     finally:
         await pool.close()

@@ -22,7 +22,8 @@ with :func:`principal`.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
     "ANONYMOUS",
     "ENGINE",
     "AuthInterceptor",
+    "acting_as",
     "authorize",
     "check_scope",
     "principal",
@@ -82,6 +84,20 @@ def principal() -> Principal:
     if who is None:
         raise Unauthenticated("no credentials")
     return who
+
+
+@contextmanager
+def acting_as(who: Principal) -> Iterator[Principal]:
+    """Serve the block as ``who``: what :func:`principal` returns inside it. The
+    interceptor uses it for a gRPC call, the REST mapping (ebill/http/rest.py)
+    for the same servicers called over HTTP, after authenticating the caller
+    with the same :class:`AuthInterceptor`. Restored on leaving, so a caller
+    never outlives its call."""
+    token = _CURRENT.set(who)
+    try:
+        yield who
+    finally:
+        _CURRENT.reset(token)
 
 
 def require_covers(unit_code: str, place_code: str) -> None:
@@ -203,11 +219,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
             who = await self.authenticate(method, rule, request.data, context)
             if who is not ENGINE:
                 authorize(method, rule, who, request.message)
-            token = _CURRENT.set(who)
-            try:
+            with acting_as(who):
                 return await behavior(request.message, context)
-            finally:
-                _CURRENT.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped, request_deserializer=raw, response_serializer=handler.response_serializer

@@ -141,3 +141,32 @@ async def test_nonce_replay_and_window(db: Any) -> None:
     assert await ident.claim_nonce("other", "n-1", now)  # per app
     assert not await ident.claim_nonce("his", "n-2", now - timedelta(seconds=120))
     assert not await ident.claim_nonce("his", "n-3", now + timedelta(seconds=120))
+
+
+async def test_a_totp_code_is_good_once(db: Any) -> None:
+    """RFC 6238 section 5.2: a code accepted once is refused when presented again
+    within its window, and so is the code of an earlier step; the next step's
+    code passes; a refused replay counts as a failed sign-in."""
+    ident, admin = await _admin(db)
+    await _user(admin, "boss2", "manager2", ["stock.manage"], office=True)
+    seed = await admin.enrol_totp(SYSTEM, "boss2")
+    now = time.time()
+    code = totp(seed, now)
+    assert await ident.login("boss2", PASSWORD, code)
+    with pytest.raises(Unauthenticated):  # the same code, seconds later
+        await ident.login("boss2", PASSWORD, code)
+    earlier = totp(seed, now - 30)
+    if earlier != code:
+        with pytest.raises(Unauthenticated):  # an older code, still within the drift
+            await ident.login("boss2", PASSWORD, earlier)
+    assert await ident.login("boss2", PASSWORD, totp(seed, now + 30))  # the next step's
+    reasons = [
+        r["reason"]
+        for r in await db.fetch(
+            "SELECT reason FROM login_attempts WHERE username = 'boss2' ORDER BY id"
+        )
+    ]
+    assert reasons[:2] == ["ok", "code already used"] and reasons[-1] == "ok"
+    # A new seed starts afresh: its current code passes (the last step was the next one).
+    seed2 = await admin.enrol_totp(SYSTEM, "boss2")
+    assert await ident.login("boss2", PASSWORD, totp(seed2, time.time()))

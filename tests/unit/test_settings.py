@@ -122,3 +122,28 @@ def test_json_logs_rotate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     last = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
     assert last[-1]["level"] == "ERROR" and "ValueError: boom" in last[-1]["exc"]
     assert last[-2]["msg"] == "line 199" and last[-2]["bill_no"] == 199
+
+
+@pytest.mark.parametrize(
+    ("grpc_addr", "http_addr"),
+    [("0.0.0.0:50051", "127.0.0.1:50080"), ("127.0.0.1:50051", "10.1.2.3:443")],
+)
+def test_the_log_off_switch_is_refused_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, grpc_addr: str, http_addr: str
+) -> None:
+    # EBILL_BENCH_NO_TRANSLOG leaves the transparency log unwritten: benchmark
+    # stacks only, so an engine reachable from the network refuses to start.
+    monkeypatch.setenv("EBILL_BENCH_NO_TRANSLOG", "1")
+    monkeypatch.setenv("EBILL_GRPC_ADDR", grpc_addr)
+    monkeypatch.setenv("EBILL_HTTP_ADDR", http_addr)
+    with pytest.raises(SettingError) as err:
+        load()
+    assert str(err.value).startswith("EBILL_BENCH_NO_TRANSLOG: benchmark stacks only")
+
+
+def test_the_log_off_switch_is_honoured_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EBILL_GRPC_ADDR", "127.0.0.1:50051")
+    monkeypatch.setenv("EBILL_HTTP_ADDR", "[::1]:50080")
+    assert load().bench_no_translog is False  # off unless asked
+    monkeypatch.setenv("EBILL_BENCH_NO_TRANSLOG", "1")
+    assert load().bench_no_translog is True

@@ -26,9 +26,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from engine.errors import Unauthenticated
-from engine.identity import SECOND_FACTOR_PERMISSIONS, App, Principal, Scope, totp_ok
+from engine.identity import SECOND_FACTOR_PERMISSIONS, App, Principal, Scope, totp_step
 from engine.translog import LogEntry, content_digest
 from storage import identity as store
+from storage.identity import app_aad, totp_aad
 from storage.translog import append_entries
 from usecases.identity.nonces import NonceClaims
 
@@ -63,16 +64,6 @@ class IdentityPolicy:
     max_failures: int = 5
     lock_s: float = 900.0
     cache_s: float = 5.0
-
-
-def app_aad(app_id: str) -> bytes:
-    """Additional data an app secret is sealed with: a sealed secret copied to
-    another app's row does not open."""
-    return b"ebill.app-secret:" + app_id.encode()
-
-
-def totp_aad(username: str) -> bytes:
-    return b"ebill.totp:" + username.encode()
 
 
 def token_digest(token: str) -> bytes:
@@ -235,8 +226,14 @@ class Identity:
             if login.totp_sealed is None:
                 return "second factor not enrolled"
             seed = self.sealer.open(login.totp_sealed, totp_aad(username))
-            if not totp_ok(seed, code, now.timestamp()):
+            step = totp_step(seed, code, now.timestamp())
+            if step is None:
                 return "wrong code"
+            # A code is good once: one seen by a shoulder or a proxy is refused
+            # for the rest of its window, and so is any older one. This is the
+            # last check, so the step is kept only by a sign-in that succeeds.
+            if not await store.set_totp_step(conn, username, step):
+                return "code already used"
         return ""
 
     async def logout(self, token: str) -> None:
