@@ -129,6 +129,7 @@ def app_routes() -> list[HttpRoute]:
             lifecycle=none,
             paper=none,
             gateway=none,
+            fiscal=none,
             extra={"selfservice": SelfService(none, none, None, public_url="")},
         )
     )

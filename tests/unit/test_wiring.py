@@ -57,7 +57,7 @@ async def test_every_use_case_shares_the_one_client_of_each_system() -> None:
 
 
 def test_a_bill_link_is_served_by_the_h5_route() -> None:
-    services = cast(Any, SimpleNamespace(rendering=None, verification=None))
+    services = cast(Any, SimpleNamespace(rendering=None, verification=SimpleNamespace(guard=None)))
     [h5] = [r for r in routes(services) if isinstance(r, Route) and r.path == BILL_PATH]
     url = bill_url("https://bills.example/", "12345678", "0000000042", "a1b2c3")
     path, query = url.removeprefix("https://bills.example").split("?")
