@@ -29,7 +29,8 @@ QUERIES = {
                          "?kind=back_entries"],
     "/console/reports/download": ["?kind=issuance&format=csv", "?kind=paper&format=xlsx"],
 }  # fmt: skip
-NEEDS_STACK = {"/console/archive", "/console/archive/download"}  # rendering and signer
+# The archive needs rendering and the signer, the inspection the engine's settings.
+NEEDS_STACK = {"/console/archive", "/console/archive/download", "/console/inspection"}
 
 
 async def test_every_page_renders_for_the_administrator(db: Any) -> None:

@@ -54,6 +54,8 @@ MENU = (
     ("电子档案", "/console/archive", Permission.AUDIT_READ),
     ("核销稽核", "/console/writeoffs", Permission.WRITEOFF_MANAGE),
     ("用户权限", "/console/identity", Permission.IDENTITY_MANAGE),
+    ("基础数据", "/console/catalog", Permission.CATALOG_READ),
+    ("巡检报告", "/console/inspection", Permission.AUDIT_READ),
 )
 
 # Bill statuses and kinds as the office says them.
@@ -394,7 +396,7 @@ class Console:
         return self.render(
             request, "archive.html", who, points=points, place=place, first=first, last=last,
             missing=missing, archived=archived, query=query, office=who.scope.office,
-            statuses=STATUSES,
+            statuses=STATUSES, done=request.query_params.get("done", ""),
             can_download=who.can(Permission.BILL_READ_PII),
             can_retry=who.can(Permission.BILL_ISSUE),
         )  # fmt: skip
@@ -439,5 +441,5 @@ class Console:
             staff=await self.queries.staff(who.unit_code),
             roles=await self.queries.roles(),
             apps=await self.queries.apps(who.unit_code),
-            now=datetime.now(UTC),
+            now=datetime.now(UTC), done=request.query_params.get("done", ""),
         )  # fmt: skip
