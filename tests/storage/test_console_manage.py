@@ -39,7 +39,7 @@ class Admin:
 
     @property
     def csrf(self) -> str:
-        return csrf_token(self.client.cookies.get(COOKIE, ""))
+        return csrf_token(self.client.cookies.get(COOKIE) or "")
 
     async def post(self, path: str, **data: str) -> httpx.Response:
         return await self.client.post(path, data={"csrf": self.csrf, **data})
