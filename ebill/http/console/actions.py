@@ -17,7 +17,7 @@ from engine.errors import EbillError, FailedPrecondition, InvalidArgument
 from engine.identity import Principal
 from engine.lifecycle import BillKey
 from engine.model import IssuedBill
-from engine.money import format_fen
+from engine.money import format_fen, parse_fen
 from engine.operator import Operator
 from usecases.lifecycle import Refund
 from usecases.paper import PaperOp
@@ -156,8 +156,8 @@ class BillActions:
 
 
 def _fen(text: str, field: str) -> int:
-    """Yuan as typed (12.30) to integer fen; never through a float."""
-    whole, _, part = text.partition(".")
-    if not whole.isdigit() or (part and not (part.isdigit() and len(part) <= 2)):
-        raise InvalidArgument(f"{field}: an amount in yuan like 12.30", field=field)
-    return int(whole) * 100 + int(part.ljust(2, "0") or 0)
+    """Yuan as typed (12.30) to integer fen, with the engine's parser (no float)."""
+    try:
+        return parse_fen(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field}: {exc}", field=field) from None
