@@ -22,13 +22,19 @@ from ebill.http.console import routes
 from ebill.http.console.auth import COOKIE, csrf_token
 from engine.errors import Unauthenticated
 from engine.identity import totp
+from engine.lifecycle import BillKey
+from engine.model import IssuedBill
+from storage.bills import get_bill
+from storage.paper import receive_paper
 from tests.factories import RING
 from tests.sealing_support import fixed_sealer
-from tests.storage.test_reserve import UNIT, setup
+from tests.storage.test_offline import issued
+from tests.storage.test_reserve import UNIT, prepared, setup
 from usecases.identity import Identity, IdentityPolicy
 from usecases.identity.demo import seed_identity
 from usecases.identity.manage import IdentityAdmin
 from usecases.lifecycle import Lifecycle
+from usecases.paper import Paper
 
 PASSWORD = "Console-Manage-2026!"
 
@@ -57,8 +63,15 @@ async def admin(db: Any) -> AsyncIterator[Admin]:
     await setup(db, numbers=10)
     identity = Identity(db, fixed_sealer(), IdentityPolicy())
     creds = await seed_identity(IdentityAdmin(identity), UNIT)
+
+    async def bill(key: BillKey, *, reveal_pii: bool = True) -> IssuedBill:
+        found = await get_bill(db, key, RING)
+        assert found is not None
+        return found
+
     services = SimpleNamespace(
         pool=db, identity=identity, h5_url=None, rendering=None, ring=RING, signer=None,
+        paper=Paper(db, RING), issuance=SimpleNamespace(get_bill=bill),
         lifecycle=Lifecycle(db, cast(Any, SimpleNamespace(issue_prepared=None)), 1.0, ring=RING),
     )  # fmt: skip
     transport = httpx.ASGITransport(app=Starlette(routes=routes(services)))
@@ -180,3 +193,37 @@ async def test_base_data_is_saved_and_withdrawn_through_the_catalogue(admin: Adm
     assert n >= 3
     r = await admin.client.get("/console/catalog?kind=nope")
     assert r.status_code == 400 and "kind" in r.text
+
+
+async def test_paper_is_converted_and_voided_through_confirmation_pages(admin: Admin) -> None:
+    place = prepared(1).place_code
+    await receive_paper(
+        admin.db, unit_code=UNIT, place_code=place, paper_code="99000016", start_no=1,
+        end_no=1, operator="clerk",
+    )  # fmt: skip
+    bill_id = await issued(admin.db, 1)
+    code, no = await admin.db.fetchrow(
+        "SELECT bill_code, bill_no FROM bills WHERE id = $1", bill_id
+    )
+    page = f"/console/bills/{code}/{no}"
+    assert "换开纸质票据" in (await admin.client.get(page)).text
+    r = await admin.client.get(f"{page}/paper/convert")
+    assert r.status_code == 200 and "确认换开" in r.text
+    r = await admin.post(f"{page}/paper/convert")
+    assert r.status_code == 303
+    shown = (await admin.client.get(page)).text
+    assert "99000016 / 0000000001" in shown and "作废纸质票据" in shown
+    r = await admin.post(f"{page}/paper/void", reason="")
+    assert r.status_code == 400 and "reason" in r.text  # named, nothing voided
+    r = await admin.post(f"{page}/paper/void", reason="打印不清")
+    assert r.status_code == 303
+    assert "已作废" in (await admin.client.get(page)).text
+    ops = await admin.db.fetch("SELECT op FROM log_entries WHERE bill_id = $1 ORDER BY id", bill_id)
+    assert [o["op"] for o in ops][-2:] == ["bill.convert_to_paper", "bill.void_paper"], ops
+    # The refund page offers the whole amount; a part is refused naming the field.
+    r = await admin.client.get(f"{page}/refund")
+    assert r.status_code == 200 and "确认退费" in r.text
+    r = await admin.post(f"{page}/refund", refund_amount="0.01", reason="部分退费")
+    assert r.status_code == 400 and "refund_amount" in r.text
+    r = await admin.post(f"{page}/refund", refund_amount="1.2.3", reason="x")
+    assert r.status_code == 400 and "refund_amount" in r.text
