@@ -109,6 +109,8 @@ async def test_a_user_is_created_with_role_and_scope_and_locked_unlocked_reset(
     assert principal.scope.places == frozenset({"001"}) and not principal.scope.office
     assert await admin.leaves("identity.user.create", "user:window-9") == 1
     assert await admin.leaves("identity.user.assign_role", "user:window-9") == 1
+    r = await admin.post("/console/identity/users", **form)  # the same name again
+    assert r.status_code == 400 and "username" in r.text and "exists" in r.text
 
     # A stock manager does: its enrolment URI is shown once, and it works.
     r = await admin.post(

@@ -15,7 +15,7 @@ import segno
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from engine.errors import EbillError, InvalidArgument, PermissionDenied
+from engine.errors import AlreadyExists, EbillError, InvalidArgument, PermissionDenied
 from engine.identity import SECOND_FACTOR_PERMISSIONS, Permission, Principal, Scope
 from usecases.identity.manage import IdentityAdmin, otpauth_uri
 
@@ -64,7 +64,7 @@ class UserPages:
         office = form.get("office") == "on"
         try:
             user, secret = await self._create(who, given, office)
-        except (InvalidArgument, PermissionDenied) as exc:
+        except (InvalidArgument, PermissionDenied, AlreadyExists) as exc:
             if not exc.field:
                 raise
             given.pop("password", None)
