@@ -220,8 +220,7 @@ def test_every_console_page_refuses_a_caller_without_its_permission(stack: Stack
 
     app_paths = {(p.method, p.path) for p in PAGES}
     assert ("POST", "/console/stock/requisitions/{req_id}") in app_paths
-    sample = {"bill_code": "44060119", "bill_no": "0000000001", "req_id": "999999",
-              "username": "cashier-002", "kind": "charge_item"}  # fmt: skip
+    sample = {"bill_code": "44060119", "bill_no": "0000000001", "req_id": "999999"}
     users = {name: _session(stack, name) for name in ("cashier-001", "auditor")}
     try:
         with httpx.Client(base_url=stack.http_url, verify=False) as anonymous:

@@ -133,25 +133,29 @@ async def test_a_user_is_created_with_role_and_scope_and_locked_unlocked_reset(
     assert "office-9" in listing and b32 not in listing  # never shown again
 
     # Lock: a confirmation page, then the user is out and cannot sign in.
-    r = await admin.client.get("/console/identity/users/window-9/lock")
+    r = await admin.client.get("/console/identity/users/lock?username=window-9")
     assert r.status_code == 200 and "确认停用" in r.text
-    r = await admin.post("/console/identity/users/window-9/lock")
+    r = await admin.post("/console/identity/users/lock", username="window-9")
     assert r.status_code == 303
     with pytest.raises(Unauthenticated):
         await admin.identity.login("window-9", PASSWORD)
     assert await admin.leaves("identity.user.disable", "user:window-9") == 1
-    r = await admin.post("/console/identity/users/admin/lock")  # not oneself
+    r = await admin.post("/console/identity/users/lock", username="admin")  # not oneself
     assert r.status_code == 403 and "username" in r.text
-    r = await admin.post("/console/identity/users/window-9/unlock")
+    r = await admin.post("/console/identity/users/unlock", username="window-9")
     assert r.status_code == 303
     await admin.identity.login("window-9", PASSWORD)
     assert await admin.leaves("identity.user.enable", "user:window-9") == 1
 
     # Reset: the two passwords must agree; the new one signs in, the old does not.
     new = "Reset-Console-2026!"
-    r = await admin.post("/console/identity/users/window-9/password", password=new, password2="x")
+    r = await admin.post(
+        "/console/identity/users/password", username="window-9", password=new, password2="x"
+    )
     assert r.status_code == 400 and "password2" in r.text
-    r = await admin.post("/console/identity/users/window-9/password", password=new, password2=new)
+    r = await admin.post(
+        "/console/identity/users/password", username="window-9", password=new, password2=new
+    )
     assert r.status_code == 303
     with pytest.raises(Unauthenticated):
         await admin.identity.login("window-9", PASSWORD)
@@ -161,26 +165,32 @@ async def test_a_user_is_created_with_role_and_scope_and_locked_unlocked_reset(
 
 async def test_base_data_is_saved_and_withdrawn_through_the_catalogue(admin: Admin) -> None:
     r = await admin.post(
-        "/console/catalog/charge_item", charge_code="", charge_name="", valid_from="2026-13-01"
+        "/console/catalog/edit",
+        kind="charge_item",
+        charge_code="",
+        charge_name="",
+        valid_from="2026-13-01",
     )
     assert r.status_code == 400
     assert "charge_code" in r.text and "valid_from" in r.text
     r = await admin.post(
-        "/console/catalog/charge_item", charge_code="C-CONSOLE", charge_name="控制台项目",
-        valid_from="2026-01-01",
+        "/console/catalog/edit", kind="charge_item", charge_code="C-CONSOLE",
+        charge_name="控制台项目", valid_from="2026-01-01",
     )  # fmt: skip
     assert r.status_code == 303
     listing = (await admin.client.get("/console/catalog?kind=charge_item")).text
     assert "C-CONSOLE" in listing and "控制台项目" in listing
     r = await admin.post(
-        "/console/catalog/mapping", his_code="HIS-CONSOLE", charge_code="C-CONSOLE",
+        "/console/catalog/edit", kind="mapping", his_code="HIS-CONSOLE", charge_code="C-CONSOLE",
         valid_from="2026-01-01",
     )  # fmt: skip
     assert r.status_code == 303, r.text
     assert "HIS-CONSOLE" in (await admin.client.get("/console/catalog?kind=mapping")).text
-    r = await admin.client.get("/console/catalog/charge_item/withdraw?key=C-CONSOLE")
+    r = await admin.client.get("/console/catalog/withdraw?kind=charge_item&key=C-CONSOLE")
     assert r.status_code == 200 and "确认停用" in r.text
-    r = await admin.post("/console/catalog/charge_item/withdraw", key="C-CONSOLE", on="2026-12-01")
+    r = await admin.post(
+        "/console/catalog/withdraw", kind="charge_item", key="C-CONSOLE", on="2026-12-01"
+    )
     assert r.status_code == 303
     valid_to = await admin.db.fetchval(
         "SELECT valid_to FROM charge_codes WHERE unit_code = $1 AND charge_code = 'C-CONSOLE'",

@@ -30,7 +30,7 @@ def routes(services: Any) -> list[BaseRoute]:
     acts, users = BillActions(console), UserPages(console)
     base, inspection = BaseDataPages(console), InspectionPage(console)
     bill = "/console/bills/{bill_code}/{bill_no}"
-    user = "/console/identity/users/{username}"
+    user = "/console/identity/users"
     handlers = {
         ("GET", "/console/"): console.dashboard,
         ("POST", "/console/logout"): console.logout,
@@ -62,10 +62,10 @@ def routes(services: Any) -> list[BaseRoute]:
         ("GET", f"{bill}/paper/void"): acts.void_form,
         ("POST", f"{bill}/paper/void"): acts.void,
         ("GET", "/console/catalog"): base.listing,
-        ("GET", "/console/catalog/{kind}/edit"): base.edit_form,
-        ("POST", "/console/catalog/{kind}"): base.save,
-        ("GET", "/console/catalog/{kind}/withdraw"): base.withdraw_form,
-        ("POST", "/console/catalog/{kind}/withdraw"): base.withdraw,
+        ("GET", "/console/catalog/edit"): base.edit_form,
+        ("POST", "/console/catalog/edit"): base.save,
+        ("GET", "/console/catalog/withdraw"): base.withdraw_form,
+        ("POST", "/console/catalog/withdraw"): base.withdraw,
         ("GET", "/console/inspection"): inspection.show,
     }
     out: list[BaseRoute] = [

@@ -102,29 +102,32 @@ class BaseDataPages:
             can_edit=who.can(Permission.CATALOG_MANAGE),
         )  # fmt: skip
 
-    async def edit_form(
+    async def edit_form(self, request: Request, who: Principal) -> Response:
+        """A new entry (?kind=) or an existing one to change (?kind=&key=)."""
+        kind = _kind(request.query_params.get("kind", ""))
+        given: dict[str, str] = {}
+        key = request.query_params.get("key", "")
+        for e in await self.catalogue.entries(who.unit_code, kind) if key else []:
+            if _key(e) == key:
+                given = {f: _show(getattr(e, f)) for f, _ in KINDS[kind][1]}
+        return self._edit_page(request, who, kind, given)
+
+    def _edit_page(
         self,
         request: Request,
         who: Principal,
-        *,
+        kind: CatalogKind,
+        given: dict[str, str],
         error: EbillError | None = None,
-        given: dict[str, str] | None = None,
     ) -> Response:
-        kind = _kind(request.path_params["kind"])
-        if given is None:
-            given = {}
-            key = request.query_params.get("key", "")
-            for e in await self.catalogue.entries(who.unit_code, kind) if key else []:
-                if _key(e) == key:
-                    given = {f: _show(getattr(e, f)) for f, _ in KINDS[kind][1]}
         return self.c.render(
             request, "basedata_edit.html", who, status=400 if error else 200, kind=kind,
             label=KINDS[kind][0], fields=KINDS[kind][1], given=given, error=error,
         )  # fmt: skip
 
     async def save(self, request: Request, who: Principal) -> Response:
-        kind = _kind(request.path_params["kind"])
         form = await request.form()
+        kind = _kind(str(form.get("kind", "")))
         try:
             entry = _entry(kind, form)
             await self.catalogue.upsert(who.unit_code, [entry], who.label)
@@ -132,7 +135,7 @@ class BaseDataPages:
             if not exc.field:
                 raise
             given = {f: str(form.get(f, "")) for f, _ in KINDS[kind][1]}
-            return await self.edit_form(request, who, error=exc, given=given)
+            return self._edit_page(request, who, kind, given, error=exc)
         return RedirectResponse(
             f"/console/catalog?kind={kind.value}&done=saved-{_key(entry)}", status_code=303
         )
@@ -143,25 +146,24 @@ class BaseDataPages:
     ) -> Response:  # fmt: skip
         dated = kind in (CatalogKind.CHARGE_ITEM, CatalogKind.MAPPING)
         today = datetime.now(UTC).astimezone(CST).date().isoformat()
-        fields = [("key", "编码", "text", key)] + (
-            [("on", "停用日期", "date", today)] if dated else []
-        )
+        fields = [("kind", "", "hidden", kind.value), ("key", "编码", "text", key)]
+        fields += [("on", "停用日期", "date", today)] if dated else []
         return self.c.render(
             request, "confirm.html", who, status=400 if error else 200,
             title=f"确认停用{KINDS[kind][0]}", button="确认停用", fields=fields, error=error,
             warning=f"{KINDS[kind][0]} {key} 停用后不能再用于新开的票据"
             + ("（停用日期之前开具的票据不受影响）。" if dated else "。"),
-            action=f"/console/catalog/{kind.value}/withdraw",
+            action="/console/catalog/withdraw",
             back=f"/console/catalog?kind={kind.value}",
         )  # fmt: skip
 
     async def withdraw_form(self, request: Request, who: Principal) -> Response:
-        kind = _kind(request.path_params["kind"])
+        kind = _kind(request.query_params.get("kind", ""))
         return self._withdraw_page(request, who, kind, request.query_params.get("key", ""))
 
     async def withdraw(self, request: Request, who: Principal) -> Response:
-        kind = _kind(request.path_params["kind"])
         form = await request.form()
+        kind = _kind(str(form.get("kind", "")))
         key = str(form.get("key", "")).strip()
         try:
             if not key:

@@ -125,42 +125,38 @@ class UserPages:
         error: EbillError | None = None,
     ) -> Response:
         title, warning, button = _ACTIONS[action]
-        fields = (
-            [
-                ("password", "新密码", "password", ""),
-                ("password2", "再次输入新密码", "password", ""),
-            ]
-            if action == "password"
-            else []
-        )
+        fields = [("username", "", "hidden", username)]
+        if action == "password":
+            fields += [("password", "新密码", "password", ""),
+                       ("password2", "再次输入新密码", "password", "")]  # fmt: skip
         return self.c.render(
             request, "confirm.html", who, status=400 if error else 200, title=title,
             warning=f"用户 {username}：{warning}", button=button, fields=fields, error=error,
-            action=f"/console/identity/users/{username}/{action}", back="/console/identity",
+            action=f"/console/identity/users/{action}", back="/console/identity",
         )  # fmt: skip
 
     async def lock_form(self, request: Request, who: Principal) -> Response:
-        return self._confirm(request, who, request.path_params["username"], "lock")
+        return self._confirm(request, who, _asked(request), "lock")
 
     async def unlock_form(self, request: Request, who: Principal) -> Response:
-        return self._confirm(request, who, request.path_params["username"], "unlock")
+        return self._confirm(request, who, _asked(request), "unlock")
 
     async def password_form(self, request: Request, who: Principal) -> Response:
-        return self._confirm(request, who, request.path_params["username"], "password")
+        return self._confirm(request, who, _asked(request), "password")
 
     async def lock(self, request: Request, who: Principal) -> Response:
-        username = request.path_params["username"]
+        username = await _posted(request)
         self._not_self(who, username)
         await self._admin().set_user_enabled(who, username, False)
         return RedirectResponse(f"/console/identity?done={username}-locked", status_code=303)
 
     async def unlock(self, request: Request, who: Principal) -> Response:
-        username = request.path_params["username"]
+        username = await _posted(request)
         await self._admin().set_user_enabled(who, username, True)
         return RedirectResponse(f"/console/identity?done={username}-unlocked", status_code=303)
 
     async def password(self, request: Request, who: Principal) -> Response:
-        username = request.path_params["username"]
+        username = await _posted(request)
         form = await request.form()
         password, again = str(form.get("password", "")), str(form.get("password2", ""))
         try:
@@ -176,3 +172,18 @@ class UserPages:
         # Locking oneself out would leave the unit without the administrator at hand.
         if who.name == username:
             raise PermissionDenied("username: you cannot lock yourself", field="username")
+
+
+def _asked(request: Request) -> str:
+    """The user a confirmation page is about (?username=)."""
+    username = request.query_params.get("username", "").strip()
+    if not username:
+        raise InvalidArgument("username: is required", field="username")
+    return username
+
+
+async def _posted(request: Request) -> str:
+    username = str((await request.form()).get("username", "")).strip()
+    if not username:
+        raise InvalidArgument("username: is required", field="username")
+    return username
