@@ -28,8 +28,15 @@ QUERIES = {
                          "?kind=trend&step=hour", "?kind=stock_flow", "?kind=paper",
                          "?kind=back_entries"],
     "/console/reports/download": ["?kind=issuance&format=csv", "?kind=paper&format=xlsx"],
+    "/console/identity/users/lock": ["?username=cashier-001"],
+    "/console/identity/users/unlock": ["?username=cashier-001"],
+    "/console/identity/users/password": ["?username=cashier-001"],
+    "/console/catalog": ["", "?kind=mapping", "?kind=issuing_point"],
+    "/console/catalog/edit": ["", "?kind=mapping", "?kind=issuing_point&key=001"],
+    "/console/catalog/withdraw": ["?kind=charge_item&key=X", "?kind=issuing_point&key=001"],
 }  # fmt: skip
-NEEDS_STACK = {"/console/archive", "/console/archive/download"}  # rendering and signer
+# The archive needs rendering and the signer, the inspection the engine's settings.
+NEEDS_STACK = {"/console/archive", "/console/archive/download", "/console/inspection"}
 
 
 async def test_every_page_renders_for_the_administrator(db: Any) -> None:

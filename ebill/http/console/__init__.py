@@ -16,13 +16,21 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ebill.http.console import pages
+from ebill.http.console.actions import BillActions
 from ebill.http.console.auth import PAGES, Page, guarded
+from ebill.http.console.basedata import BaseDataPages
+from ebill.http.console.inspection import InspectionPage
+from ebill.http.console.users import UserPages
 
 __all__ = ["PAGES", "routes"]
 
 
 def routes(services: Any) -> list[BaseRoute]:
     console = pages.Console(services)
+    acts, users = BillActions(console), UserPages(console)
+    base, inspection = BaseDataPages(console), InspectionPage(console)
+    bill = "/console/bills/{bill_code}/{bill_no}"
+    user = "/console/identity/users"
     handlers = {
         ("GET", "/console/"): console.dashboard,
         ("POST", "/console/logout"): console.logout,
@@ -39,6 +47,26 @@ def routes(services: Any) -> list[BaseRoute]:
         ("POST", "/console/archive/retry"): console.archive_retry,
         ("GET", "/console/writeoffs"): console.writeoffs,
         ("GET", "/console/identity"): console.identity,
+        ("GET", "/console/identity/users/new"): users.new_form,
+        ("POST", "/console/identity/users"): users.create,
+        ("GET", f"{user}/lock"): users.lock_form,
+        ("POST", f"{user}/lock"): users.lock,
+        ("GET", f"{user}/unlock"): users.unlock_form,
+        ("POST", f"{user}/unlock"): users.unlock,
+        ("GET", f"{user}/password"): users.password_form,
+        ("POST", f"{user}/password"): users.password,
+        ("GET", f"{bill}/refund"): acts.refund_form,
+        ("POST", f"{bill}/refund"): acts.refund,
+        ("GET", f"{bill}/paper/convert"): acts.convert_form,
+        ("POST", f"{bill}/paper/convert"): acts.convert,
+        ("GET", f"{bill}/paper/void"): acts.void_form,
+        ("POST", f"{bill}/paper/void"): acts.void,
+        ("GET", "/console/catalog"): base.listing,
+        ("GET", "/console/catalog/edit"): base.edit_form,
+        ("POST", "/console/catalog/edit"): base.save,
+        ("GET", "/console/catalog/withdraw"): base.withdraw_form,
+        ("POST", "/console/catalog/withdraw"): base.withdraw,
+        ("GET", "/console/inspection"): inspection.show,
     }
     out: list[BaseRoute] = [
         Route("/console/login", console.login_form, methods=["GET"]),

@@ -65,6 +65,33 @@ PAGES: tuple[Page, ...] = (
     Page("POST", "/console/archive/retry", Permission.BILL_ISSUE),
     Page("GET", "/console/writeoffs", Permission.WRITEOFF_MANAGE),
     Page("GET", "/console/identity", Permission.IDENTITY_MANAGE),
+    # Users (create with role and scope, lock, unlock, reset password), each
+    # change with a confirmation page (GET) before the post.
+    Page("GET", "/console/identity/users/new", Permission.IDENTITY_MANAGE),
+    Page("POST", "/console/identity/users", Permission.IDENTITY_MANAGE),
+    # The user is a query (GET) or form (POST) field, not a path segment.
+    Page("GET", "/console/identity/users/lock", Permission.IDENTITY_MANAGE),
+    Page("POST", "/console/identity/users/lock", Permission.IDENTITY_MANAGE),
+    Page("GET", "/console/identity/users/unlock", Permission.IDENTITY_MANAGE),
+    Page("POST", "/console/identity/users/unlock", Permission.IDENTITY_MANAGE),
+    Page("GET", "/console/identity/users/password", Permission.IDENTITY_MANAGE),
+    Page("POST", "/console/identity/users/password", Permission.IDENTITY_MANAGE),
+    # A bill's refund and paper actions, as their gRPC methods need (permissions.RULES).
+    Page("GET", "/console/bills/{bill_code}/{bill_no}/refund", Permission.BILL_REFUND),
+    Page("POST", "/console/bills/{bill_code}/{bill_no}/refund", Permission.BILL_REFUND),
+    Page("GET", "/console/bills/{bill_code}/{bill_no}/paper/convert", Permission.PAPER_USE),
+    Page("POST", "/console/bills/{bill_code}/{bill_no}/paper/convert", Permission.PAPER_USE),
+    Page("GET", "/console/bills/{bill_code}/{bill_no}/paper/void", Permission.PAPER_USE),
+    Page("POST", "/console/bills/{bill_code}/{bill_no}/paper/void", Permission.PAPER_USE),
+    # Base data: charge items, HIS mapping, issuing points.
+    Page("GET", "/console/catalog", Permission.CATALOG_READ),
+    # The kind and key are query (GET) or form (POST) fields.
+    Page("GET", "/console/catalog/edit", Permission.CATALOG_MANAGE),
+    Page("POST", "/console/catalog/edit", Permission.CATALOG_MANAGE),
+    Page("GET", "/console/catalog/withdraw", Permission.CATALOG_MANAGE),
+    Page("POST", "/console/catalog/withdraw", Permission.CATALOG_MANAGE),
+    # The inspection report (巡检): the system's state, for the auditors.
+    Page("GET", "/console/inspection", Permission.AUDIT_READ),
 )
 
 

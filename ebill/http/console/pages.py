@@ -22,10 +22,8 @@ from engine.lifecycle import BillKey
 from engine.model import CST
 from engine.money import format_fen
 from engine.operator import Operator
-from storage import console as store
-from storage import console_admin as admin
-from storage.lifecycle import bill_events
 from usecases.bill_archive import Archive
+from usecases.console import ConsoleQueries
 from usecases.lifecycle import BillQuery, RedFlush
 from usecases.reports import ExportFormat, IssuanceGroup, Reports, Table, TrendStep, export
 from usecases.stock import alerts as stock_alerts
@@ -56,6 +54,8 @@ MENU = (
     ("电子档案", "/console/archive", Permission.AUDIT_READ),
     ("核销稽核", "/console/writeoffs", Permission.WRITEOFF_MANAGE),
     ("用户权限", "/console/identity", Permission.IDENTITY_MANAGE),
+    ("基础数据", "/console/catalog", Permission.CATALOG_READ),
+    ("巡检报告", "/console/inspection", Permission.AUDIT_READ),
 )
 
 # Bill statuses and kinds as the office says them.
@@ -106,6 +106,7 @@ class Console:
     def __init__(self, services: Any) -> None:
         self.s = services
         self.figures = Reports(services.pool)
+        self.queries = ConsoleQueries(services.pool)
         # The archive needs the engine's rendering and signer (ebill/server.py).
         self.archive = (
             Archive(services.pool, services.ring, services.rendering, services.signer)
@@ -174,7 +175,7 @@ class Console:
 
     async def dashboard(self, request: Request, who: Principal) -> Response:
         today = _today()
-        points = self._places(who, await store.issuing_points(self.s.pool, who.unit_code))
+        points = self._places(who, await self.queries.issuing_points(who.unit_code))
         # A window's figures are its own, total included; a principal of several
         # points (not the office) sees each of them and no unit total.
         own = min(who.scope.places) if len(who.scope.places) == 1 and not who.scope.office else ""
@@ -200,7 +201,7 @@ class Console:
 
     async def bills(self, request: Request, who: Principal) -> Response:
         q = request.query_params
-        points = self._places(who, await store.issuing_points(self.s.pool, who.unit_code))
+        points = self._places(who, await self.queries.issuing_points(who.unit_code))
         # The bill office searches every point at once ("" = all points) unless
         # it picks one; a window searches its own point.
         default = "" if who.scope.office else (points[0][0] if points else "-")
@@ -234,7 +235,7 @@ class Console:
             office=who.scope.office, statuses=STATUSES, kinds=KINDS,
         )  # fmt: skip
 
-    async def _bill(self, request: Request, who: Principal) -> Any:
+    async def find_bill(self, request: Request, who: Principal) -> Any:
         p = request.path_params
         bill = await self.s.issuance.get_bill(
             BillKey.number(p["bill_code"], p["bill_no"]),
@@ -246,17 +247,17 @@ class Console:
         return bill
 
     async def bill(self, request: Request, who: Principal) -> Response:
-        bill = await self._bill(request, who)
-        events = await bill_events(self.s.pool, bill.bill_id)
+        bill = await self.find_bill(request, who)
+        events = await self.queries.bill_events(bill.bill_id)
         h5 = self.s.h5_url(bill.bill_code, bill.bill_no, bill.check_code) if self.s.h5_url else ""
         return self.render(request, "bill.html", who, bill=bill, events=events, h5=h5)
 
     async def red_flush_form(self, request: Request, who: Principal) -> Response:
-        bill = await self._bill(request, who)
+        bill = await self.find_bill(request, who)
         return self.render(request, "red_flush.html", who, bill=bill)
 
     async def red_flush(self, request: Request, who: Principal) -> Response:
-        bill = await self._bill(request, who)
+        bill = await self.find_bill(request, who)
         form = await request.form()
         reason = str(form.get("reason", "")).strip()
         if not reason:
@@ -277,11 +278,11 @@ class Console:
     async def stock(self, request: Request, who: Principal) -> Response:
         place = "" if who.scope.office else min(who.scope.places, default="")
         identity = await movements.identity(self.s.pool, who.unit_code) if who.scope.office else []
-        pending = await store.pending_requisitions(self.s.pool, who.unit_code, place_code=place)
+        pending = await self.queries.pending_requisitions(who.unit_code, place)
         segments = await movements.segments(
             self.s.pool, who.unit_code, place_code=place or None, office=who.scope.office
         )
-        rules = await store.alert_rules(self.s.pool, who.unit_code, place)
+        rules = await self.queries.alert_rules(who.unit_code, place)
         return self.render(
             request, "stock.html", who, identity=identity, pending=pending, segments=segments,
             done=request.query_params.get("done", ""), rules=rules,
@@ -389,8 +390,8 @@ class Console:
     async def archive_page(self, request: Request, who: Principal) -> Response:
         place, first, last = self._period(request, who)
         missing = await self._archive().difference(who.unit_code, first, last, place_code=place)
-        archived = await store.archived_count(self.s.pool, who.unit_code, first, last, place)
-        points = self._places(who, await store.issuing_points(self.s.pool, who.unit_code))
+        archived = await self.queries.archived_count(who.unit_code, first, last, place)
+        points = self._places(who, await self.queries.issuing_points(who.unit_code))
         query = urlencode({"place": place, "from": first.isoformat(), "to": last.isoformat()})
         return self.render(
             request, "archive.html", who, points=points, place=place, first=first, last=last,
@@ -431,14 +432,14 @@ class Console:
         return self.render(
             request, "writeoffs.html", who,
             writeoffs=await writeoff.list_write_offs(self.s.pool, who.unit_code),
-            audits=await admin.audit_reports(self.s.pool, who.unit_code),
+            audits=await self.queries.audit_reports(who.unit_code),
         )  # fmt: skip
 
     async def identity(self, request: Request, who: Principal) -> Response:
         return self.render(
             request, "identity.html", who,
-            staff=await admin.staff(self.s.pool, who.unit_code),
-            roles=await admin.roles(self.s.pool),
-            apps=await admin.apps(self.s.pool, who.unit_code),
-            now=datetime.now(UTC),
+            staff=await self.queries.staff(who.unit_code),
+            roles=await self.queries.roles(),
+            apps=await self.queries.apps(who.unit_code),
+            now=datetime.now(UTC), done=request.query_params.get("done", ""),
         )  # fmt: skip
