@@ -7,10 +7,12 @@ import itertools
 import json
 import os
 import random
+from datetime import datetime
 
 from locust import HttpUser, between, task
 
 from bench.locust_console import ENV_BILLS, ENV_CA, ENV_STAFF, ENV_THINK, USERS
+from engine.model import CST
 
 __all__ = ["ConsoleUser"]
 
@@ -24,7 +26,7 @@ def _think() -> float:
 class ConsoleUser(HttpUser):
     """One member of staff at the console."""
 
-    wait_time = between(0, 2 * _think())
+    wait_time = between(0.5 * _think(), 1.5 * _think())
 
     def on_start(self) -> None:
         staff: dict[str, str] = json.loads(os.environ.get(ENV_STAFF, "{}"))
@@ -57,6 +59,14 @@ class ConsoleUser(HttpUser):
     def search_day(self) -> None:
         place = random.choice(self.places)
         self.client.get(f"/console/bills?place={place}", name="search: point, newest")
+
+    @task(3)
+    def search_today(self) -> None:
+        place = random.choice(self.places)
+        today = datetime.now(CST).date().isoformat()
+        self.client.get(
+            f"/console/bills?place={place}&from={today}&to={today}", name="search: point, today"
+        )
 
     @task(3)
     def search_payer(self) -> None:

@@ -13,6 +13,12 @@ as one would for a migration. Then it times the searches ListBills and the
 console make, each a page of 50 through the same storage function the engine
 uses (storage.lifecycle.list_bills, each bill opened as the engine opens it),
 and prints p50/p99 per kind of search.
+
+Each search over a period is also timed paged by id, as list_bills paged before
+migration 0018 (same filter, alternating with the keyset paging in the first
+--compare rounds), so the change is a ratio measured in one run. --load-only
+generates the bills without searching: run it outside the shared lock, then the
+searches inside it (the second run reuses the database).
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +44,11 @@ from engine.lifecycle import BillKey
 from engine.model import CST
 from engine.sealing import KeyRing
 from engine.serde import input_to_dict
+from storage.bill_rows import row_to_bill
 from storage.bills import get_bill
 from storage.catalog import add_segment, ensure_unit
 from storage.db import EmbeddedPostgres, connect_pool
-from storage.lifecycle import BillFilter, list_bills
+from storage.lifecycle import BillFilter, _list_query, list_bills
 from storage.personal import CARD, ID_CARD, TEL, bill_aad, name_digest
 from usecases import demo
 
@@ -175,35 +184,42 @@ async def load(url: str, key_file: Path, total: int) -> None:
     )
 
 
-Search = Callable[[random.Random], Awaitable[int]]
+# A search is a filter for list_bills (a page of 50) or a look-up of one bill.
+Search = Callable[[random.Random], "BillFilter | Callable[[], Awaitable[int]]"]
 
 
-async def measure(url: str, key_file: Path, total: int, queries: int) -> dict[str, list[float]]:
+async def measure(
+    url: str, key_file: Path, total: int, queries: int, compare: int
+) -> dict[str, list[float]]:
+    """p50/p99 of each kind of search; each search over a period is also timed
+    paged by id (the paging before 0018), alternating with the keyset paging
+    on the same filter, so the two are compared in one run."""
     ring = keys.read(key_file)
     pool = await connect_pool(url, size=4, migrate=False)
 
-    def page(rng: random.Random, office: bool = False, **f: Any) -> Awaitable[int]:
+    def page(rng: random.Random, office: bool = False, **f: Any) -> BillFilter:
         # office: the bill office's search over every point ("" place).
         place = "" if office else rng.choice(POINTS)
-
-        async def go() -> int:
-            found, _ = await list_bills(
-                pool, BillFilter(unit_code=UNIT, place_code=place, limit=50, **f), ring
-            )
-            return len(found)
-
-        return go()
+        return BillFilter(unit_code=UNIT, place_code=place, limit=50, **f)
 
     def day(rng: random.Random) -> date:
         return issued_at(rng.randrange(1, total), total).astimezone(CST).date()
 
-    async def by_number(rng: random.Random) -> int:
-        n = rng.randrange(1, total)
-        return int(await get_bill(pool, BillKey.number(BILL_CODE, f"{n:010d}"), ring) is not None)
+    def by_number(rng: random.Random) -> Callable[[], Awaitable[int]]:
+        key = BillKey.number(BILL_CODE, f"{rng.randrange(1, total):010d}")
 
-    async def by_serial(rng: random.Random) -> int:
-        n = rng.randrange(1, total)
-        return int(await get_bill(pool, BillKey.serial(UNIT, f"S{n:011d}"), ring) is not None)
+        async def go() -> int:
+            return int(await get_bill(pool, key, ring) is not None)
+
+        return go
+
+    def by_serial(rng: random.Random) -> Callable[[], Awaitable[int]]:
+        key = BillKey.serial(UNIT, f"S{rng.randrange(1, total):011d}")
+
+        async def go() -> int:
+            return int(await get_bill(pool, key, ring) is not None)
+
+        return go
 
     searches: dict[str, Search] = {
         "ID card": lambda r: page(r, payer_id_card_no=patient(r.randrange(PATIENTS))[1]),
@@ -227,19 +243,54 @@ async def measure(url: str, key_file: Path, total: int, queries: int) -> dict[st
         "office: a month, red": lambda r: page(
             r, True, from_date=(d := day(r)), to_date=d + timedelta(days=30), red="red_flushed"
         ),
+        "office: a year": lambda r: page(
+            r, True, from_date=START.date(), to_date=START.date() + timedelta(days=DAYS)
+        ),
         "office: serial": lambda r: page(r, True, bus_no=f"S{r.randrange(1, total):011d}"),
         "office: code+number": lambda r: page(
             r, True, bill_code=BILL_CODE, bill_no=f"{r.randrange(1, total):010d}"
         ),
     }
-    timings: dict[str, list[float]] = {name: [] for name in searches}
+
+    async def keyset(f: BillFilter) -> int:
+        found, _ = await list_bills(pool, f, ring)
+        return len(found)
+
+    async def by_id(f: BillFilter) -> int:
+        # The paging before 0018 (storage.lifecycle kept it for this comparison).
+        sql, args = _list_query(f, ring, by_time=False)
+        rows = await pool.fetch(sql, *args)
+        return len([row_to_bill(r, ring, with_canonical=False) for r in rows[: f.limit]])
+
+    async def timed(name: str, run: Callable[[], Awaitable[int]]) -> None:
+        started = time.perf_counter()
+        await run()
+        timings.setdefault(name, []).append(time.perf_counter() - started)
+
+    timings: dict[str, list[float]] = {}
     rng = random.Random(7)
     try:
-        for _ in range(queries):
+        for i in range(queries):
             for name, search in searches.items():
-                started = time.perf_counter()
-                await search(rng)
-                timings[name].append(time.perf_counter() - started)
+                made = search(rng)
+                if not isinstance(made, BillFilter):
+                    await timed(name, made)
+                    continue
+                f = made
+                if f.from_date is None or i >= compare:
+                    await timed(name, partial(keyset, f))
+                else:
+                    # Alternate which goes first, so neither always finds the
+                    # other's pages in the cache.
+                    runs = [(name, partial(keyset, f)), (name + " [by id]", partial(by_id, f))]
+                    for n, run in runs if i % 2 == 0 else runs[::-1]:
+                        await timed(n, run)
+                if name == "office: one day":
+                    # The next page, through the token the first page handed out.
+                    _, after = await list_bills(pool, f, ring)
+                    if after:
+                        await timed("office: one day, page 2",
+                                    partial(keyset, replace(f, after_id=after)))  # fmt: skip
     finally:
         await pool.close()
     return timings
@@ -253,6 +304,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bills", type=int, default=10_000_000)
     parser.add_argument("--queries", type=int, default=400, help="of each kind")
+    parser.add_argument(
+        "--compare", type=int, default=100,
+        help="rounds in which each period search is also timed paged by id (before 0018)",
+    )  # fmt: skip
+    parser.add_argument("--load-only", action="store_true", help="generate the bills, no search")
     parser.add_argument("--dir", default="var/bench-search")
     parser.add_argument("--database-url", default="", help="instead of the embedded server")
     parser.add_argument("--fresh", action="store_true", help="drop the kept database first")
@@ -269,18 +325,25 @@ def main() -> None:
     url = args.database_url or (server.url if server else "")
     try:
         asyncio.run(load(url, key_file, args.bills))
-        timings = asyncio.run(measure(url, key_file, args.bills, args.queries))
+        if args.load_only:
+            return
+        timings = asyncio.run(
+            measure(url, key_file, args.bills, args.queries, min(args.compare, args.queries))
+        )
     finally:
         if server is not None:
             server.cleanup()
     print(f"\n{args.bills:,} bills, {args.queries} searches of each kind, one page of 50:")
-    print(f"  {'search':<26}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    print(f"  {'search':<34}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     worst = 0.0
     for name, values in timings.items():
-        worst = max(worst, p(values, 0.99))
-        print(f"  {name:<26}{statistics.median(values) * 1000:>10.1f}{p(values, 0.99):>10.1f}"
+        if not name.endswith("[by id]"):
+            worst = max(worst, p(values, 0.99))
+        p50 = statistics.median(values) * 1000
+        print(f"  {name:<34}{len(values):>5}{p50:>10.1f}{p(values, 0.99):>10.1f}"
               f"{max(values) * 1000:>10.1f}")  # fmt: skip
-    print(f"worst p99 {worst:.1f} ms (target < 300 ms)")
+    print(f"worst p99 {worst:.1f} ms (target < 300 ms; [by id] rows are the paging before 0018,")
+    print(f"  timed alternating with the keyset paging in the first {args.compare} rounds)")
 
 
 if __name__ == "__main__":
