@@ -369,7 +369,8 @@ async def serve(settings: Settings, *, ready: Callable[[], None] | None = None) 
                     extra={
                         "selfservice": SelfService(
                             pool, ring, delivery.channels.sms, public_url=settings.public_url
-                        )
+                        ),
+                        "delivery": delivery,  # the gateway's sendBillNotice
                     },
                 )
             ),
