@@ -224,12 +224,15 @@ async def test_rest_mapping_is_authenticated_and_documented(stack: Stack) -> Non
         )
 
 
-async def counts(pool: asyncpg.Pool) -> tuple[int, int, int]:
-    """Bills, delivery jobs, resends in the transparency log (the delivery worker
-    writes leaves of its own as it sends, so only resends are counted)."""
+async def counts(pool: asyncpg.Pool, bus_no: str) -> tuple[int, int, int]:
+    """Bills, the bill's delivery jobs, resends in the transparency log (the
+    delivery worker writes leaves of its own as it sends: only resends count)."""
     row = await pool.fetchrow(
-        "SELECT (SELECT count(*) FROM bills) AS b, (SELECT count(*) FROM delivery_jobs) AS d,"
-        " (SELECT count(*) FROM log_entries WHERE op = 'delivery.resend') AS l"
+        "SELECT (SELECT count(*) FROM bills) AS b,"
+        " (SELECT count(*) FROM delivery_jobs j JOIN bills b ON b.id = j.bill_id"
+        "  WHERE b.bus_no = $1) AS d,"
+        " (SELECT count(*) FROM log_entries WHERE op = 'delivery.resend') AS l",
+        bus_no,
     )
     return int(row["b"]), int(row["d"]), int(row["l"])
 
@@ -237,11 +240,12 @@ async def counts(pool: asyncpg.Pool) -> tuple[int, int, int]:
 async def test_notice_and_deposit_refusals_write_nothing(
     stack: Stack, his: HisClient, pool: asyncpg.Pool
 ) -> None:
-    bill = {**outpatient(serial("N"), place="002"), "tel": "13800138001"}
+    bus_no = serial("N")
+    bill = {**outpatient(bus_no, place="002"), "tel": "13800138001"}
     issued = his.call("invoiceEBillOutpatient", bill)
     assert issued.ok, issued.message
     key = {"billBatchCode": issued.message["billBatchCode"], "billNo": issued.message["billNo"]}
-    before = await counts(pool)
+    before = await counts(pool, bus_no)
     for notice, field in (
         ({"noticeType": "1201", "noticeValue": "13800138002"}, "noticeValue"),
         ({"noticeType": "1201", "noticeValue": "not a phone"}, "noticeValue"),
@@ -256,13 +260,13 @@ async def test_notice_and_deposit_refusals_write_nothing(
          "reason": "x", "operator": "x", "busDateTime": now17(), "placeCode": "002", "amt": 0},
     )  # fmt: skip
     assert voucher.result == "E2001" and "amt" in voucher.message, voucher.message
-    assert await counts(pool) == before
+    assert await counts(pool, bus_no) == before
     sent = his.call(
         "sendBillNotice",
         {**key, "noticeList": [{"noticeType": "1201", "noticeValue": "13800138001"}]},
     )
     assert sent.ok, sent.message
-    after = await counts(pool)
+    after = await counts(pool, bus_no)
     # The bill sent again on its own SMS job (no new one), with one log leaf for it.
     assert after == (before[0], before[1], before[2] + 1)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ebill.http.gateway.bills import qr_png, stamp17
 from ebill.http.gateway.call import Answer, Call
+from ebill.http.gateway.codes import GatewayError, Result
 from ebill.http.gateway.fields import Reader, refuse, vendor_error
 from ebill.http.gateway.stock import yuan
 from engine.errors import InvalidArgument, NotFound
@@ -144,6 +145,13 @@ def _voucher_answer(call: Call, red: IssuedBill) -> dict[str, str]:
 
 
 async def _partial_refund(call: Call, r: Reader, voucher: IssuedBill, refunded: int) -> Answer:
+    # Part of a voucher is a refund, which issues a bill too: the app needs the
+    # permission the gRPC Refund needs, beyond writeOffPayMentVoucher's.
+    if "bill.refund" not in {str(p) for p in call.app.permissions}:
+        raise GatewayError(
+            Result.NOT_ALLOWED,
+            f"app {call.app.app_id} may not refund part of a voucher (bill.refund)",
+        )
     if voucher.source is None or not voucher.source.charge_items:
         raise refuse("voucherNo", "the voucher's request is not kept; refund it whole")
     op = call.operator(r, "operator")

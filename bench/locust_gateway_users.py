@@ -1,0 +1,72 @@
+"""Locust HTTP users of the vendor gateway: the locustfile bench/locust_gateway.py
+runs in a process of its own (gevent), apart from the gRPC load (asyncio, in
+the runner): gevent and grpc never share a process.
+
+Each user is a HIS window with one kept-alive TLS connection (FastHttpUser,
+geventhttpclient: a fraction of the client CPU per request of requests/httpx),
+sending invoiceEBillOutpatient at a constant rate (constant_throughput), every
+bill a new busNo, signed with the app's key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import ssl
+import uuid
+from typing import Any
+
+from locust import FastHttpUser, constant_throughput, task
+
+from bench.vendor import envelope, result_of, vendor_bill
+
+__all__ = ["ENV_APP", "ENV_CA", "ENV_CERT", "ENV_KEY", "ENV_KEY_TEXT", "ENV_RATE", "GatewayUser"]
+
+ENV_APP = "EBILL_LOCUST_APP"  # the registered app's id
+ENV_KEY_TEXT = "EBILL_LOCUST_APP_KEY"  # its vendor key text
+ENV_RATE = "EBILL_LOCUST_RATE"  # bills/s each user offers
+ENV_CA = "EBILL_LOCUST_CA"
+ENV_CERT = "EBILL_LOCUST_CERT"
+ENV_KEY = "EBILL_LOCUST_KEY"
+
+_RUN = uuid.uuid4().hex[:6].upper()
+_seq = itertools.count()
+
+
+def _tls() -> Any:
+    ca = os.environ.get(ENV_CA, "")
+    if not ca:
+        return None
+    ctx = ssl.create_default_context(cafile=ca)
+    if os.environ.get(ENV_CERT):
+        ctx.load_cert_chain(os.environ[ENV_CERT], os.environ[ENV_KEY])
+    return lambda: ctx
+
+
+class GatewayUser(FastHttpUser):
+    wait_time = constant_throughput(float(os.environ.get(ENV_RATE, "10")))
+    insecure = False
+    ssl_context_factory = _tls()
+    network_timeout = 60.0
+    connection_timeout = 60.0
+
+    def on_start(self) -> None:
+        self.appid = os.environ[ENV_APP]
+        self.key = os.environ[ENV_KEY_TEXT]
+
+    @task
+    def issue(self) -> None:
+        body = envelope(self.appid, self.key, vendor_bill(next(_seq), f"LG{_RUN}"))
+        with self.client.post(
+            "/api/medical/invoiceEBillOutpatient",
+            data=body.decode("ascii"),  # the envelope is ASCII (base64 and hex)
+            headers={"Content-Type": "application/json"},
+            name="invoiceEBillOutpatient",
+            catch_response=True,
+        ) as r:
+            if r.status_code != 200 or r.content is None:
+                r.failure(f"HTTP {r.status_code}")
+                return
+            code = result_of(r.content)
+            if code != "S0000":
+                r.failure(code)
