@@ -33,20 +33,20 @@ _RUN = uuid.uuid4().hex[:6].upper()
 _seq = itertools.count()
 
 
-def _tls() -> Any:
-    ca = os.environ.get(ENV_CA, "")
-    if not ca:
-        return None
-    ctx = ssl.create_default_context(cafile=ca)
+def _context(cafile: str | None = None, **_: Any) -> ssl.SSLContext:
+    """Trust the local CA and present the engine's client certificate (the HTTP
+    port may ask for one). geventhttpclient calls it with ``cafile``."""
+    ctx = ssl.create_default_context(cafile=os.environ.get(ENV_CA) or cafile)
     if os.environ.get(ENV_CERT):
         ctx.load_cert_chain(os.environ[ENV_CERT], os.environ[ENV_KEY])
-    return lambda: ctx
+    return ctx
 
 
 class GatewayUser(FastHttpUser):
     wait_time = constant_throughput(float(os.environ.get(ENV_RATE, "10")))
     insecure = False
-    ssl_context_factory = _tls()
+    # A plain function, not a method: geventhttpclient calls it without a user.
+    ssl_context_factory = staticmethod(_context)
     network_timeout = 60.0
     connection_timeout = 60.0
 
