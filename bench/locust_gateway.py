@@ -29,16 +29,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.locust_gateway_users import (
-    ENV_APP,
-    ENV_CA,
-    ENV_CERT,
-    ENV_KEY,
-    ENV_KEY_TEXT,
-    ENV_RATE,
-)
+# Nothing here imports locust: importing it patches this process for gevent
+# (monkey.patch_all), and grpc under gevent hangs on its first channel.
+__all__ = ["ENV_APP", "ENV_CA", "ENV_CERT", "ENV_KEY", "ENV_KEY_TEXT", "ENV_RATE", "main"]
 
-__all__ = ["main"]
+# What the runner hands the Locust process (bench/locust_gateway_users.py).
+ENV_APP = "EBILL_LOCUST_APP"  # the registered app's id
+ENV_KEY_TEXT = "EBILL_LOCUST_APP_KEY"  # its vendor key text
+ENV_RATE = "EBILL_LOCUST_RATE"  # bills/s each user offers
+ENV_CA = "EBILL_LOCUST_CA"
+ENV_CERT = "EBILL_LOCUST_CERT"
+ENV_KEY = "EBILL_LOCUST_KEY"
 
 LOCUSTFILE = Path(__file__).with_name("locust_gateway_users.py")
 

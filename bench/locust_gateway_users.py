@@ -18,16 +18,10 @@ from typing import Any
 
 from locust import FastHttpUser, constant_throughput, task
 
+from bench.locust_gateway import ENV_APP, ENV_CA, ENV_CERT, ENV_KEY, ENV_KEY_TEXT, ENV_RATE
 from bench.vendor import envelope, result_of, vendor_bill
 
-__all__ = ["ENV_APP", "ENV_CA", "ENV_CERT", "ENV_KEY", "ENV_KEY_TEXT", "ENV_RATE", "GatewayUser"]
-
-ENV_APP = "EBILL_LOCUST_APP"  # the registered app's id
-ENV_KEY_TEXT = "EBILL_LOCUST_APP_KEY"  # its vendor key text
-ENV_RATE = "EBILL_LOCUST_RATE"  # bills/s each user offers
-ENV_CA = "EBILL_LOCUST_CA"
-ENV_CERT = "EBILL_LOCUST_CERT"
-ENV_KEY = "EBILL_LOCUST_KEY"
+__all__ = ["GatewayUser"]
 
 _RUN = uuid.uuid4().hex[:6].upper()
 _seq = itertools.count()
