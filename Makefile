@@ -76,7 +76,10 @@ bench-sealing: $(STAMP) ## Cost of sealing personal data: reserve stage A/B (BEF
 bench-render: $(STAMP) ## Benchmark PDF, H5 and notice rendering, and the PDF cache's effect
 	$(PY) -m bench.render
 
-bench-gateway: $(STAMP) ## Single-bill issuance over the vendor HTTP gateway vs gRPC, same load, one run
+bench-gateway: $(STAMP) ## Locust HTTP profile: single bills over the vendor gateway vs gRPC at the same offered load, one run, ratio
+	$(PY) -m bench.locust_gateway
+
+bench-gateway-harness: $(STAMP) ## The same comparison with the asyncio harness (closed loop, one connection per caller)
 	$(PY) -m bench.gateway
 
 bench-search: $(STAMP) ## Bill search over BILLS bills it generates (default 10 million; kept in var/)
@@ -91,4 +94,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-security bench-history bench-gateway bench-search bench-console chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-security bench-history bench-gateway bench-gateway-harness bench-search bench-console chaos clean

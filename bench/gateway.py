@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
-import json
 import ssl
 import tempfile
 import time
@@ -21,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bench.vendor import envelope, result_of, vendor_bill
 from ops.stack import Stack, StackConfig, http_ssl_context
 from protos.ebill.v1 import issuance_pb2, issuance_pb2_grpc
 from usecases import demo
@@ -29,44 +27,6 @@ from wire.bills import input_to_pb
 __all__ = ["main"]
 
 _seq = iter(range(1, 10**9))
-
-
-def _vendor_bill(n: int, run: str) -> dict[str, object]:
-    b = demo.demo_bill(n, prefix=f"GB{run}")
-    return {
-        "busNo": b.bus_no, "busType": "02", "payer": b.payer.name, "busDateTime": b.bus_time,
-        "placeCode": b.place_code, "payee": b.cashier, "author": b.author,
-        "totalAmt": b.total_amount, "payerType": b.payer.payer_type, "cardType": b.payer.card_type,
-        "cardNo": b.payer.card_no, "tel": b.payer.tel, "idCardNo": b.payer.id_card_no,
-        "fundPay": b.insurance.fund_pay, "otherfundPay": b.insurance.other_fund_pay,
-        "accountPay": b.insurance.account_pay, "selfCashPay": b.insurance.own_pay,
-        "selfPayAmt": b.insurance.self_pay, "medicalInsuranceID": b.insurance.medical_insurance_id,
-        "patientNo": b.medical.patient_no, "sex": b.medical.sex, "age": b.medical.age,
-        "chargeDetail": [
-            {"sortNo": c.sort_no, "chargeCode": c.charge_code, "chargeName": c.charge_name,
-             "unit": c.unit, "std": c.std, "number": c.number, "amt": c.amt}
-            for c in b.charge_items
-        ],
-        "listDetail": [
-            {"sortNo": li.sort_no, "code": li.list_code, "name": li.list_name,
-             "chargeCode": li.charge_code, "specification": li.spec, "unit": li.unit,
-             "std": li.std, "number": li.number, "amt": li.amt}
-            for li in b.list_items
-        ],
-        "payChannelDetail": [
-            {"payChannelCode": p.pay_channel_code, "payChannelValue": p.amount}
-            for p in b.pay_channels
-        ],
-    }  # fmt: skip
-
-
-def _envelope(appid: str, key: str, business: dict[str, object]) -> bytes:
-    data = base64.b64encode(json.dumps(business, ensure_ascii=False).encode()).decode()
-    noise = uuid.uuid4().hex
-    text = f"appid={appid}&data={data}&noise={noise}&key={key}&version=1.0"
-    sign = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest().upper()
-    body = {"appid": appid, "data": data, "noise": noise, "version": "1.0", "sign": sign}
-    return json.dumps(body).encode()
 
 
 class _Conn:
@@ -141,14 +101,13 @@ async def _run(stack: Stack, callers: int, seconds: float, rounds: int) -> None:
                 return False
 
         async def http_one() -> bool:
-            body = _envelope(appid, key, _vendor_bill(next(_seq), run))
+            body = envelope(appid, key, vendor_bill(next(_seq), f"GB{run}"))
             conn = idle.pop()
             try:
                 answer = await conn.post("/api/medical/invoiceEBillOutpatient", body)
             finally:
                 idle.append(conn)
-            inner = json.loads(base64.b64decode(json.loads(answer)["data"]))
-            return bool(inner["result"] == "S0000")
+            return result_of(answer) == "S0000"
 
         # Warm both paths (connections, pipeline).
         await _round(callers, 3, grpc_one)

@@ -168,6 +168,7 @@ def http_server(
         ring=ring,
         # The H5 page of a bill (the gateway's getEBillPicUrl answers it).
         h5_url=functools.partial(bill_url, settings.public_url),
-        extra={"selfservice": uc.selfservice},
+        # Patients' self-service; delivery answers the gateway's sendBillNotice.
+        extra={"selfservice": uc.selfservice, "delivery": uc.delivery},
     )
     return HttpServer(build_app(services), settings)

@@ -7,19 +7,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 import asyncpg
 
 from engine.errors import AlreadyExists
 from engine.lifecycle import BillKey
+from engine.model import CST, IssuedBill
+from engine.sealing import KeyRing
 from engine.translog import LogEntry, content_digest
+from storage.bill_rows import BILL_SELECT, row_to_bill
+from storage.personal import CARD, ID_CARD
 from storage.translog import append_entries
 
 __all__ = [
     "BatchRecord",
     "DayBill",
+    "Listed",
+    "PageQuery",
     "bill_on_paper",
+    "bill_page",
     "day_bills",
     "finish_batch",
     "load_batch",
@@ -177,18 +186,26 @@ async def day_bills(
     red: bool,
     place_code: str = "",
     bus_type: str = "",
+    by_issue: bool = False,
 ) -> list[DayBill]:
-    """The unit's bills of one business day (their bus_time's date, local time):
-    the bills issued (``red`` False; red bills excluded, bills red-flushed since
-    included: they were issued), or the red bills (``red`` True). Bills the
-    platform refused for good are not counted. Ordered for cutting into runs."""
+    """The unit's bills of one business day (their bus_time's date, local time;
+    with ``by_issue`` their issue date, China time): the bills issued (``red``
+    False; red bills excluded, bills red-flushed since included: they were
+    issued), or the red bills (``red`` True). Bills the platform refused for
+    good are not counted. Ordered for cutting into runs."""
+    start = datetime.combine(day, datetime.min.time(), CST)
+    args: list[object] = [unit_code]
+    if by_issue:
+        args += [start, start + timedelta(days=1)]
+        day_cond = "issued_at >= $2 AND issued_at < $3"
+    else:
+        args.append(day)
+        day_cond = "bus_time::date = $2"
     sql = (
         "SELECT bus_type, place_code, bill_code, bill_no, total_fen FROM bills"
-        " WHERE unit_code = $1 AND bus_time::date = $2"
-        " AND status IN ('pending_countersign', 'issued', 'red_flushed')"
+        f" WHERE unit_code = $1 AND {day_cond} AND status IN {_SHOWN}"
         + (" AND red_of IS NOT NULL" if red else " AND red_of IS NULL")
     )
-    args: list[object] = [unit_code, day]
     if place_code:
         args.append(place_code)
         sql += f" AND place_code = ${len(args)}"
@@ -200,3 +217,93 @@ async def day_bills(
         DayBill(r["bus_type"], r["place_code"], r["bill_code"], int(r["bill_no"]), r["total_fen"])
         for r in rows
     ]
+
+
+# Bills that exist for the HIS: signed by the unit at least, not refused for good.
+_SHOWN = "('pending_countersign', 'issued', 'red_flushed')"
+
+
+class Listed(StrEnum):
+    """Which bills a vendor listing wants."""
+
+    ALL = "all"
+    NORMAL = "normal"  # e-bills that are not red bills (dataType 1)
+    RED = "red"  # red bills (dataType 2)
+    PRINTED = "printed"  # converted to paper, the paper in use (dataType 3, getEBillPrintList)
+    UNPRINTED = "unprinted"  # neither converted to paper nor cancelled (getEBillUnPrintList)
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """One page of a unit's bills between two instants: of business time (the
+    HIS's busDateTime, local time) or, with ``by_issue``, of issue time."""
+
+    unit_code: str
+    start: datetime  # naive local time (bus_time) or aware (issued_at), inclusive
+    end: datetime  # inclusive, as the vendor's ranges are
+    by_issue: bool = False
+    listed: Listed = Listed.ALL
+    place_code: str = ""
+    bus_type: str = ""
+    card_no: str = ""
+    id_card_no: str = ""
+    limit: int = 200
+    offset: int = 0
+
+
+async def bill_page(
+    pool: asyncpg.Pool, q: PageQuery, ring: KeyRing
+) -> tuple[int, list[IssuedBill]]:
+    """How many bills match, and the page asked for (oldest first, by id), each
+    with its request opened and without canonical bytes."""
+    where = ["b.unit_code = $1", f"b.status IN {_SHOWN}"]
+    args: list[Any] = [q.unit_code]
+
+    def add(cond: str, *values: Any) -> None:
+        for v in values:
+            args.append(v)
+            cond = cond.replace("?", f"${len(args)}", 1)
+        where.append(cond)
+
+    if q.by_issue:
+        add("b.issued_at >= ? AND b.issued_at <= ?", q.start, q.end)
+    else:
+        # The day bound lets the (unit_code, bus_time::date) index narrow it.
+        add("b.bus_time::date BETWEEN ? AND ?", q.start.date(), q.end.date())
+        add("b.bus_time >= ? AND b.bus_time <= ?", q.start, q.end)
+    if q.place_code:
+        add("b.place_code = ?", q.place_code)
+    if q.bus_type:
+        add("b.bus_type = ?", q.bus_type)
+    for value, column, purpose in (
+        (q.card_no, "payer_card_hash", CARD),
+        (q.id_card_no, "payer_id_card_hash", ID_CARD),
+    ):
+        if value:
+            # A value that cannot be a card (nothing to digest) matches nothing.
+            add(f"b.{column} = ?", ring.index(value, purpose) or b"")
+    if q.listed is Listed.NORMAL:
+        where.append("b.red_of IS NULL")
+    elif q.listed is Listed.RED:
+        where.append("b.red_of IS NOT NULL")
+    elif q.listed is Listed.PRINTED:
+        where.append("b.red_of IS NULL AND p.status = 'printed'")
+    elif q.listed is Listed.UNPRINTED:
+        where.append(
+            "b.red_of IS NULL AND b.status <> 'red_flushed' AND coalesce(p.status, 'none') = 'none'"
+        )
+    cond = " WHERE " + " AND ".join(where)
+    total = await pool.fetchval(
+        "SELECT count(*) FROM bills b"
+        " LEFT JOIN paper_bills p ON p.paper_code = b.paper_code AND p.paper_no = b.paper_no"
+        + cond,
+        *args,
+    )
+    n = len(args)
+    rows = await pool.fetch(
+        BILL_SELECT + cond + f" ORDER BY b.id LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args,
+        q.limit,
+        q.offset,
+    )
+    return int(total), [row_to_bill(r, ring, with_canonical=False) for r in rows]

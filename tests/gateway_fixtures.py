@@ -112,6 +112,7 @@ class Scenario:
                     "serial": f"{self.run}S{i}",
                     "now17": now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 1000:03d}",
                     "today": now.strftime("%Y-%m-%d"),
+                    "today8": now.strftime("%Y%m%d"),
                 }
             )
             raw = step["request"]

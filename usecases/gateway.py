@@ -12,21 +12,36 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import IntEnum
 
 import asyncpg
 
-from engine.errors import EbillError, NotFound
+from engine.errors import EbillError, InvalidArgument, NotFound
 from engine.lifecycle import BillKey
 from engine.model import IssuedBill
 from storage import bills as bill_store
 from storage import gateway as store
+from storage.gateway import Listed, PageQuery
 from usecases.issuance import Issuance
 
-__all__ = ["BatchItem", "BatchState", "DayRun", "DayTotals", "Gateway", "runs"]
+__all__ = [
+    "MAX_LIST_DAYS",
+    "BatchItem",
+    "BatchState",
+    "DayRun",
+    "DayTotals",
+    "Gateway",
+    "Listed",
+    "PageQuery",
+    "runs",
+]
 
 log = logging.getLogger(__name__)
+
+# The longest range a vendor listing covers (the specification limits
+# getEBillPrintList to a week; a month bounds the others).
+MAX_LIST_DAYS = 31
 
 
 class BatchState(IntEnum):
@@ -179,8 +194,17 @@ class Gateway:
         return items
 
     async def day_totals(
-        self, *, unit_code: str, day: date, red: bool, place_code: str = "", bus_type: str = ""
+        self,
+        *,
+        unit_code: str,
+        day: date,
+        red: bool,
+        place_code: str = "",
+        bus_type: str = "",
+        by_issue: bool = False,
     ) -> DayTotals:
+        """One day's bills cut into runs: a business day (the HIS's busDateTime)
+        or, ``by_issue``, an issue day (China time)."""
         bills = await store.day_bills(
             self._pool,
             unit_code=unit_code,
@@ -188,6 +212,7 @@ class Gateway:
             red=red,
             place_code=place_code,
             bus_type=bus_type,
+            by_issue=by_issue,
         )
         cut = runs(bills)
         return DayTotals(
@@ -196,6 +221,18 @@ class Gateway:
             total_fen=sum(abs(b.total_fen) for b in bills),
             runs=tuple(cut),
         )
+
+    async def bill_page(self, q: PageQuery) -> tuple[int, list[IssuedBill]]:
+        """One page of a unit's bills by business or issue time (the vendor's
+        listings), and how many there are in all. Ranges longer than
+        MAX_LIST_DAYS are refused: a listing is a day's or a week's work."""
+        if q.end < q.start:
+            raise InvalidArgument("busEndDate: before busBgnDate", field="busEndDate")
+        if q.end - q.start > timedelta(days=MAX_LIST_DAYS):
+            raise InvalidArgument(
+                f"busEndDate: at most {MAX_LIST_DAYS} days after busBgnDate", field="busEndDate"
+            )
+        return await store.bill_page(self._pool, q, self._issuance._ring)
 
     async def bill_on_paper(self, unit_code: str, paper_code: str, paper_no: str) -> BillKey:
         """The e-bill printed on a paper number of the unit."""

@@ -222,3 +222,103 @@ async def test_rest_mapping_is_authenticated_and_documented(stack: Stack) -> Non
         assert (
             refused.status_code == 400 and refused.json()["error"]["status"] == "INVALID_ARGUMENT"
         )
+
+
+async def counts(pool: asyncpg.Pool, bus_no: str) -> tuple[int, int, int]:
+    """Bills, the bill's delivery jobs, resends in the transparency log (the
+    delivery worker writes leaves of its own as it sends: only resends count)."""
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM bills) AS b,"
+        " (SELECT count(*) FROM delivery_jobs j JOIN bills b ON b.id = j.bill_id"
+        "  WHERE b.bus_no = $1) AS d,"
+        " (SELECT count(*) FROM log_entries WHERE op = 'delivery.resend') AS l",
+        bus_no,
+    )
+    return int(row["b"]), int(row["d"]), int(row["l"])
+
+
+async def test_notice_and_deposit_refusals_write_nothing(
+    stack: Stack, his: HisClient, pool: asyncpg.Pool
+) -> None:
+    bus_no = serial("N")
+    bill = {**outpatient(bus_no, place="002"), "tel": "13800138001"}
+    issued = his.call("invoiceEBillOutpatient", bill)
+    assert issued.ok, issued.message
+    key = {"billBatchCode": issued.message["billBatchCode"], "billNo": issued.message["billNo"]}
+    before = await counts(pool, bus_no)
+    for notice, field in (
+        ({"noticeType": "1201", "noticeValue": "13800138002"}, "noticeValue"),
+        ({"noticeType": "1201", "noticeValue": "not a phone"}, "noticeValue"),
+        ({"noticeType": "1202", "noticeValue": "someone@example.com"}, "noticeValue"),
+        ({"noticeType": "9"}, "noticeType"),
+    ):
+        reply = his.call("sendBillNotice", {**key, "noticeList": [notice]})
+        assert reply.result == "E2001" and f"noticeList[0].{field}" in reply.message, reply.message
+    voucher = his.call(
+        "writeOffPayMentVoucher",
+        {"busType": "07", "voucherBatchCode": key["billBatchCode"], "voucherNo": key["billNo"],
+         "reason": "x", "operator": "x", "busDateTime": now17(), "placeCode": "002", "amt": 0},
+    )  # fmt: skip
+    assert voucher.result == "E2001" and "amt" in voucher.message, voucher.message
+    assert await counts(pool, bus_no) == before
+    sent = his.call(
+        "sendBillNotice",
+        {**key, "noticeList": [{"noticeType": "1201", "noticeValue": "13800138001"}]},
+    )
+    assert sent.ok, sent.message
+    after = await counts(pool, bus_no)
+    # The bill queued on SMS (its job made now if it had none), one log leaf for it.
+    assert after[0] == before[0] and after[1] >= max(before[1], 1)
+    assert after[2] == before[2] + 1
+
+
+@pytest.fixture(scope="module")
+def lister(stack: Stack) -> Iterator[HisClient]:
+    """An app of issuing point 001 that may list bills, without personal data."""
+
+    async def register() -> bytes:
+        admin = await stack.login("admin")
+        async with stack.channel(creds=admin) as ch:
+            resp = await identity_pb2_grpc.IdentityServiceStub(ch).RegisterApp(
+                identity_pb2.RegisterAppRequest(
+                    app_id="lister-001",
+                    unit_code=demo.UNIT_CODE,
+                    places=["001"],
+                    methods=["/ebill.v1.LifecycleService/ListBills"],
+                    permissions=["bill.read"],
+                    description="a WeChat account's bill list at window 001",
+                )
+            )
+        return bytes(resp.secret)
+
+    secret = asyncio.run(register())
+    c = client(stack, "lister-001", secret.hex())
+    yield c
+    c.close()
+
+
+def test_listings_keep_an_app_to_its_points_and_mask_for_it(
+    his: HisClient, lister: HisClient
+) -> None:
+    start = now17()
+    card = f"W{serial('L')}"
+    mine = his.call(
+        "invoiceEBillOutpatient",
+        {**outpatient(serial("L")), "cardNo": card, "idCardNo": "110101199003071233"},
+    )
+    other = his.call(
+        "invoiceEBillOutpatient", {**outpatient(serial("L"), place="002"), "cardNo": card}
+    )
+    assert mine.ok and other.ok
+    window = {"busBgnDate": start, "busEndDate": now17(), "pageNo": 1, "pageSize": 50}
+    elsewhere = lister.call("getBillByBusDate", {**window, "placeCode": "002"})
+    assert elsewhere.result == "E2004", elsewhere.message
+    own = lister.call("getBillByBusDate", window)  # its one point, without naming it
+    assert own.ok, own.message
+    assert {b["placeCode"] for b in own.message["billList"]} == {"001"}
+    assert mine.message["billNo"] in {b["billNo"] for b in own.message["billList"]}
+    listed = lister.call("getEBillUnPrintList", {**window, "cardType": "3101", "cardNo": card})
+    assert listed.ok, listed.message
+    (row,) = listed.message["billList"]  # the point-002 bill is not its to see
+    assert row["billNo"] == mine.message["billNo"] and row["idCardNo"] != "110101199003071233"
+    assert lister.call("sendBillNotice", {"billBatchCode": "x", "billNo": "y"}).result == "E1006"

@@ -48,3 +48,42 @@ def test_day_bills_are_cut_into_runs_of_consecutive_numbers() -> None:
         ("002", 5, 5, 1, 10),
         ("002", 6, 6, 1, 30),
     ]
+
+
+async def test_a_page_of_bills_counts_all_and_filters_as_the_vendor_lists(db: Any) -> None:
+    from datetime import datetime, timedelta
+
+    from engine.model import CST
+    from storage.gateway import Listed, PageQuery, bill_page, day_bills
+    from tests.factories import RING
+    from tests.storage.test_console_search import issued
+    from tests.storage.test_reserve import UNIT
+
+    await issued(db)  # four bills: two at 001, two at 002
+    await db.execute(
+        "UPDATE bills SET status = 'issued', unit_signature = '\\x01', fiscal_signature = '\\x01'"
+    )
+    wide = PageQuery(UNIT, datetime(2000, 1, 1), datetime(2100, 1, 1), limit=3)
+    total, page = await bill_page(db, wide, RING)
+    assert total == 4 and len(page) == 3
+    total, rest = await bill_page(db, PageQuery(**{**_fields(wide), "offset": 3}), RING)
+    assert total == 4 and [b.bill_id for b in rest] == [max(b.bill_id for b in page) + 1]
+    at_002 = PageQuery(**{**_fields(wide), "place_code": "002", "limit": 10})
+    total, page = await bill_page(db, at_002, RING)
+    assert total == 2 and {b.place_code for b in page} == {"002"}
+    assert page[0].source is not None and page[0].source.payer.name  # the request opened
+    for listed, want in ((Listed.RED, 0), (Listed.PRINTED, 0), (Listed.UNPRINTED, 4)):
+        q = PageQuery(**{**_fields(wide), "listed": listed, "limit": 10})
+        assert (await bill_page(db, q, RING))[0] == want, listed
+    # By issue time: the bills were issued just now (China time).
+    now = datetime.now(CST)
+    by_issue = PageQuery(UNIT, now - timedelta(hours=1), now + timedelta(hours=1), by_issue=True)
+    assert (await bill_page(db, by_issue, RING))[0] == 4
+    assert len(await day_bills(db, unit_code=UNIT, day=now.date(), red=False, by_issue=True)) == 4
+    # Nothing whose issue time falls outside the range.
+    early = PageQuery(UNIT, now - timedelta(days=3), now - timedelta(days=2), by_issue=True)
+    assert (await bill_page(db, early, RING))[0] == 0
+
+
+def _fields(q: Any) -> dict[str, Any]:
+    return {f: getattr(q, f) for f in q.__dataclass_fields__}

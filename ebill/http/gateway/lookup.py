@@ -3,12 +3,14 @@ their H5 page and notice, and the connection test."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from ebill.http.gateway.bills import qr_png, stamp17
 from ebill.http.gateway.call import Answer, Call
 from ebill.http.gateway.codes import GatewayError, Result
 from ebill.http.gateway.fields import Reader, refuse
+from engine.delivery import Channel, normalise_address
 from engine.errors import NotFound, Unavailable
 from engine.lifecycle import BillKey
 from engine.model import BillStatus, IssuedBill
@@ -134,9 +136,12 @@ async def picture_url(call: Call, r: Reader) -> Answer:
 
 
 async def notice_picture(call: Call, r: Reader) -> Answer:
-    """getEBillNotifyPic: the notice's fields and QR code; its picture (isReturnPic
-    1) once the public pages render one."""
+    """getEBillNotifyPic: the notice's fields and QR code, and with isReturnPic 1
+    the notice slip itself (Rendering.notice: a PNG, payer masked)."""
     bill = await call.bill(r)
+    wants_picture = r.text("isReturnPic", max_len=1)
+    if wants_picture not in ("", "0", "1"):
+        raise refuse(r.at("isReturnPic"), "0 or 1")
     out: dict[str, Any] = {
         "billBatchCode": bill.bill_code,
         "billNo": bill.bill_no,
@@ -144,28 +149,55 @@ async def notice_picture(call: Call, r: Reader) -> Answer:
         "createTime": stamp17(bill),
         "billQRCode": qr_png(bill),
     }
-    if r.text("isReturnPic", max_len=1) == "1":
-        render = call.services.extra.get("notice_png")
-        if render is None:
+    if wants_picture == "1":
+        rendering = call.services.rendering
+        if rendering is None:
             raise GatewayError(
                 Result.NOT_SERVED,
-                "this engine does not render notice pictures yet; ask with isReturnPic 0",
+                "this engine renders no notice pictures (no rendering); ask with isReturnPic 0",
             )
-        out["pictureData"] = await render(bill)
+        png = await rendering.notice(bill.bill_code, bill.bill_no, None)
+        out["pictureData"] = base64.b64encode(png).decode("ascii")
     return out
 
 
+# The vendor's notice types (appendix 6) and the delivery channel of each.
+NOTICE_CHANNELS = {"1201": Channel.SMS, "1202": Channel.EMAIL}
+
+
 async def send_notice(call: Call, r: Reader) -> Answer:
-    """sendBillNotice: by SMS or email, through the delivery service."""
+    """sendBillNotice: the bill sent again by SMS or email through the delivery
+    outbox (Delivery.resend). The engine sends a bill only to the addresses it
+    was issued with: a noticeValue that is not the payer's phone number or email
+    on the bill is refused (sending a bill with its payer's data to an address a
+    caller names would disclose it)."""
     bill = await call.bill(r)
-    targets = [
-        (n.text("noticeType", required=True, max_len=10), n.text("noticeValue", required=True))
-        for n in r.objects("noticeList", required=True, most=10)
-    ]
-    send = call.services.extra.get("send_notice")
-    if send is None:
-        raise GatewayError(
-            Result.NOT_SERVED, "this engine does not send bill notices yet (sendBillNotice)"
-        )
-    await send(bill, targets)
-    return "通知已发送"
+    delivery = call.services.extra.get("delivery")
+    payer = bill.source.payer if bill.source is not None else None
+    channels: list[Channel] = []
+    for n in r.objects("noticeList", required=True, most=10):
+        kind = n.text("noticeType", required=True, max_len=10)
+        channel = NOTICE_CHANNELS.get(kind)
+        if channel is None:
+            raise refuse(n.at("noticeType"), f"1201 (mobile phone) or 1202 (email), got {kind}")
+        value = n.text("noticeValue", required=True, max_len=254)
+        own = (payer.tel if channel is Channel.SMS else payer.email) if payer else ""
+        wanted = normalise_address(channel, value)
+        if wanted is None:
+            raise refuse(n.at("noticeValue"), f"not a {channel.value} address")
+        if not own or normalise_address(channel, own) != wanted:
+            raise refuse(
+                n.at("noticeValue"),
+                f"is not the payer's {'phone number' if channel is Channel.SMS else 'email'} "
+                "on the bill; a bill is sent only to the addresses it was issued with",
+            )
+        if delivery is None or not delivery.channels.configured(channel):
+            raise GatewayError(
+                Result.NOT_SERVED, f"this engine has no {channel.value} channel configured"
+            )
+        if channel not in channels:
+            channels.append(channel)
+    if delivery is None:  # an empty noticeList was refused above
+        raise GatewayError(Result.NOT_SERVED, "this engine has no delivery")
+    queued = await delivery.resend(bill.bill_code, bill.bill_no, channels, f"app:{call.app.app_id}")
+    return f"通知已提交发送（{queued}条）"

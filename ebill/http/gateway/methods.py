@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ebill.http.gateway import issue, lifecycle, lookup, paper, stock
+from ebill.http.gateway import issue, lifecycle, listing, lookup, paper, stock
 from ebill.http.gateway.call import Method
+from usecases.gateway import Listed
 
 __all__ = ["METHODS", "NOT_SERVED"]
 
@@ -22,13 +23,15 @@ _STATUS = "/ebill.v1.IssuanceService/GetBillStatus"
 _RED = "/ebill.v1.LifecycleService/RedFlush"
 _PAPER = "/ebill.v1.LifecycleService/GetPaperStock"
 _STOCK = "/ebill.v1.StockService/QueryStock"
+_LIST = "/ebill.v1.LifecycleService/ListBills"
+_RESEND = "/ebill.v1.DeliveryService/Resend"
 
 METHODS: Mapping[str, Method] = {
     # General (通用类)
     "testServerConnect": Method(lookup.test_connect, "", "", "general"),
     "getEBillPicUrl": Method(lookup.picture_url, "bill.read", _GET, "general"),
     "getEBillNotifyPic": Method(lookup.notice_picture, "bill.read", _GET, "general"),
-    "sendBillNotice": Method(lookup.send_notice, "delivery.send", "", "general"),
+    "sendBillNotice": Method(lookup.send_notice, "delivery.send", _RESEND, "general"),
     # Issuance (开票业务类)
     "invoiceEBillOutpatient": Method(issue.issue_one("outpatient"), "bill.issue", _ISSUE, "issue"),
     "invEBillHospitalized": Method(issue.issue_one("inpatient"), "bill.issue", _ISSUE, "issue"),
@@ -49,6 +52,7 @@ METHODS: Mapping[str, Method] = {
     "writeOffEBill": Method(lifecycle.red_flush, "bill.red_flush", _RED, "issue"),
     "writeOffEBillToPaper": Method(lifecycle.red_flush_paper, "bill.red_flush", _RED, "issue"),
     "invoicePayMentVoucher": Method(issue.pay_voucher, "bill.issue", _ISSUE, "issue"),
+    # A partial deposit refund is Lifecycle.refund, under the same red-flush permission.
     "writeOffPayMentVoucher": Method(lifecycle.red_flush_voucher, "bill.red_flush", _RED, "issue"),
     "getPaperBillNo": Method(paper.next_paper_no, "paper.use", _PAPER, "issue"),
     "turnPaper": Method(
@@ -73,6 +77,26 @@ METHODS: Mapping[str, Method] = {
     "checkWriteOffData": Method(
         stock.check_day(red=True, by_place=True), "report.read", "", "verify"
     ),
+    "checkTotalDataByIvcDate": Method(
+        stock.check_day(red=False, by_place=False, by_issue=True), "report.read", "", "verify"
+    ),
+    "checkDataPlaceByIvcDate": Method(
+        stock.check_day(red=False, by_place=True, by_issue=True), "report.read", "", "verify"
+    ),
+    "checkWriteOffDataByIvcDate": Method(
+        stock.check_day(red=True, by_place=True, by_issue=True), "report.read", "", "verify"
+    ),
+    "getBillByBusDate": Method(listing.bills_by_time(by_issue=False), "bill.read", _LIST, "verify"),
+    "getBillByIvcDate": Method(listing.bills_by_time(by_issue=True), "bill.read", _LIST, "verify"),
+    "getEBillUnPrintList": Method(
+        listing.payer_bills(Listed.UNPRINTED, card_required=True), "bill.read", _LIST, "general"
+    ),
+    "getNotPrintList": Method(
+        listing.payer_bills(Listed.UNPRINTED, card_required=False), "bill.read", _LIST, "general"
+    ),
+    "getEBillPrintList": Method(
+        listing.payer_bills(Listed.PRINTED, card_required=True), "bill.read", _LIST, "general"
+    ),
     # Base management (基础管理类)
     "getValidBillNo": Method(stock.valid_ranges, "stock.read", _STOCK, "base"),
     "getValidBillBatchCode": Method(stock.valid_bill_codes, "stock.read", _STOCK, "base"),
@@ -81,13 +105,14 @@ METHODS: Mapping[str, Method] = {
 # Interfaces of the specification this engine does not serve, and why. Each
 # answers E2005 with the reason (after the envelope and app are checked).
 NOT_SERVED: Mapping[str, str] = {
-    "cancelPayMentVoucherBalance": "deposit settlement is not tracked by this engine",
+    "cancelPayMentVoucherBalance": (
+        "deposit settlement is not tracked by this engine: an inpatient bill does not "
+        "consume vouchers here, so there is no settlement to undo (writeOffEBill red-flushes "
+        "the inpatient bill; the vouchers stay as they are)"
+    ),
     "invalidPayMentVoucherPaper": "deposit vouchers are not printed on paper here",
     "receiveArreasFeedBack": "arrears feedback is the platform's circulation service",
-    "getEBillUnPrintList": "listing by patient card: use the REST /v1/bills listing",
     "getBillDetail": "use the REST /v1/bills/{code}/{no} (full bill with its request)",
-    "getEBillPrintList": "listing by patient card: use the REST /v1/bills listing",
-    "getNotPrintList": "listing by patient card: use the REST /v1/bills listing",
     "getEBillAccountStatus": "reimbursement booking (入账) status is the platform's",
     "billStockOut": "distribution is a bill-office operation (StockService.Distribute)",
     "billStockReturn": "returns are decided by the bill office (StockService.RequestReturn)",
@@ -103,11 +128,6 @@ NOT_SERVED: Mapping[str, str] = {
     "downEBillAccount": "booking summaries (汇总单入账) are the platform's",
     "registerEBillAcc": "booking summaries (汇总单入账) are the platform's",
     "cancelEBillAcc": "booking summaries (汇总单入账) are the platform's",
-    "getBillByBusDate": "bill listing by business time: not served yet",
-    "checkTotalDataByIvcDate": "reconciliation by issue date: not served yet (by business date is)",
-    "checkDataPlaceByIvcDate": "reconciliation by issue date: not served yet (by business date is)",
-    "checkWriteOffDataByIvcDate": "reconciliation by issue date: not served yet",
-    "getBillByIvcDate": "bill listing by issue date: not served yet",
     "receiveCheckTotalData": "the platform pulling the HIS's totals is not served",
     "receiveCheckWriteOffData": "the platform pulling the HIS's totals is not served",
     "receiveBillByBusDate": "the platform pulling the HIS's totals is not served",

@@ -75,21 +75,24 @@ async def valid_bill_codes(call: Call, r: Reader) -> Answer:
     }
 
 
-def _day(r: Reader) -> date:
-    text = r.text("busDate", required=True, max_len=10)
+def _day(r: Reader, name: str = "busDate") -> date:
+    text = r.text(name, required=True, max_len=10)
     for form in ("%Y-%m-%d", "%Y%m%d"):
         try:
             return datetime.strptime(text, form).date()
         except ValueError:
             continue
-    raise refuse("busDate", f"must be yyyy-MM-dd, got {text!r}")
+    raise refuse(name, f"must be yyyy-MM-dd, got {text!r}")
 
 
-def check_day(*, red: bool, by_place: bool) -> Any:
-    """checkTotalData (by_place False), checkDataByPlace, checkWriteOffData (red)."""
+def check_day(*, red: bool, by_place: bool, by_issue: bool = False) -> Any:
+    """checkTotalData (by_place False), checkDataByPlace, checkWriteOffData (red);
+    with ``by_issue`` their ...ByIvcDate twins, which count by issue date
+    (ivcDate, China time) instead of business date."""
+    day_field = "ivcDate" if by_issue else "busDate"
 
     async def handler(call: Call, r: Reader) -> Answer:
-        day = _day(r)
+        day = _day(r, day_field)
         place = call.place(r, required=by_place or red)
         bus_type = r.text("busType", max_len=20)
         page_no = r.integer("pageNo", default=1)
@@ -102,12 +105,17 @@ def check_day(*, red: bool, by_place: bool) -> Any:
             # An app bound to some points reconciles those only, one at a time.
             raise refuse("placeCode", "is required for an app bound to issuing points")
         totals = await call.services.gateway.day_totals(
-            unit_code=call.unit_code, day=day, red=red, place_code=place, bus_type=bus_type
+            unit_code=call.unit_code,
+            day=day,
+            red=red,
+            place_code=place,
+            bus_type=bus_type,
+            by_issue=by_issue,
         )
         page = totals.runs[(page_no - 1) * page_size : page_no * page_size]
         listing = r.text("isReturnList", max_len=1) != "0"
         return {
-            "busDate": day.isoformat(),
+            day_field: day.isoformat(),
             "copyNum": len(totals.runs),
             "totalAmt": yuan(sum(run.total_fen for run in page)),
             "totalNum": sum(run.count for run in page),
