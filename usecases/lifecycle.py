@@ -34,6 +34,7 @@ from engine.lifecycle import (
 )
 from engine.masking import masked_bill, payer_only
 from engine.model import CST, BillStatus, IssuedBill
+from engine.money import format_fen
 from engine.operator import Operator
 from engine.pipeline import Work
 from engine.prepare import Prepared
@@ -176,6 +177,16 @@ class Lifecycle:
         original = await self._original(cmd.original, op, "original")
         red = await self._replay(op.unit_code, cmd.bus_no, original.state)
         if red is not None:
+            # The serial's red bill came with a refund that kept part of the bill:
+            # answering it as a red-flush would tell the caller the whole was given back.
+            kept = await bill_store.remainder_of(self._pool, original.state.bill_id, self._ring)
+            if kept is not None:
+                raise AlreadyExists(
+                    f"bus_no: {cmd.bus_no} is the serial of a refund of part of "
+                    f"{original.state.label} (the rest is bill {kept.bill_code}/{kept.bill_no}); "
+                    "refund or red-flush that bill instead",
+                    field="bus_no",
+                )
             (now,) = await bill_store.bills_by_id(self._pool, [original.state.bill_id], self._ring)
             return RedFlushed(red, now)
         err = check_red_flush(original.state, void_paper=cmd.void_paper)
@@ -208,6 +219,16 @@ class Lifecycle:
         red = await self._replay(op.unit_code, cmd.red_bus_no, state)
         if red is not None:
             remainder = await bill_store.remainder_of(self._pool, state.bill_id, self._ring)
+            # A retry carries the same amount; another amount under this serial is
+            # another operation, never answered with the first one's bills.
+            kept = state.total_fen - cmd.refund_fen
+            if (remainder.total_fen if remainder is not None else 0) != kept:
+                raise AlreadyExists(
+                    f"red_bus_no: {cmd.red_bus_no} is the serial of a refund of {state.label} "
+                    f"that kept {format_fen(remainder.total_fen if remainder else 0)}, "
+                    f"not {format_fen(max(kept, 0))}",
+                    field="red_bus_no",
+                )
             (now,) = await bill_store.bills_by_id(self._pool, [state.bill_id], self._ring)
             return Refunded(red, remainder, now)
         rem = None if cmd.remainder is None else await self._remainder(op, state, cmd.remainder)

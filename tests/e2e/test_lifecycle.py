@@ -288,6 +288,25 @@ async def test_refund_red_flushes_and_reissues_the_remainder(
         refund_req(f"{refund // 100}.{refund % 100:02d}", remainder_in, red_bus)
     )
     assert (again.red_bill.bill_no, again.remainder.bill_no) == (red.bill_no, rem.bill_no)
+    # The same serial with another amount, or as a whole red-flush, is another
+    # operation: refused naming the serial, never answered with this refund's bills
+    # (a HIS would take the part refund for the whole).
+    await refused(
+        pool,
+        lifecycle.Refund(refund_req(original.total_amount, None, red_bus)),
+        grpc.StatusCode.ALREADY_EXISTS,
+        field="red_bus_no",
+    )
+    await refused(
+        pool,
+        lifecycle.RedFlush(
+            lifecycle_pb2.RedFlushRequest(
+                operator=op(), original=by_number(original), bus_no=red_bus, reason="whole"
+            )
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        field="bus_no",
+    )
 
     # A full refund needs no remainder.
     whole = await issue(issuance, charge())
