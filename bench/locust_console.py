@@ -35,7 +35,9 @@ __all__ = ["ENV_BILLS", "ENV_CA", "ENV_STAFF", "ENV_THINK", "USERS", "main"]
 ENV_STAFF = "EBILL_LOCUST_STAFF"  # JSON {username: password}
 ENV_CA = "EBILL_LOCUST_CA"
 ENV_THINK = "EBILL_LOCUST_THINK"
-ENV_BILLS = "EBILL_LOCUST_BILLS"  # JSON [[place, code, no, id_card, bus_no], ...]
+# A file of JSON [[place, code, no, id_card, bus_no], ...]: 2,000 bills are
+# more than one environment string may hold (128 KiB on Linux).
+ENV_BILLS = "EBILL_LOCUST_BILLS"
 # Staff signing in by password alone (the demo's managers need TOTP).
 USERS = ("cashier-001", "cashier-002", "auditor")
 
@@ -110,13 +112,15 @@ def main(argv: list[str] | None = None) -> None:
         stack.seed_demo(stock=max(20_000, args.bills * 2))
         stack.start_engine()
         bills = asyncio.run(_issue(stack, args.bills))
+        bills_file = data_dir / "bills.json"
+        bills_file.write_text(json.dumps(bills[:2000]), encoding="utf-8")
         tls = stack.tls()
         env = {
             **os.environ,
             ENV_STAFF: json.dumps({u: stack.demo.staff[u].password for u in USERS}),
             ENV_CA: str(tls.ca) if tls else "",
             ENV_THINK: str(args.think),
-            ENV_BILLS: json.dumps(bills[:2000]),
+            ENV_BILLS: str(bills_file),
         }
         for users in (int(u) for u in args.users.split(",")):
             prefix = data_dir / f"locust-{users}"

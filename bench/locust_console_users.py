@@ -32,7 +32,8 @@ class ConsoleUser(HttpUser):
         staff: dict[str, str] = json.loads(os.environ.get(ENV_STAFF, "{}"))
         self.client.verify = os.environ.get(ENV_CA) or True
         self.username = USERS[next(_next_user) % len(USERS)]
-        self.bills: list[list[str]] = json.loads(os.environ.get(ENV_BILLS, "[]"))
+        with open(os.environ[ENV_BILLS], encoding="utf-8") as f:
+            self.bills: list[list[str]] = json.load(f)
         self.places = ["001", "002"]
         if self.username.startswith("cashier-"):
             place = self.username.removeprefix("cashier-")
