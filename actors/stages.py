@@ -186,7 +186,10 @@ class ValidateStage(_DbStage):
         except EbillError as exc:
             return [exc] * len(bills)
         out: list[Prepared | EbillError] = []
-        for bill in decoded:
+        for n, bill in enumerate(decoded, start=1):
+            if n % VERIFY_CHUNK == 0:
+                # Let a window's bill that came in meanwhile through (issue #11 item 12).
+                await asyncio.sleep(0)
             if isinstance(bill, EbillError):
                 out.append(bill)
                 continue
