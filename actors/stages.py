@@ -27,7 +27,6 @@ from clients.signer import SignerClient
 from config import keys
 from config.tls import TlsFiles
 from config.tuning import (
-    COUNTERSIGN_CHUNK,
     DB_ATTEMPTS,
     DB_RETRY_FACTOR,
     DB_RETRY_FIRST_DELAY_S,
@@ -362,37 +361,18 @@ class CountersignStage(_Timed):
                     else w
                 ),
             )
-        answers: list[CountersignResult] = []
         try:
-            # In calls of COUNTERSIGN_CHUNK, one after another: the platform serves
-            # its calls in turn, and a window's bill waits there behind one chunk of
-            # a bulk batch instead of all of it (issue #11 item 12).
-            for k in range(0, len(todo), COUNTERSIGN_CHUNK):
-                chunk = todo[k : k + COUNTERSIGN_CHUNK]
-                answers.extend(await self.fiscal.countersign_batch(chunk, timeout_s))
+            answers = await self.fiscal.countersign_batch(todo, timeout_s)
         except EbillError as exc:
             self.breaker.failure()
             log.warning("fiscal platform failed: %s (circuit %s)", exc, self.breaker.state)
             reason = f"fiscal platform unavailable ({exc.code})"
-            answered = {(r.bill_code, r.bill_no) for r in answers}
-            if not answered:
-                out = map_work(
-                    items, lambda w: replace(w, deferred=reason) if w.needs_countersign else w
-                )
-                self.record(len(todo), started)
-                return out
-            # The chunks answered before the failure keep their answers; the rest
-            # go out pending, for the recovery loop.
-            items = map_work(
-                items,
-                lambda w: (
-                    replace(w, deferred=reason)
-                    if w.needs_countersign and (w.bill_code, w.bill_no) not in answered
-                    else w
-                ),
+            out = map_work(
+                items, lambda w: replace(w, deferred=reason) if w.needs_countersign else w
             )
-        else:
-            self.breaker.success()
+            self.record(len(todo), started)
+            return out
+        self.breaker.success()
         results = {(r.bill_code, r.bill_no): r for r in answers}
         sent = {(w.bill_code, w.bill_no): w.unit_signature for w in todo}
         key: VerifyingKey | None = None

@@ -11,7 +11,6 @@ from typing import Final
 
 __all__ = [
     "BULK_COUNTERSIGN_INFLIGHT",
-    "COUNTERSIGN_CHUNK",
     "DB_ATTEMPTS",
     "DB_RETRY_FACTOR",
     "DB_RETRY_FIRST_DELAY_S",
@@ -67,11 +66,6 @@ DB_RETRY_FACTOR: Final = 4.0
 # platform serving calls in parallel at a distance wants more.
 BULK_COUNTERSIGN_INFLIGHT: Final = 1
 
-# Bills per CountersignBatch call: a stage sends a larger batch in calls of this
-# many, one after another. The platform serves calls in turn, so a window's bill
-# waits behind one chunk (about 50 x 1.3 ms of SM2 spread over the cores), not a
-# whole bulk batch of 200; four calls instead of one cost a few ms per batch.
-COUNTERSIGN_CHUNK: Final = 50
 # Bills per thread when the archive stage checks the platform's signatures (two
 # verifications each): chunks run in threads side by side.
 VERIFY_CHUNK: Final = 50
