@@ -32,7 +32,6 @@ from config.tuning import (
     DB_RETRY_FIRST_DELAY_S,
     KEY_FETCH_TIMEOUT_S,
     SIGNER_TIMEOUT_S,
-    VERIFY_CHUNK,
 )
 from engine.breaker import BreakerState, CircuitBreaker
 from engine.errors import EbillError, FailedPrecondition, InvalidArgument, Unavailable
@@ -185,10 +184,7 @@ class ValidateStage(_DbStage):
         except EbillError as exc:
             return [exc] * len(bills)
         out: list[Prepared | EbillError] = []
-        for n, bill in enumerate(decoded, start=1):
-            if n % VERIFY_CHUNK == 0:
-                # Let a window's bill that came in meanwhile through (issue #11 item 12).
-                await asyncio.sleep(0)
+        for bill in decoded:
             if isinstance(bill, EbillError):
                 out.append(bill)
                 continue
@@ -458,15 +454,10 @@ class ArchiveStage(_DbStage):
                 # Pinned, the platform's answer is not needed to check a signature.
                 key = self._pinned
 
-            def check_fiscal(chunk: Sequence[Item]) -> list[Item]:
-                return map_work(chunk, lambda w: check_platform_signatures(w, key, unavailable))
+            def check_fiscal(w: Work) -> Item:
+                return check_platform_signatures(w, key, unavailable)
 
-            # Two SM2 verifications a bill, in threads (Tongsuo releases the GIL) and
-            # in chunks: on every core, and this actor's event loop stays free for
-            # the next batch (a window's bill is not held behind a bulk batch's).
-            chunks = [items[k : k + VERIFY_CHUNK] for k in range(0, len(items), VERIFY_CHUNK)]
-            checked = await asyncio.gather(*(asyncio.to_thread(check_fiscal, c) for c in chunks))
-            items = [it for part in checked for it in part]
+            items = map_work(items, check_fiscal)
         out = map_work(items, finish)
         works = [w for w in out if isinstance(w, Work)]
         if works:

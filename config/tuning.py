@@ -43,7 +43,6 @@ __all__ = [
     "SIGNER_TIMEOUT_S",
     "SMTP_TIMEOUT_S",
     "STATS_INTERVAL_S",
-    "VERIFY_CHUNK",
 ]
 
 # -- pipeline stages -------------------------------------------------------------
@@ -65,10 +64,6 @@ DB_RETRY_FACTOR: Final = 4.0
 # sandbox busy: the next bulk batch is signed and waiting when one returns. A
 # platform serving calls in parallel at a distance wants more.
 BULK_COUNTERSIGN_INFLIGHT: Final = 1
-
-# Bills per thread when the archive stage checks the platform's signatures (two
-# verifications each): chunks run in threads side by side.
-VERIFY_CHUNK: Final = 50
 
 # -- gRPC channels to the signer and the fiscal platform ---------------------------
 
