@@ -64,6 +64,9 @@ bench-security: $(STAMP) ## Issuance with TLS + authentication + transparency lo
 bench-lifecycle: $(STAMP) ## Benchmark red-flush, paper conversion and stock checks
 	$(PY) -m bench.lifecycle
 
+bench-fiscal: $(STAMP) ## Fiscal sandbox CountersignBatch: SM2 on every core vs in turn (ratio, one run, no stack)
+	$(PY) -m bench.fiscal_sandbox
+
 bench-mapping: $(STAMP) ## What resolving HIS codes through the mapping costs validation (ratio, one run)
 	$(PY) -m bench.mapping
 
@@ -94,4 +97,4 @@ chaos: $(STAMP) ## Randomized fault run: make chaos SECONDS=300 SEED=7 (exit 1 o
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var
 
-.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-security bench-history bench-gateway bench-gateway-harness bench-search bench-console chaos clean
+.PHONY: help venv system run test test-fast test-e2e protos fmt lint bench bench-fiscal bench-lifecycle bench-sealing bench-delivery bench-mapping bench-render bench-auth bench-security bench-history bench-gateway bench-gateway-harness bench-search bench-console chaos clean

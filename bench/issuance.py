@@ -405,8 +405,8 @@ def summary(results: list[Result], ceiling: CryptoCeiling, notes: Sequence[str] 
     out = [
         "",
         "summary",
-        f"  crypto ceiling {ceiling.bills_per_s:,.0f} bills/s; fiscal sandbox bound "
-        f"{ceiling.platform_serial_per_s:,.0f} bills/s (one core, SM2 only)",
+        f"  crypto ceiling {ceiling.bills_per_s:,.0f} bills/s; the fiscal sandbox's SM2 "
+        f"work on one core would bound it at {ceiling.platform_serial_per_s:,.0f} bills/s",
     ]
     base = next((r for r in results if r.name.startswith("baseline")), None)
     for r in results:

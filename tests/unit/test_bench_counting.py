@@ -82,8 +82,10 @@ def test_the_ceiling_follows_the_sm2_operations_per_bill() -> None:
     c = crypto.CryptoCeiling(2, 2000, 3000, 4000, 6000)
     per_bill = crypto.SM2_SIGNS_PER_BILL / 4000 + crypto.SM2_VERIFIES_PER_BILL / 6000
     assert c.bills_per_s == pytest.approx(1 / per_bill)
-    # Two signs (unit, platform) and two verifies (platform, archive) per bill.
-    assert (crypto.SM2_SIGNS_PER_BILL, crypto.SM2_VERIFIES_PER_BILL) == (2, 2)
+    # Three signs (unit, platform countersignature, platform QR) and three verifies
+    # (platform: unit signature; archive: countersignature and QR) per bill.
+    assert (crypto.SM2_SIGNS_PER_BILL, crypto.SM2_VERIFIES_PER_BILL) == (3, 3)
+    assert (crypto.PLATFORM_SIGNS_PER_BILL, crypto.PLATFORM_VERIFIES_PER_BILL) == (2, 1)
     r = bench.Result("batch", 500, 0, 1.0, [], ceiling=c.bills_per_s)
     assert f"{500 / c.bills_per_s:.1%}" in r.line()
 
