@@ -18,6 +18,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -60,6 +61,13 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/verify"): "public verification page: number + check code, or the QR",
     ("GET", "/api/verify"): "public verification API, same inputs as /verify",
     ("POST", "/api/verify"): "public verification API, same inputs as /verify",
+    ("POST", "/verify"): (
+        "public verification page reading the QR of an uploaded picture (8 MB, rate limited)"
+    ),
+    ("GET", "/widget/bill/{bill_code:str}/{bill_no:str}"): (
+        "the H5 widget's card for an app's page: same check code as the H5 page, payer masked"
+    ),
+    ("GET", "/widget.js"): "the script an app's page includes to frame the widget; no data",
     ("GET", "/selfservice/{unit_code:str}"): "patient self-service: the sign-in form",
     ("POST", "/selfservice/{unit_code:str}/code"): (
         "patient self-service sign-in: asks an SMS code (rate limited per number and IP)"
@@ -130,6 +138,8 @@ def app_routes() -> list[HttpRoute]:
             paper=none,
             gateway=none,
             fiscal=none,
+            # The public pages read the verification's guard when their routes are built.
+            verification=SimpleNamespace(guard=None),
             extra={"selfservice": SelfService(none, none, None, public_url="")},
         )
     )
