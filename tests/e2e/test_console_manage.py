@@ -3,7 +3,8 @@ Playwright) against the whole stack, as finance staff use them (issue #16):
 refund and paper actions on a bill through their confirmation pages, users
 created with role and scope (the TOTP QR shown once), locked, unlocked and
 given a new password, base data kept, the inspection report read; and each
-page refused to a user without its permission. Screenshots go to docs/console/."""
+page refused to a user without its permission. Screenshots go to docs/console/
+with EBILL_UPDATE_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
