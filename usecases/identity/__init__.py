@@ -47,6 +47,10 @@ __all__ = [
 # argon2id with the library's defaults (RFC 9106's second recommended option:
 # t=3, m=64 MiB, p=4); the parameters travel in each hash.
 HASHER = PasswordHasher()
+# Password checks at once per engine. Each is 64 MiB and four lanes of CPU on a
+# thread; a burst of sign-ins (a shift change) must not take every core from the
+# event loop that serves the pages, the HTTP gateway and gRPC. Beyond this they queue.
+HASH_CONCURRENCY = 1
 
 
 class Sealer(Protocol):
@@ -97,6 +101,7 @@ class Identity:
         self._by_cn: dict[str, tuple[str | None, float]] = {}
         self._sessions: dict[bytes, tuple[Principal, float]] = {}
         self._nonces = NonceClaims(pool, self.policy.window_s)
+        self._hashing = asyncio.Semaphore(HASH_CONCURRENCY)
 
     def forget(self) -> None:
         """Drop every cached app and session (after a change made here)."""
@@ -158,12 +163,27 @@ class Identity:
         that need it); Unauthenticated otherwise, with one reason for every
         failure so that the answer tells nothing about which part was wrong."""
         now = datetime.now(UTC)
+        # The password is checked before a connection is taken and the user's row
+        # locked: a queue of sign-ins waiting for the hasher must not hold the
+        # pool's connections (every page needs one) or each other's rows.
+        seen = await store.login_row(self.pool, username)
+        async with self._hashing:
+            matches = await asyncio.to_thread(
+                _verify, seen.password_hash if seen else _DUMMY_HASH, password
+            )
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT 1 FROM users WHERE username = $1 FOR UPDATE", username
             )
             login = await store.login_row(conn, username) if row else None
-            reason = await self._check(conn, login, username, password, totp, now)
+            # A password changed (or a user made) meanwhile was not the one checked.
+            matches = (
+                matches
+                and seen is not None
+                and login is not None
+                and (login.password_hash == seen.password_hash)
+            )
+            reason = await self._check(conn, login, username, matches, totp, now)
             ok = reason == ""
             await store.add_login_attempt(conn, username, ok=ok, reason=reason or "ok")
             unit = login.unit_code if login else ""
@@ -206,18 +226,18 @@ class Identity:
         conn: asyncpg.Connection,
         login: store.LoginRow | None,
         username: str,
-        password: str,
+        password_matches: bool,
         code: str,
         now: datetime,
     ) -> str:
-        """Why sign-in is refused ("" when it is not)."""
+        """Why sign-in is refused ("" when it is not). The password was checked
+        by the caller (an unknown name against a dummy hash, so it costs what a
+        known one does)."""
         if login is None:
-            # Hash anyway: an unknown name costs what a known one does.
-            await asyncio.to_thread(_verify, _DUMMY_HASH, password)
             return "unknown user"
         if login.locked_until is not None and login.locked_until > now:
             return "locked"
-        if not await asyncio.to_thread(_verify, login.password_hash, password):
+        if not password_matches:
             return "wrong password"
         if not login.enabled:
             return "disabled"
