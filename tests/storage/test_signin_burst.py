@@ -6,6 +6,8 @@ users every page waited behind the sign-ins)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import threading
 import uuid
 
@@ -28,8 +30,12 @@ SIGN_INS = 6
 async def test_sign_ins_queue_for_the_hasher_without_holding_connections(
     session_pool: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    del session_pool  # migrated by it
-    pool = await connect_pool(database_url, size=2, migrate=False)
+    # A database of its own: these sign-ins commit (they need a real pool), and
+    # their log leaves must not reach the other tests' log.
+    dbname = f"signin_burst_{os.getpid()}"
+    await session_pool.execute(f"CREATE DATABASE {dbname}")
+    url = re.sub(r"/([A-Za-z0-9_]+)(\?|$)", rf"/{dbname}\2", database_url, count=1)
+    pool = await connect_pool(url, size=2, migrate=True)
     try:
         ident = Identity(pool, fixed_sealer())
         admin = IdentityAdmin(ident)
@@ -67,3 +73,4 @@ async def test_sign_ins_queue_for_the_hasher_without_holding_connections(
         assert peak == identity_mod.HASH_CONCURRENCY == 1
     finally:
         await pool.close()
+        await session_pool.execute(f"DROP DATABASE {dbname}")
